@@ -1,0 +1,347 @@
+// Package backendtest is the conformance suite every leasehold backend
+// passes, against its real server: compare-and-swap semantics, watch,
+// reporting of undecodable records and elections with several candidates.
+//
+// A backend's test calls Run with a Harness that opens independent clients
+// on named locks of a running server.
+package backendtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// Harness opens a backend under test.
+type Harness struct {
+	// New returns a new client's Backend for lock. Each call must behave as
+	// a separate client (its own connection, where the backend has one).
+	New func(t testing.TB, lock string) elector.Backend
+	// PlantRaw stores raw bytes as the record of lock, bypassing encoding.
+	PlantRaw func(t testing.TB, lock string, raw []byte)
+	// Raw returns the stored bytes of lock.
+	Raw func(t testing.TB, lock string) []byte
+	// Lease is the timing of the election tests; zero means 2s / 1.5s /
+	// 250ms. Keep LeaseDuration a whole number of seconds for stores that
+	// keep it in seconds (Kubernetes).
+	Lease elector.Config
+}
+
+var unsafe = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// lockName returns a lock name unique to this test and this run, valid as a
+// Kubernetes object name, an etcd key and a Consul key.
+func lockName(t testing.TB) string {
+	n := unsafe.ReplaceAllString(strings.ToLower(t.Name()), "-")
+	if len(n) > 40 {
+		n = n[len(n)-40:]
+	}
+	return strings.Trim(fmt.Sprintf("%s-%x", n, time.Now().UnixNano()&0xffffffffff), "-")
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("GetMissing", func(t *testing.T) { testGetMissing(t, h) })
+	t.Run("CreateRace", func(t *testing.T) { testCreateRace(t, h) })
+	t.Run("StaleVersion", func(t *testing.T) { testStaleVersion(t, h) })
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, h) })
+	t.Run("Watch", func(t *testing.T) { testWatch(t, h) })
+	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, h) })
+	t.Run("Election", func(t *testing.T) { testElection(t, h) })
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func rec(holder string, term int64) elector.Record {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return elector.Record{Holder: holder, LeaseDuration: 15 * time.Second, AcquireTime: now, RenewTime: now, Term: term}
+}
+
+func testGetMissing(t *testing.T, h Harness) {
+	b := h.New(t, lockName(t))
+	if _, _, err := b.Get(ctxT(t)); !errors.Is(err, elector.ErrNotFound) {
+		t.Fatalf("Get on a missing lock: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testCreateRace(t *testing.T, h Harness) {
+	lock := lockName(t)
+	const n = 8
+	clients := make([]elector.Backend, n)
+	for i := range clients {
+		clients[i] = h.New(t, lock)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i, b := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, errs[i] = b.Create(ctxT(t), rec(fmt.Sprintf("c%d", i), 1))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("both c%d and c%d created the lock", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, elector.ErrConflict):
+			t.Fatalf("losing Create of c%d: err = %v, want ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no Create succeeded")
+	}
+	got, _, err := clients[0].Get(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("c%d", winner); got.Holder != want {
+		t.Fatalf("holder after the race = %q, want the winner %q", got.Holder, want)
+	}
+}
+
+func testStaleVersion(t *testing.T, h Harness) {
+	lock := lockName(t)
+	a, b := h.New(t, lock), h.New(t, lock)
+	v1, err := a.Create(ctxT(t), rec("a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := b.Update(ctxT(t), rec("b", 2), v1)
+	if err != nil {
+		t.Fatalf("Update with the current version: %v", err)
+	}
+	if v2 == v1 {
+		t.Fatalf("Update returned the old version %q", v1)
+	}
+	if _, err := a.Update(ctxT(t), rec("a", 3), v1); !errors.Is(err, elector.ErrConflict) {
+		t.Fatalf("Update with a stale version: err = %v, want ErrConflict", err)
+	}
+	got, v, err := a.Get(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Holder != "b" || got.Term != 2 || v != v2 {
+		t.Fatalf("after the rejected update: holder %q term %d version %q, want b 2 %q", got.Holder, got.Term, v, v2)
+	}
+}
+
+func testRoundTrip(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	want := rec("x", 7)
+	want.AcquireTime = want.AcquireTime.Add(-time.Hour)
+	v, err := b.Create(ctxT(t), want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Holder, want.Term, want.RenewTime = "y", 8, want.RenewTime.Add(time.Second)
+	v2, err := b.Update(ctxT(t), want, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gv, err := h.New(t, lock).Get(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gv != v2 {
+		t.Errorf("Get version %q, Update returned %q", gv, v2)
+	}
+	if got.Holder != want.Holder || got.Term != want.Term || got.LeaseDuration != want.LeaseDuration ||
+		!got.AcquireTime.Equal(want.AcquireTime) || !got.RenewTime.Equal(want.RenewTime) {
+		t.Errorf("Get after Update = %+v, want %+v", got, want)
+	}
+}
+
+func testWatch(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	w, ok := b.(elector.Watcher)
+	if !ok {
+		t.Skipf("%s has no Watcher", b.Describe())
+	}
+	v, err := b.Create(ctxT(t), rec("a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		r   elector.Record
+		v   elector.Version
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		r, v, err := w.Watch(ctxT(t), v)
+		got <- result{r, v, err}
+	}()
+	v2, err := h.New(t, lock).Update(ctxT(t), rec("b", 2), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-got:
+		if res.err != nil || res.v != v2 || res.r.Holder != "b" || res.r.Term != 2 {
+			t.Fatalf("Watch returned %+v %q %v, want holder b term 2 version %q", res.r, res.v, res.err, v2)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not wake on an update within 10s")
+	}
+
+	// Watching an old version returns the current record at once.
+	if r, v, err := w.Watch(ctxT(t), v); err != nil || v != v2 || r.Holder != "b" {
+		t.Fatalf("Watch from an old version = %+v %q %v, want the current record at %q", r, v, err, v2)
+	}
+
+	// Cancelling the context ends a watch with the context's error.
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := w.Watch(ctx, v2)
+		errc <- err
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Watch after cancel: err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not return within 10s of its context being cancelled")
+	}
+}
+
+func testCorrupt(t *testing.T, h Harness) {
+	lock := lockName(t)
+	garbage := []byte("\x00not a leasehold record{")
+	h.PlantRaw(t, lock, garbage)
+	b := h.New(t, lock)
+	_, _, err := b.Get(ctxT(t))
+	if !errors.Is(err, elector.ErrCorrupt) {
+		t.Fatalf("Get of garbage: err = %v, want ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), lock) {
+		t.Fatalf("error %q does not name the lock %q", err, lock)
+	}
+
+	// An elector facing the garbage keeps reporting it and never overwrites it.
+	cfg := lease(h)
+	cfg.Identity = "c1"
+	e, err := elector.New(cfg, b, elector.Callbacks{
+		OnStartedLeading: func(context.Context, int64) { t.Error("led on a corrupt record") },
+		OnStoppedLeading: func() {},
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*cfg.RetryPeriod)
+	defer cancel()
+	if err := e.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if raw := h.Raw(t, lock); string(raw) != string(garbage) {
+		t.Fatalf("the corrupt record was overwritten with %q", raw)
+	}
+}
+
+func lease(h Harness) elector.Config {
+	cfg := h.Lease
+	if cfg.LeaseDuration == 0 {
+		cfg = elector.Config{LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond}
+	}
+	cfg.ReleaseOnCancel = true
+	return cfg
+}
+
+// testElection runs 5 electors on one lock: never two leaders at once; each
+// cancelled leader hands over to another; terms only go up.
+func testElection(t *testing.T, h Harness) {
+	lock := lockName(t)
+	const n = 5
+	var (
+		leaders atomic.Int32
+		mu      sync.Mutex
+		terms   []int64
+		who     = make(chan int, 16)
+	)
+	cancels := make([]context.CancelFunc, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := lease(h)
+		cfg.Identity = fmt.Sprintf("e%d", i)
+		e, err := elector.New(cfg, h.New(t, lock), elector.Callbacks{
+			OnStartedLeading: func(ctx context.Context, term int64) {
+				if l := leaders.Add(1); l > 1 {
+					t.Errorf("e%d started leading (term %d) while %d others lead", i, term, l-1)
+				}
+				mu.Lock()
+				terms = append(terms, term)
+				mu.Unlock()
+				who <- i
+				<-ctx.Done()
+				leaders.Add(-1)
+			},
+			OnStoppedLeading: func() {},
+		}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.Run(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+		wg.Wait()
+	}()
+
+	cfg := lease(h)
+	bound := 3*cfg.LeaseDuration + 10*time.Second
+	for round := range 3 {
+		select {
+		case i := <-who:
+			cancels[i]()
+		case <-time.After(bound):
+			t.Fatalf("round %d: no leader within %v", round, bound)
+		}
+	}
+	select {
+	case <-who:
+	case <-time.After(bound):
+		t.Fatalf("no leader after the third handover within %v", bound)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(terms); i++ {
+		if terms[i] <= terms[i-1] {
+			t.Fatalf("terms went backwards: %v", terms)
+		}
+	}
+}

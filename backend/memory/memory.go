@@ -1,0 +1,354 @@
+// Package memory is an in-process lock store: linearizable compare-and-swap
+// on any number of named locks, a store-wide revision counter, and a watch.
+//
+// It is a backend in its own right (for tests, demos and single-process
+// programs) and the store the simulator runs against. Test hooks delay
+// calls, fail the next N calls and cut a client off from the store.
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// ErrInjected is the error returned by calls failed with Store.FailNext.
+var ErrInjected = errors.New("memory: injected failure")
+
+// Counts are the calls one client made, by kind.
+type Counts struct {
+	Get, Create, Update, Watch int64
+}
+
+// Store holds the locks. The zero value is not usable; call New.
+type Store struct {
+	clk clock.Clock
+
+	mu       sync.Mutex
+	rev      int64
+	cells    map[string]*cell
+	clients  map[string]*client
+	latency  time.Duration
+	failNext int
+	failErr  error
+
+	// Accounting that lets tests know when nothing is moving: calls being
+	// served, watchers woken but not yet returned, calls held back by a
+	// partition or latency.
+	busy    int
+	blocked int
+}
+
+type cell struct {
+	exists  bool
+	data    []byte
+	rev     int64
+	waiters []*waiter
+}
+
+type waiter struct {
+	ch    chan struct{}
+	woken bool
+}
+
+type client struct {
+	cut    bool
+	counts Counts
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock makes latency sleep on c (a mock clock in tests).
+func WithClock(c clock.Clock) Option { return func(s *Store) { s.clk = c } }
+
+// New returns an empty store.
+func New(opts ...Option) *Store {
+	s := &Store{cells: map[string]*cell{}, clients: map[string]*client{}}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.clk == nil {
+		s.clk = clock.New()
+	}
+	return s
+}
+
+// Backend returns the handle through which the client named client uses the
+// lock named lock. Hooks that act on clients (Partition, Counts) use that
+// name.
+func (s *Store) Backend(lock, client string) *Backend {
+	return &Backend{s: s, lock: lock, client: client}
+}
+
+// SetLatency delays every call by d on the store's clock (0 turns it off).
+func (s *Store) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// FailNext makes the next n calls, from any client, fail with err (ErrInjected
+// if err is nil) without touching the store.
+func (s *Store) FailNext(n int, err error) {
+	if err == nil {
+		err = ErrInjected
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext, s.failErr = n, err
+}
+
+// Partition cuts client off: its calls get no answer until their context is
+// done, as if requests or replies were lost, and its watches deliver nothing.
+func (s *Store) Partition(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.client(client).cut = true
+}
+
+// Heal reconnects a client cut off by Partition.
+func (s *Store) Heal(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.client(client).cut = false
+}
+
+// Counts returns the calls client has made so far.
+func (s *Store) Counts(client string) Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.client(client).counts
+}
+
+// PlantRaw stores raw bytes as the record of lock, bypassing the encoding,
+// so tests can check how undecodable records are handled.
+func (s *Store) PlantRaw(lock string, raw []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.write(s.cell(lock), append([]byte(nil), raw...))
+}
+
+// Raw returns the stored bytes of lock and whether a record exists.
+func (s *Store) Raw(lock string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cell(lock)
+	return append([]byte(nil), c.data...), c.exists
+}
+
+// Quiet reports that no call is being served and no woken watcher is yet to
+// return; Blocked counts calls held back by a partition or latency. Tests
+// driving a mock clock use both to know when everything waits on time.
+func (s *Store) Quiet() (quiet bool, blocked int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busy == 0, s.blocked
+}
+
+func (s *Store) client(name string) *client {
+	c := s.clients[name]
+	if c == nil {
+		c = &client{}
+		s.clients[name] = c
+	}
+	return c
+}
+
+func (s *Store) cell(lock string) *cell {
+	c := s.cells[lock]
+	if c == nil {
+		c = &cell{}
+		s.cells[lock] = c
+	}
+	return c
+}
+
+// write stores data (nil data with exists=false is never used: records are
+// not deleted) and wakes the watchers. s.mu must be held.
+func (s *Store) write(c *cell, data []byte) elector.Version {
+	s.rev++
+	c.exists, c.data, c.rev = true, data, s.rev
+	for _, w := range c.waiters {
+		w.woken = true
+		s.busy++
+		close(w.ch)
+	}
+	c.waiters = nil
+	return version(c.rev)
+}
+
+func version(rev int64) elector.Version { return elector.Version(strconv.FormatInt(rev, 10)) }
+
+// enter counts a call and applies the hooks: injected failure, partition,
+// latency. On success the caller must call s.leave. s.mu must not be held.
+func (s *Store) enter(ctx context.Context, b *Backend, count func(*Counts)) error {
+	s.mu.Lock()
+	cl := s.client(b.client)
+	count(&cl.counts)
+	if s.failNext > 0 {
+		s.failNext--
+		err := s.failErr
+		s.mu.Unlock()
+		return fmt.Errorf("memory: lock %q: %w", b.lock, err)
+	}
+	cut, latency := cl.cut, s.latency
+	if cut || latency > 0 {
+		s.blocked++
+	}
+	s.busy++
+	s.mu.Unlock()
+
+	if cut || latency > 0 {
+		var err error
+		if cut {
+			<-ctx.Done()
+			err = fmt.Errorf("memory: lock %q: client %q is cut off: %w", b.lock, b.client, ctx.Err())
+		} else {
+			t := s.clk.Timer(latency)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				err = fmt.Errorf("memory: lock %q: %w", b.lock, ctx.Err())
+			case <-t.C:
+			}
+		}
+		s.mu.Lock()
+		s.blocked--
+		if err != nil {
+			s.busy--
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (s *Store) leave() {
+	s.mu.Lock()
+	s.busy--
+	s.mu.Unlock()
+}
+
+// Backend is one client's handle on one lock.
+type Backend struct {
+	s      *Store
+	lock   string
+	client string
+}
+
+var (
+	_ elector.Backend = (*Backend)(nil)
+	_ elector.Watcher = (*Backend)(nil)
+)
+
+// Describe names the lock.
+func (b *Backend) Describe() string { return fmt.Sprintf("memory lock %q", b.lock) }
+
+// read decodes the record of c. s.mu must be held.
+func (b *Backend) read(c *cell) (elector.Record, elector.Version, error) {
+	if !c.exists {
+		return elector.Record{}, "", fmt.Errorf("memory: lock %q: %w", b.lock, elector.ErrNotFound)
+	}
+	r, err := elector.DecodeRecord(c.data)
+	if err != nil {
+		return elector.Record{}, "", fmt.Errorf("memory: lock %q: %w", b.lock, err)
+	}
+	return r, version(c.rev), nil
+}
+
+// Get returns the record of the lock.
+func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	if err := b.s.enter(ctx, b, func(c *Counts) { c.Get++ }); err != nil {
+		return elector.Record{}, "", err
+	}
+	defer b.s.leave()
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	return b.read(b.s.cell(b.lock))
+}
+
+// Create stores r if the lock has no record.
+func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	if err := b.s.enter(ctx, b, func(c *Counts) { c.Create++ }); err != nil {
+		return "", err
+	}
+	defer b.s.leave()
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	c := b.s.cell(b.lock)
+	if c.exists {
+		return "", fmt.Errorf("memory: create lock %q: %w", b.lock, elector.ErrConflict)
+	}
+	return b.s.write(c, elector.EncodeRecord(r)), nil
+}
+
+// Update replaces the record if its version is still v.
+func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	if err := b.s.enter(ctx, b, func(c *Counts) { c.Update++ }); err != nil {
+		return "", err
+	}
+	defer b.s.leave()
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	c := b.s.cell(b.lock)
+	switch {
+	case !c.exists:
+		return "", fmt.Errorf("memory: update lock %q: %w", b.lock, elector.ErrNotFound)
+	case version(c.rev) != v:
+		return "", fmt.Errorf("memory: update lock %q at version %s (stored %d): %w", b.lock, v, c.rev, elector.ErrConflict)
+	}
+	return b.s.write(c, elector.EncodeRecord(r)), nil
+}
+
+// Watch waits until the lock's version differs from v and returns the new
+// record. A client cut off by Partition sees nothing until ctx is done.
+func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
+	if err := b.s.enter(ctx, b, func(c *Counts) { c.Watch++ }); err != nil {
+		return elector.Record{}, "", err
+	}
+	s := b.s
+	defer s.leave()
+	s.mu.Lock()
+	for {
+		c := s.cell(b.lock)
+		cut := s.client(b.client).cut
+		if !cut && (c.exists || v != "") && (!c.exists || version(c.rev) != v) {
+			r, ver, err := b.read(c)
+			s.mu.Unlock()
+			return r, ver, err
+		}
+		w := &waiter{ch: make(chan struct{})}
+		c.waiters = append(c.waiters, w)
+		s.busy-- // waiting on a change, not working
+		s.mu.Unlock()
+		select {
+		case <-w.ch:
+			// The writer counted us busy again.
+			s.mu.Lock()
+		case <-ctx.Done():
+			s.mu.Lock()
+			if !w.woken {
+				s.busy++
+				c.waiters = remove(c.waiters, w)
+			}
+			s.mu.Unlock()
+			return elector.Record{}, "", fmt.Errorf("memory: watch lock %q: %w", b.lock, ctx.Err())
+		}
+	}
+}
+
+func remove(ws []*waiter, w *waiter) []*waiter {
+	for i, x := range ws {
+		if x == w {
+			return append(ws[:i], ws[i+1:]...)
+		}
+	}
+	return ws
+}

@@ -1,0 +1,68 @@
+package elector
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// RecordFormat is the value of the "format" field of an encoded record. Key
+// value backends (etcd, Consul, memory) store records as this JSON document,
+// documented in docs/backends.md, so other tools can read them.
+const RecordFormat = "leasehold.record/v1"
+
+type wireRecord struct {
+	Format          string    `json:"format"`
+	Holder          string    `json:"holder"`
+	LeaseDurationMS int64     `json:"lease_duration_ms"`
+	AcquireTime     time.Time `json:"acquire_time"`
+	RenewTime       time.Time `json:"renew_time"`
+	Term            int64     `json:"term"`
+}
+
+// EncodeRecord returns the stored form of r.
+func EncodeRecord(r Record) []byte {
+	b, err := json.Marshal(wireRecord{
+		Format:          RecordFormat,
+		Holder:          r.Holder,
+		LeaseDurationMS: r.LeaseDuration.Milliseconds(),
+		AcquireTime:     r.AcquireTime.UTC(),
+		RenewTime:       r.RenewTime.UTC(),
+		Term:            r.Term,
+	})
+	if err != nil {
+		// Only unencodable times (years outside 0..9999) get here.
+		b, _ = json.Marshal(wireRecord{Format: RecordFormat, Holder: r.Holder,
+			LeaseDurationMS: r.LeaseDuration.Milliseconds(), Term: r.Term})
+	}
+	return b
+}
+
+// DecodeRecord parses a stored record. Any problem is reported as an error
+// wrapping ErrCorrupt that says what is wrong; callers add the key.
+func DecodeRecord(b []byte) (Record, error) {
+	var w wireRecord
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&w); err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if dec.More() {
+		return Record{}, fmt.Errorf("%w: trailing data after the record", ErrCorrupt)
+	}
+	switch {
+	case w.Format != RecordFormat:
+		return Record{}, fmt.Errorf("%w: format is %q, want %q", ErrCorrupt, w.Format, RecordFormat)
+	case w.LeaseDurationMS < 0 || w.LeaseDurationMS > int64(time.Duration(1<<62)/time.Millisecond):
+		return Record{}, fmt.Errorf("%w: lease_duration_ms %d out of range", ErrCorrupt, w.LeaseDurationMS)
+	case w.Term < 0:
+		return Record{}, fmt.Errorf("%w: negative term %d", ErrCorrupt, w.Term)
+	}
+	return Record{
+		Holder:        w.Holder,
+		LeaseDuration: time.Duration(w.LeaseDurationMS) * time.Millisecond,
+		AcquireTime:   w.AcquireTime,
+		RenewTime:     w.RenewTime,
+		Term:          w.Term,
+	}, nil
+}

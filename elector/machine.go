@@ -1,0 +1,449 @@
+package elector
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Now is what a driver tells the Machine about time: a reading of the
+// candidate's local monotonic clock (a duration since an arbitrary origin,
+// the only thing ever used to measure intervals) and the wall-clock time
+// (only written into records for people to read).
+type Now struct {
+	Mono time.Duration
+	Wall time.Time
+}
+
+// Op is a backend call the Machine asks its driver to make.
+type Op uint8
+
+// The calls a Machine asks for.
+const (
+	OpNone Op = iota
+	OpGet
+	OpCreate
+	OpUpdate
+)
+
+// String names the op as in logs and metrics.
+func (o Op) String() string {
+	switch o {
+	case OpGet:
+		return "get"
+	case OpCreate:
+		return "create"
+	case OpUpdate:
+		return "update"
+	}
+	return "none"
+}
+
+// Call is one backend call to perform. The driver reports its outcome with
+// Machine.Result. A call still unanswered at Deadline (a monotonic instant)
+// must be abandoned and reported with a context.DeadlineExceeded error.
+type Call struct {
+	Op       Op
+	Record   Record  // OpCreate, OpUpdate: what to write
+	Version  Version // OpUpdate: the version expected in the store
+	Deadline time.Duration
+	// Release marks the OpUpdate that gives the lock up on Stop.
+	Release bool
+}
+
+// Wait tells the driver to do nothing until the monotonic instant Until and
+// then call Machine.Tick. With Watch set and a Watcher backend, the driver
+// also watches for a version other than Version and reports a change with
+// Machine.Watched, whichever comes first.
+type Wait struct {
+	Until   time.Duration
+	Watch   bool
+	Version Version
+}
+
+// Output is the Machine's answer to one input. Transitions are listed first
+// and happen before the call or the wait: Stopped is reported before any
+// other candidate may take over, Started after the acquiring write
+// succeeded.
+type Output struct {
+	// Stopped: this candidate no longer leads. Reason says why.
+	Stopped bool
+	Reason  string
+	// Started: this candidate leads from now on, with fencing token Term.
+	Started bool
+	Term    int64
+	// LeaderChanged: the holder of the record is now Leader ("" = nobody).
+	LeaderChanged bool
+	Leader        string
+
+	// Exactly one of Call (Op != OpNone), Wait (when Done is false) or Done.
+	Call Call
+	Wait Wait
+	Done bool
+}
+
+// Rand is the source of jitter. The Machine reads no global random source;
+// drivers pass a seeded generator (math/rand/v2's *Rand fits).
+type Rand interface {
+	Float64() float64
+}
+
+// Reasons reported with Output.Stopped.
+const (
+	ReasonDeadline = "renew deadline passed without a successful write"
+	ReasonConflict = "the record was changed by someone else"
+	ReasonStopped  = "stopped"
+)
+
+type phase uint8
+
+const (
+	following phase = iota
+	leading
+	stopping
+	done
+)
+
+// Machine is the acquire/renew decision logic of one candidate, in the order
+// of client-go's tryAcquireOrRenew, as a synchronous state machine: it is
+// fed the time and the results of backend calls and answers with the next
+// call, wait or leadership transition. It does no I/O, starts no goroutine,
+// reads no clock and draws no random number but from the Rand it is given,
+// so the same inputs always give the same outputs.
+//
+// A Machine is not safe for concurrent use; one driver owns it.
+type Machine struct {
+	cfg   Config
+	rng   Rand
+	watch bool
+
+	phase   phase
+	pending Op     // the call in flight, OpNone if none
+	sent    Record // what the pending create/update writes
+	sentAt  time.Duration
+
+	// The last record observed and the local instant it was first seen.
+	known      bool // a record was read
+	missing    bool // the last read found no record
+	rec        Record
+	ver        Version
+	observedAt time.Duration
+	maxTerm    int64
+
+	// Leadership.
+	term        int64
+	validUntil  time.Duration // leading: lease valid until this instant
+	lastAttempt time.Duration // leading: send time of the last renewal
+
+	leader      string
+	leaderKnown bool
+	watchFailed bool
+}
+
+// NewMachine returns a Machine for cfg. watch tells it whether the driver can
+// wait on a Watcher; rng provides jitter for follower polls.
+func NewMachine(cfg Config, rng Rand, watch bool) (*Machine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if rng == nil {
+		return nil, fmt.Errorf("%w: nil Rand", ErrInvalidConfig)
+	}
+	return &Machine{cfg: cfg, rng: rng, watch: watch}, nil
+}
+
+// Leading reports whether the candidate leads and with which term.
+func (m *Machine) Leading() (term int64, ok bool) {
+	if m.phase == leading {
+		return m.term, true
+	}
+	return 0, false
+}
+
+// Observed returns the last record seen, its version and whether one was seen.
+func (m *Machine) Observed() (Record, Version, bool) {
+	return m.rec, m.ver, m.known
+}
+
+// Start begins the campaign: the first call is a Get.
+func (m *Machine) Start(now Now) Output {
+	var out Output
+	m.get(now, &out)
+	return out
+}
+
+// Tick reports that the wait has ended: the instant Wait.Until was reached.
+func (m *Machine) Tick(now Now) Output {
+	var out Output
+	switch m.phase {
+	case done, stopping:
+		out.Done = m.phase == done
+	case leading:
+		m.lead(now, &out)
+	default:
+		m.get(now, &out)
+	}
+	return out
+}
+
+// Watched reports what a watch returned while waiting: a new record and
+// version, ErrNotFound, or another error (the Machine falls back to polling
+// until a Get succeeds again).
+func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
+	var out Output
+	if m.phase != following {
+		return m.Tick(now)
+	}
+	switch {
+	case err == nil:
+		m.observe(now, rec, ver, &out)
+		m.evaluate(now, &out)
+	case errors.Is(err, ErrNotFound):
+		m.missingRecord(&out)
+		m.evaluate(now, &out)
+	default:
+		m.watchFailed = true
+		m.poll(now, &out)
+	}
+	return out
+}
+
+// Result reports the outcome of the pending Call: the record and version
+// read (OpGet) or written (OpCreate, OpUpdate), or the error.
+func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
+	var out Output
+	op := m.pending
+	m.pending = OpNone
+	if m.phase == stopping {
+		m.phase = done
+		out.Done = true
+		return out
+	}
+	switch op {
+	case OpGet:
+		m.gotRecord(now, rec, ver, err, &out)
+	case OpCreate, OpUpdate:
+		m.wrote(now, ver, err, &out)
+	default:
+		return m.Tick(now)
+	}
+	return out
+}
+
+// Stop ends the campaign (the driver's context was cancelled). A leader
+// stops leading first; with ReleaseOnCancel it then writes the record with
+// an empty holder and the same term, so a follower may take over at once.
+// Stop must not be called while a Call is pending.
+func (m *Machine) Stop(now Now) Output {
+	var out Output
+	if m.phase == leading && m.cfg.ReleaseOnCancel {
+		m.stopLeading(ReasonStopped, &out)
+		r := m.rec
+		r.Holder = ""
+		r.RenewTime = now.Wall
+		m.phase = stopping
+		m.pending = OpUpdate
+		out.Call = Call{Op: OpUpdate, Record: r, Version: m.ver, Deadline: now.Mono + m.cfg.RenewDeadline, Release: true}
+		return out
+	}
+	if m.phase == leading {
+		m.stopLeading(ReasonStopped, &out)
+	}
+	m.phase = done
+	out.Done = true
+	return out
+}
+
+// get asks for the record.
+func (m *Machine) get(now Now, out *Output) {
+	m.pending = OpGet
+	m.sentAt = now.Mono
+	out.Call = Call{Op: OpGet, Deadline: now.Mono + m.cfg.RenewDeadline}
+}
+
+// gotRecord handles a Get result (steps 2 and 3 of tryAcquireOrRenew).
+func (m *Machine) gotRecord(now Now, rec Record, ver Version, err error, out *Output) {
+	switch {
+	case err == nil:
+		m.watchFailed = false
+		m.observe(now, rec, ver, out)
+	case errors.Is(err, ErrNotFound):
+		m.watchFailed = false
+		m.missingRecord(out)
+	default:
+		// Unreachable store or undecodable record: never write blindly.
+		m.poll(now, out)
+		return
+	}
+	m.evaluate(now, out)
+}
+
+// observe records what was read. Only a change of version restarts the
+// observation clock: re-reading an unchanged record does not.
+func (m *Machine) observe(now Now, rec Record, ver Version, out *Output) {
+	m.missing = false
+	if !m.known || ver != m.ver {
+		m.known = true
+		m.rec, m.ver = rec, ver
+		m.observedAt = now.Mono
+		m.maxTerm = max(m.maxTerm, rec.Term)
+	}
+	m.setLeader(m.rec.Holder, out)
+}
+
+func (m *Machine) missingRecord(out *Output) {
+	m.known = false
+	m.missing = true
+	m.rec, m.ver = Record{}, ""
+	m.setLeader("", out)
+}
+
+func (m *Machine) setLeader(holder string, out *Output) {
+	if !m.leaderKnown || holder != m.leader {
+		m.leader, m.leaderKnown = holder, true
+		out.LeaderChanged, out.Leader = true, holder
+	}
+}
+
+// evaluate decides, from fresh knowledge, whether to follow or to write
+// (steps 2, 4 and 5).
+func (m *Machine) evaluate(now Now, out *Output) {
+	if m.missing {
+		r := m.newRecord(now, m.maxTerm+1)
+		m.write(now, OpCreate, r, "", out)
+		return
+	}
+	holder := m.rec.Holder
+	if holder != "" && holder != m.cfg.Identity && now.Mono < m.expiry() {
+		m.follow(now, out)
+		return
+	}
+	// Released, expired as measured from our own observation, or ours (a
+	// restart with the same identity): take it with a new term.
+	r := m.newRecord(now, max(m.maxTerm, m.rec.Term)+1)
+	m.write(now, OpUpdate, r, m.ver, out)
+}
+
+func (m *Machine) newRecord(now Now, term int64) Record {
+	return Record{
+		Holder:        m.cfg.Identity,
+		LeaseDuration: m.cfg.LeaseDuration,
+		AcquireTime:   now.Wall,
+		RenewTime:     now.Wall,
+		Term:          term,
+	}
+}
+
+// expiry is the local instant the observed holder's lease runs out: its
+// LeaseDuration after we saw the record change.
+func (m *Machine) expiry() time.Duration {
+	ld := m.rec.LeaseDuration
+	if ld <= 0 {
+		ld = m.cfg.LeaseDuration
+	}
+	return m.observedAt + ld
+}
+
+func (m *Machine) write(now Now, op Op, r Record, v Version, out *Output) {
+	m.pending = op
+	m.sent = r
+	m.sentAt = now.Mono
+	deadline := now.Mono + m.cfg.RenewDeadline
+	if m.phase == leading {
+		deadline = min(deadline, m.validUntil)
+	}
+	out.Call = Call{Op: op, Record: r, Version: v, Deadline: deadline}
+}
+
+// wrote handles the result of an acquiring write or a renewal.
+func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
+	if err == nil {
+		acquired := m.phase != leading
+		m.rec, m.ver = m.sent, ver
+		m.known, m.missing = true, false
+		m.observedAt = m.sentAt
+		m.maxTerm = max(m.maxTerm, m.sent.Term)
+		m.lastAttempt = m.sentAt
+		m.validUntil = m.sentAt + m.cfg.RenewDeadline
+		if now.Mono >= m.validUntil {
+			// The answer came back too late to count: the lease it
+			// bought has already run out on our clock.
+			if !acquired {
+				m.stopLeading(ReasonDeadline, out)
+			}
+			m.get(now, out)
+			return
+		}
+		if acquired {
+			m.phase = leading
+			m.term = m.sent.Term
+			out.Started, out.Term = true, m.term
+			m.setLeader(m.cfg.Identity, out)
+		}
+		m.lead(now, out)
+		return
+	}
+	conflict := errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound)
+	if m.phase == leading {
+		switch {
+		case conflict:
+			m.stopLeading(ReasonConflict, out)
+			m.get(now, out)
+		default:
+			m.lead(now, out)
+		}
+		return
+	}
+	if conflict {
+		// Someone else wrote first: read what they wrote and follow it.
+		m.get(now, out)
+		return
+	}
+	m.poll(now, out)
+}
+
+// lead renews or waits for the next renewal, and steps down once the lease
+// is no longer valid.
+func (m *Machine) lead(now Now, out *Output) {
+	if now.Mono >= m.validUntil {
+		m.stopLeading(ReasonDeadline, out)
+		m.get(now, out)
+		return
+	}
+	next := m.lastAttempt + m.cfg.RetryPeriod
+	if now.Mono < next {
+		out.Wait = Wait{Until: min(next, m.validUntil)}
+		return
+	}
+	m.lastAttempt = now.Mono
+	r := m.rec
+	r.RenewTime = now.Wall
+	m.write(now, OpUpdate, r, m.ver, out)
+}
+
+func (m *Machine) stopLeading(reason string, out *Output) {
+	m.phase = following
+	out.Stopped, out.Reason = true, reason
+	m.term = 0
+}
+
+// follow waits for the holder's lease to run out: on the watch when there is
+// one, else polling every jittered RetryPeriod.
+func (m *Machine) follow(now Now, out *Output) {
+	exp := m.expiry()
+	if m.watch && !m.watchFailed {
+		out.Wait = Wait{Until: exp, Watch: true, Version: m.ver}
+		return
+	}
+	out.Wait = Wait{Until: min(exp, now.Mono+m.jittered())}
+}
+
+// poll waits a jittered RetryPeriod before the next Get (after an error).
+func (m *Machine) poll(now Now, out *Output) {
+	out.Wait = Wait{Until: now.Mono + m.jittered()}
+}
+
+func (m *Machine) jittered() time.Duration {
+	rp := m.cfg.RetryPeriod
+	return rp + time.Duration(m.rng.Float64()*m.cfg.jitter()*float64(rp))
+}

@@ -1,0 +1,325 @@
+package elector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+)
+
+// Callbacks are the hooks a program gives the Elector, in the shape of
+// client-go's LeaderCallbacks. They are called from Run's goroutine, in the
+// order things happen, except OnStartedLeading which gets a goroutine of its
+// own because it runs for as long as the leadership lasts.
+type Callbacks struct {
+	// OnStartedLeading runs the leader's work. Its context is cancelled the
+	// moment leadership is lost or Run is stopped; term is the fencing token
+	// to attach to every write the leader makes. Required.
+	OnStartedLeading func(ctx context.Context, term int64)
+	// OnStoppedLeading is called once leadership has ended, after the
+	// context of OnStartedLeading was cancelled. Required.
+	OnStoppedLeading func()
+	// OnNewLeader is called when the observed holder changes, including to
+	// this candidate and to "" (released or no record). Optional; it must
+	// return quickly.
+	OnNewLeader func(identity string)
+}
+
+// Elector campaigns for one lock on one Backend. Create it with New and start
+// it with Run.
+type Elector struct {
+	cfg     Config
+	backend Backend
+	watcher Watcher
+	cb      Callbacks
+	clk     clock.Clock
+	log     *slog.Logger
+	rng     Rand
+
+	running atomic.Bool
+
+	mu     sync.Mutex
+	term   int64 // non-zero while leading
+	leader string
+
+	parkHook func(parked bool) // tests: called around every wait
+}
+
+// Option changes how an Elector is built.
+type Option func(*Elector)
+
+// WithClock makes the Elector sleep and measure time on c (a mock clock in
+// tests). The default is the real clock.
+func WithClock(c clock.Clock) Option { return func(e *Elector) { e.clk = c } }
+
+// WithLogger sets the structured logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(e *Elector) { e.log = l } }
+
+// WithRand sets the source of poll jitter; the default is seeded randomly.
+func WithRand(r Rand) Option { return func(e *Elector) { e.rng = r } }
+
+// New checks cfg, the backend and the callbacks and returns an Elector. If
+// the backend implements Watcher, followers wait on it instead of polling.
+func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil Backend", ErrInvalidConfig)
+	}
+	if cb.OnStartedLeading == nil {
+		return nil, fmt.Errorf("%w: Callbacks.OnStartedLeading is nil", ErrInvalidConfig)
+	}
+	if cb.OnStoppedLeading == nil {
+		return nil, fmt.Errorf("%w: Callbacks.OnStoppedLeading is nil", ErrInvalidConfig)
+	}
+	e := &Elector{cfg: cfg, backend: b, cb: cb}
+	e.watcher, _ = b.(Watcher)
+	for _, o := range opts {
+		o(e)
+	}
+	if e.clk == nil {
+		e.clk = clock.New()
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.rng == nil {
+		e.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	e.log = e.log.With("identity", cfg.Identity, "lock", b.Describe())
+	return e, nil
+}
+
+// IsLeader reports whether this candidate currently leads.
+func (e *Elector) IsLeader() bool { return e.Term() != 0 }
+
+// Term returns the fencing token of the current leadership, or 0 when this
+// candidate does not lead.
+func (e *Elector) Term() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.term
+}
+
+// Leader returns the holder last observed in the record ("" if none).
+func (e *Elector) Leader() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leader
+}
+
+// Run campaigns until ctx is cancelled. While leading it renews every
+// RetryPeriod and steps down when RenewDeadline passes without a successful
+// write; after losing leadership it waits for OnStartedLeading to return and
+// campaigns again. When ctx is cancelled while leading, it cancels the
+// leader's context, waits (up to RenewDeadline) for OnStartedLeading to
+// return and, with ReleaseOnCancel, releases the lock. Backend errors are
+// logged and retried, never returned. Run returns nil after a clean stop.
+func (e *Elector) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("elector: Run called twice")
+	}
+	defer e.running.Store(false)
+	m, err := NewMachine(e.cfg, e.rng, e.watcher != nil)
+	if err != nil {
+		return err
+	}
+	d := driver{e: e, m: m, start: e.clk.Now()}
+	defer d.watches.Wait()
+	return d.loop(ctx)
+}
+
+// driver is the state of one Run: the Machine and the leader's goroutine.
+type driver struct {
+	e       *Elector
+	m       *Machine
+	start   time.Time
+	watches sync.WaitGroup
+
+	leadCancel context.CancelFunc
+	leadDone   chan struct{}
+}
+
+func (d *driver) now() Now {
+	t := d.e.clk.Now()
+	return Now{Mono: t.Sub(d.start), Wall: t}
+}
+
+func (d *driver) loop(ctx context.Context) error {
+	out := d.m.Start(d.now())
+	for {
+		if !d.transitions(ctx, out) && out.Call.Release {
+			// The leader's work did not finish in time: do not release a
+			// lock whose work may still be running.
+			out = d.m.Result(d.now(), Record{}, "", errors.New("release skipped"))
+		}
+		switch {
+		case out.Done:
+			return nil
+		case out.Call.Op != OpNone:
+			rec, ver, err := d.call(ctx, out.Call)
+			out = d.m.Result(d.now(), rec, ver, err)
+		default:
+			out = d.wait(ctx, out.Wait)
+		}
+	}
+}
+
+// transitions applies the leadership changes of out. It returns false when a
+// release must be skipped because the leader's work is still running.
+func (d *driver) transitions(ctx context.Context, out Output) bool {
+	e := d.e
+	ok := true
+	if out.Stopped {
+		e.mu.Lock()
+		e.term = 0
+		e.mu.Unlock()
+		e.log.Info("stopped leading", "reason", out.Reason)
+		if d.leadCancel != nil {
+			d.leadCancel()
+		}
+		e.cb.OnStoppedLeading()
+		ok = d.awaitLeaderWork(ctx.Err() != nil)
+	}
+	if out.LeaderChanged {
+		e.mu.Lock()
+		e.leader = out.Leader
+		e.mu.Unlock()
+		if out.Leader != e.cfg.Identity {
+			e.log.Info("new leader observed", "leader", out.Leader)
+		}
+		if e.cb.OnNewLeader != nil {
+			e.cb.OnNewLeader(out.Leader)
+		}
+	}
+	if out.Started {
+		e.mu.Lock()
+		e.term = out.Term
+		e.mu.Unlock()
+		e.log.Info("started leading", "term", out.Term)
+		leadCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		d.leadCancel, d.leadDone = cancel, done
+		go func(term int64) {
+			defer close(done)
+			e.cb.OnStartedLeading(leadCtx, term)
+		}(out.Term)
+	}
+	return ok
+}
+
+// awaitLeaderWork waits for OnStartedLeading to return. When Run is stopping
+// the wait is bounded by RenewDeadline (false if it did not return);
+// otherwise it waits as long as it takes, warning every RenewDeadline, so
+// that a candidate never runs two leaderships' work at once.
+func (d *driver) awaitLeaderWork(bounded bool) bool {
+	if d.leadDone == nil {
+		return true
+	}
+	defer func() { d.leadDone, d.leadCancel = nil, nil }()
+	for {
+		t := d.e.clk.Timer(d.e.cfg.RenewDeadline)
+		select {
+		case <-d.leadDone:
+			t.Stop()
+			return true
+		case <-t.C:
+			if bounded {
+				d.e.log.Error("OnStartedLeading did not return after its context was cancelled; not releasing the lock",
+					"waited", d.e.cfg.RenewDeadline)
+				return false
+			}
+			d.e.log.Warn("OnStartedLeading has not returned after losing leadership; not campaigning until it does")
+		}
+	}
+}
+
+// call performs c on the backend with c's deadline. Its context is not
+// cancelled with Run's: a write in flight completes or times out.
+func (d *driver) call(ctx context.Context, c Call) (Record, Version, error) {
+	e := d.e
+	cctx, cancel := e.clk.WithTimeout(context.WithoutCancel(ctx), c.Deadline-d.now().Mono)
+	defer cancel()
+	var (
+		rec Record
+		ver Version
+		err error
+	)
+	switch c.Op {
+	case OpGet:
+		rec, ver, err = e.backend.Get(cctx)
+	case OpCreate:
+		ver, err = e.backend.Create(cctx, c.Record)
+	case OpUpdate:
+		ver, err = e.backend.Update(cctx, c.Record, c.Version)
+	}
+	switch {
+	case err == nil:
+		if c.Release {
+			e.log.Info("released the lock", "term", c.Record.Term)
+		}
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
+		e.log.Debug("backend call", "op", c.Op.String(), "err", err)
+	default:
+		e.log.Warn("backend call failed", "op", c.Op.String(), "release", c.Release, "err", err)
+	}
+	return rec, ver, err
+}
+
+type watchResult struct {
+	rec Record
+	ver Version
+	err error
+}
+
+// wait sleeps until w.Until, a watch event or ctx's cancellation, and feeds
+// what happened to the Machine.
+func (d *driver) wait(ctx context.Context, w Wait) Output {
+	e := d.e
+	if ctx.Err() != nil {
+		return d.m.Stop(d.now())
+	}
+	left := w.Until - d.now().Mono
+	if left <= 0 {
+		return d.m.Tick(d.now())
+	}
+	timer := e.clk.Timer(left)
+	defer timer.Stop()
+	var events chan watchResult
+	if w.Watch && e.watcher != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		events = make(chan watchResult, 1)
+		d.watches.Add(1)
+		go func() {
+			defer d.watches.Done()
+			rec, ver, err := e.watcher.Watch(wctx, w.Version)
+			events <- watchResult{rec, ver, err}
+		}()
+	}
+	if e.parkHook != nil {
+		e.parkHook(true)
+		defer e.parkHook(false)
+	}
+	select {
+	case <-ctx.Done():
+		return d.m.Stop(d.now())
+	case <-timer.C:
+		return d.m.Tick(d.now())
+	case r := <-events:
+		if ctx.Err() != nil {
+			return d.m.Stop(d.now())
+		}
+		if r.err != nil && !errors.Is(r.err, ErrNotFound) {
+			e.log.Warn("watch failed; polling until the next successful read", "err", r.err)
+		}
+		return d.m.Watched(d.now(), r.rec, r.ver, r.err)
+	}
+}
