@@ -1,0 +1,434 @@
+package elector
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	ld = 15 * time.Second
+	rd = 10 * time.Second
+	rp = 2 * time.Second
+)
+
+type fixedRand float64
+
+func (f fixedRand) Float64() float64 { return float64(f) }
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) Now { return Now{Mono: d, Wall: epoch.Add(d)} }
+
+func newM(t *testing.T, watch bool) *Machine {
+	t.Helper()
+	cfg := DefaultConfig("me")
+	m, err := NewMachine(cfg, fixedRand(0), watch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func foreign(holder string, term int64) Record {
+	return Record{Holder: holder, LeaseDuration: ld, AcquireTime: epoch, RenewTime: epoch, Term: term}
+}
+
+// lead brings a fresh machine to leadership at t=0 with version "v1".
+func lead(t *testing.T, m *Machine) {
+	t.Helper()
+	out := m.Start(at(0))
+	wantCall(t, out, OpGet)
+	out = m.Result(at(0), Record{}, "", ErrNotFound)
+	wantCall(t, out, OpCreate)
+	out = m.Result(at(0), Record{}, "v1", nil)
+	if !out.Started || out.Term != 1 {
+		t.Fatalf("after a successful create: %s, want Started term 1", show(out))
+	}
+}
+
+func wantCall(t *testing.T, out Output, op Op) {
+	t.Helper()
+	if out.Call.Op != op {
+		t.Fatalf("got %s, want call %s", show(out), op)
+	}
+}
+
+func wantWait(t *testing.T, out Output, until time.Duration) {
+	t.Helper()
+	if out.Call.Op != OpNone || out.Done || out.Wait.Until != until {
+		t.Fatalf("got %s, want wait until %v", show(out), until)
+	}
+}
+
+// show renders an Output on one line; it is also the golden transcript format.
+func show(o Output) string {
+	var b strings.Builder
+	if o.Stopped {
+		fmt.Fprintf(&b, "stopped(%s) ", o.Reason)
+	}
+	if o.Started {
+		fmt.Fprintf(&b, "started(term=%d) ", o.Term)
+	}
+	if o.LeaderChanged {
+		fmt.Fprintf(&b, "leader=%q ", o.Leader)
+	}
+	switch {
+	case o.Call.Op != OpNone:
+		c := o.Call
+		fmt.Fprintf(&b, "%s", c.Op)
+		if c.Op != OpGet {
+			fmt.Fprintf(&b, " holder=%q term=%d acquired=%s renewed=%s", c.Record.Holder, c.Record.Term,
+				c.Record.AcquireTime.Sub(epoch), c.Record.RenewTime.Sub(epoch))
+		}
+		if c.Op == OpUpdate {
+			fmt.Fprintf(&b, " expect=%s", c.Version)
+		}
+		if c.Release {
+			b.WriteString(" release")
+		}
+		fmt.Fprintf(&b, " deadline=%v", c.Deadline)
+	case o.Done:
+		b.WriteString("done")
+	default:
+		fmt.Fprintf(&b, "wait until=%v", o.Wait.Until)
+		if o.Wait.Watch {
+			fmt.Fprintf(&b, " watch>%s", o.Wait.Version)
+		}
+	}
+	return b.String()
+}
+
+func TestCreateWhenMissing(t *testing.T) {
+	m := newM(t, false)
+	out := m.Start(at(0))
+	wantCall(t, out, OpGet)
+	out = m.Result(at(time.Millisecond), Record{}, "", fmt.Errorf("x: %w", ErrNotFound))
+	wantCall(t, out, OpCreate)
+	if r := out.Call.Record; r.Holder != "me" || r.Term != 1 || r.LeaseDuration != ld {
+		t.Fatalf("create record %+v", r)
+	}
+	out = m.Result(at(2*time.Millisecond), Record{}, "v1", nil)
+	if !out.Started || out.Term != 1 || !out.LeaderChanged || out.Leader != "me" {
+		t.Fatalf("got %s", show(out))
+	}
+	// The next renewal is RetryPeriod after the write was sent.
+	wantWait(t, out, time.Millisecond+rp)
+	if term, ok := m.Leading(); !ok || term != 1 {
+		t.Fatalf("Leading() = %d, %v", term, ok)
+	}
+}
+
+func TestRenewKeepsAcquireTimeAndTerm(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m)
+	out := m.Tick(at(rp))
+	wantCall(t, out, OpUpdate)
+	c := out.Call
+	if c.Version != "v1" || c.Record.Term != 1 || !c.Record.AcquireTime.Equal(epoch) ||
+		!c.Record.RenewTime.Equal(epoch.Add(rp)) || c.Record.Holder != "me" {
+		t.Fatalf("renewal %s", show(out))
+	}
+	if c.Deadline > rd {
+		t.Fatalf("renewal deadline %v is past the lease validity %v", c.Deadline, rd)
+	}
+	out = m.Result(at(rp+time.Millisecond), Record{}, "v2", nil)
+	if out.Started || out.Stopped {
+		t.Fatalf("a renewal reported a transition: %s", show(out))
+	}
+	wantWait(t, out, 2*rp)
+	// The next renewal expects the version the last one returned.
+	out = m.Tick(at(2 * rp))
+	if out.Call.Version != "v2" {
+		t.Fatalf("second renewal expects %q, want v2", out.Call.Version)
+	}
+}
+
+func TestTakeoverBumpsTerm(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	out := m.Result(at(0), foreign("other", 5), "v7", nil)
+	if !out.LeaderChanged || out.Leader != "other" {
+		t.Fatalf("got %s, want leader other", show(out))
+	}
+	if out.Call.Op != OpNone {
+		t.Fatalf("wrote over a live lease: %s", show(out))
+	}
+	out = m.Tick(at(ld))
+	wantCall(t, out, OpGet)
+	out = m.Result(at(ld), foreign("other", 5), "v7", nil)
+	wantCall(t, out, OpUpdate)
+	c := out.Call
+	if c.Record.Term != 6 || c.Version != "v7" || c.Record.Holder != "me" || !c.Record.AcquireTime.Equal(epoch.Add(ld)) {
+		t.Fatalf("takeover %s, want term 6 expecting v7 acquired now", show(out))
+	}
+	out = m.Result(at(ld), Record{}, "v8", nil)
+	if !out.Started || out.Term != 6 {
+		t.Fatalf("got %s, want started term 6", show(out))
+	}
+}
+
+func TestReleasedRecordIsTakenAtOnce(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	r := foreign("", 9)
+	out := m.Result(at(0), r, "v3", nil)
+	wantCall(t, out, OpUpdate)
+	if out.Call.Record.Term != 10 {
+		t.Fatalf("took a released lock with term %d, want 10", out.Call.Record.Term)
+	}
+}
+
+// An unchanged record read again and again does not move the instant the
+// lease is measured from; a changed one does.
+func TestObservationTime(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	m.Result(at(0), foreign("other", 1), "v1", nil)
+	for _, s := range []time.Duration{4, 8, 12} {
+		now := at(s * time.Second)
+		wantCall(t, m.Tick(now), OpGet)
+		out := m.Result(now, foreign("other", 1), "v1", nil)
+		if out.Call.Op != OpNone {
+			t.Fatalf("at %v: %s", now.Mono, show(out))
+		}
+		if out.Wait.Until > ld {
+			t.Fatalf("at %v the unchanged record pushed the expiry to %v", now.Mono, out.Wait.Until)
+		}
+	}
+	wantCall(t, m.Tick(at(ld)), OpGet)
+	wantCall(t, m.Result(at(ld), foreign("other", 1), "v1", nil), OpUpdate)
+
+	// Now a renewed record (new version, same holder) restarts the clock.
+	m = newM(t, false)
+	m.Start(at(0))
+	m.Result(at(0), foreign("other", 1), "v1", nil)
+	m.Tick(at(10 * time.Second))
+	out := m.Result(at(10*time.Second), foreign("other", 1), "v2", nil)
+	if out.LeaderChanged {
+		t.Fatalf("a renewal by the same holder reported a new leader: %s", show(out))
+	}
+	m.Tick(at(ld))
+	out = m.Result(at(ld), foreign("other", 1), "v2", nil)
+	if out.Call.Op != OpNone {
+		t.Fatalf("took over at %v, 5s after observing a renewal: %s", ld, show(out))
+	}
+	m.Tick(at(10*time.Second + ld))
+	wantCall(t, m.Result(at(10*time.Second+ld), foreign("other", 1), "v2", nil), OpUpdate)
+}
+
+// The lease is measured with the duration written in the record.
+func TestRecordLeaseDuration(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	r := foreign("other", 1)
+	r.LeaseDuration = 40 * time.Second
+	m.Result(at(0), r, "v1", nil)
+	m.Tick(at(ld))
+	if out := m.Result(at(ld), r, "v1", nil); out.Call.Op != OpNone {
+		t.Fatalf("took over at 15s a lease of 40s: %s", show(out))
+	}
+}
+
+func TestConflictFollows(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	out := m.Result(at(0), Record{}, "", ErrNotFound)
+	wantCall(t, out, OpCreate)
+	out = m.Result(at(0), Record{}, "", fmt.Errorf("create: %w", ErrConflict))
+	wantCall(t, out, OpGet)
+	if out.Started {
+		t.Fatal("started after a conflict")
+	}
+	out = m.Result(at(time.Millisecond), foreign("other", 1), "v1", nil)
+	if out.Call.Op != OpNone || out.Leader != "other" {
+		t.Fatalf("after the conflict: %s, want follow other", show(out))
+	}
+
+	// Conflict on a takeover.
+	m = newM(t, false)
+	m.Start(at(0))
+	m.Result(at(0), foreign("", 1), "v1", nil)
+	out = m.Result(at(0), Record{}, "", ErrConflict)
+	wantCall(t, out, OpGet)
+	if _, ok := m.Leading(); ok {
+		t.Fatal("leading after a conflict")
+	}
+}
+
+func TestRenewConflictStops(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m)
+	m.Tick(at(rp))
+	out := m.Result(at(rp), Record{}, "", ErrConflict)
+	if !out.Stopped || out.Reason != ReasonConflict {
+		t.Fatalf("got %s, want stopped on conflict", show(out))
+	}
+	wantCall(t, out, OpGet)
+}
+
+// A leader whose renewals fail stops leading RenewDeadline after its last
+// successful write was sent, before LeaseDuration, and never waits past it.
+func TestLeaderStepsDownAtRenewDeadline(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m) // last successful write sent at 0
+	now := time.Duration(0)
+	for i := 0; i < 20; i++ {
+		out := m.Tick(at(now))
+		if out.Stopped {
+			if now != rd {
+				t.Fatalf("stopped at %v, want exactly at RenewDeadline %v", now, rd)
+			}
+			if out.Reason != ReasonDeadline {
+				t.Fatalf("reason %q", out.Reason)
+			}
+			wantCall(t, out, OpGet)
+			return
+		}
+		if out.Call.Op == OpUpdate {
+			if out.Call.Deadline > rd {
+				t.Fatalf("renewal at %v may run until %v, past the lease validity %v", now, out.Call.Deadline, rd)
+			}
+			// The store times out: the reply arrives at the deadline.
+			now = min(now+3*time.Second, out.Call.Deadline)
+			out = m.Result(at(now), Record{}, "", errors.New("timeout"))
+			if out.Stopped {
+				if now != rd {
+					t.Fatalf("stopped at %v, want %v", now, rd)
+				}
+				return
+			}
+		}
+		if out.Wait.Until > rd {
+			t.Fatalf("leader waits until %v, past its lease validity %v", out.Wait.Until, rd)
+		}
+		now = out.Wait.Until
+	}
+	t.Fatal("never stepped down")
+}
+
+// A successful write whose answer comes back after the lease it bought ran
+// out does not start leadership.
+func TestLateAcquireDoesNotStart(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	m.Result(at(0), Record{}, "", ErrNotFound)
+	out := m.Result(at(rd), Record{}, "v1", nil)
+	if out.Started {
+		t.Fatalf("started on an answer %v late: %s", rd, show(out))
+	}
+	wantCall(t, out, OpGet)
+}
+
+func TestStopReleases(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m)
+	out := m.Stop(at(time.Second))
+	if !out.Stopped || out.Reason != ReasonStopped {
+		t.Fatalf("got %s", show(out))
+	}
+	c := out.Call
+	if c.Op != OpUpdate || !c.Release || c.Record.Holder != "" || c.Record.Term != 1 || c.Version != "v1" {
+		t.Fatalf("release %s, want update holder \"\" term 1 expecting v1", show(out))
+	}
+	if out := m.Result(at(time.Second), Record{}, "v2", nil); !out.Done {
+		t.Fatalf("after release: %s", show(out))
+	}
+
+	// Without ReleaseOnCancel, or as a follower, Stop is just done.
+	cfg := DefaultConfig("me")
+	cfg.ReleaseOnCancel = false
+	m, _ = NewMachine(cfg, fixedRand(0), false)
+	lead(t, m)
+	if out := m.Stop(at(time.Second)); !out.Stopped || !out.Done || out.Call.Op != OpNone {
+		t.Fatalf("stop without release: %s", show(out))
+	}
+	m = newM(t, false)
+	m.Start(at(0))
+	m.Result(at(0), foreign("x", 1), "v1", nil)
+	if out := m.Stop(at(time.Second)); out.Stopped || !out.Done {
+		t.Fatalf("follower stop: %s", show(out))
+	}
+}
+
+func TestWatchFollower(t *testing.T) {
+	m := newM(t, true)
+	m.Start(at(0))
+	out := m.Result(at(0), foreign("other", 1), "v1", nil)
+	if !out.Wait.Watch || out.Wait.Version != "v1" || out.Wait.Until != ld {
+		t.Fatalf("got %s, want watch past v1 until %v", show(out), ld)
+	}
+	// A renewal seen on the watch moves the expiry without a Get.
+	out = m.Watched(at(2*time.Second), foreign("other", 1), "v2", nil)
+	if out.Call.Op != OpNone || out.Wait.Until != 2*time.Second+ld || out.Wait.Version != "v2" {
+		t.Fatalf("got %s", show(out))
+	}
+	// A release seen on the watch is taken at once.
+	out = m.Watched(at(3*time.Second), foreign("", 1), "v3", nil)
+	wantCall(t, out, OpUpdate)
+	if out.Call.Version != "v3" || out.Call.Record.Term != 2 {
+		t.Fatalf("got %s", show(out))
+	}
+	// A broken watch falls back to polling until a Get succeeds.
+	m = newM(t, true)
+	m.Start(at(0))
+	m.Result(at(0), foreign("other", 1), "v1", nil)
+	out = m.Watched(at(time.Second), Record{}, "", errors.New("stream broken"))
+	if out.Wait.Watch || out.Call.Op != OpNone {
+		t.Fatalf("after a broken watch: %s, want a poll", show(out))
+	}
+	m.Tick(at(out.Wait.Until))
+	out = m.Result(at(out.Wait.Until), foreign("other", 1), "v1", nil)
+	if !out.Wait.Watch {
+		t.Fatalf("a successful Get did not restore the watch: %s", show(out))
+	}
+}
+
+func TestPollJitter(t *testing.T) {
+	for _, f := range []float64{0, 0.5, 0.999} {
+		m, _ := NewMachine(DefaultConfig("me"), fixedRand(f), false)
+		m.Start(at(0))
+		out := m.Result(at(0), Record{}, "", errors.New("unreachable"))
+		want := rp + time.Duration(f*DefaultJitterFactor*float64(rp))
+		wantWait(t, out, want)
+		if want < rp || want >= rp+time.Duration(2.2*float64(rp)) {
+			t.Fatalf("jittered poll %v outside [RP, 2.2 RP)", want)
+		}
+	}
+}
+
+func TestErrorsNeverWrite(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	out := m.Result(at(0), Record{}, "", fmt.Errorf("lock x: %w: bad json", ErrCorrupt))
+	if out.Call.Op != OpNone {
+		t.Fatalf("wrote after an undecodable record: %s", show(out))
+	}
+}
+
+func TestValidate(t *testing.T) {
+	base := DefaultConfig("me")
+	cases := []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Identity = "" }, "Identity"},
+		{func(c *Config) { c.RetryPeriod = 0 }, "RetryPeriod must be positive, got 0s"},
+		{func(c *Config) { c.LeaseDuration = 10 * time.Second }, "LeaseDuration (10s) must be greater than RenewDeadline (10s)"},
+		{func(c *Config) { c.RenewDeadline = 2 * time.Second }, "RenewDeadline (2s) must be greater than 1.2 × RetryPeriod (2s) = 2.4s"},
+		{func(c *Config) { c.JitterFactor = -1 }, "JitterFactor"},
+	}
+	for _, tc := range cases {
+		c := base
+		tc.mod(&c)
+		err := c.Validate()
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want ErrInvalidConfig mentioning %q", err, tc.want)
+		}
+	}
+	if err := base.Validate(); err != nil {
+		t.Errorf("DefaultConfig invalid: %v", err)
+	}
+}
