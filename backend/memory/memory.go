@@ -201,8 +201,9 @@ func (s *Store) enter(ctx context.Context, b *Backend, count func(*Counts)) erro
 	cut, latency := cl.cut, s.latency
 	if cut || latency > 0 {
 		s.blocked++
+	} else {
+		s.busy++
 	}
-	s.busy++
 	s.mu.Unlock()
 
 	if cut || latency > 0 {
@@ -221,8 +222,8 @@ func (s *Store) enter(ctx context.Context, b *Backend, count func(*Counts)) erro
 		}
 		s.mu.Lock()
 		s.blocked--
-		if err != nil {
-			s.busy--
+		if err == nil {
+			s.busy++
 		}
 		s.mu.Unlock()
 		return err

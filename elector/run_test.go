@@ -1,0 +1,384 @@
+package elector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/leasehold-go/leasehold/backend/memory"
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// Short leases keep the mock-clock tests quick: 2s / 1.5s / 0.5s.
+const (
+	ld   = 2 * time.Second
+	rd   = 1500 * time.Millisecond
+	rp   = 500 * time.Millisecond
+	step = 25 * time.Millisecond
+)
+
+// cluster runs candidates on one memory store under a mock clock. Time moves
+// only when the test advances it, and only once every driver waits on time,
+// on a watch, or in a call the store holds back.
+type cluster struct {
+	t      *testing.T
+	clk    *clock.Mock
+	store  *memory.Store
+	start  time.Time
+	parked atomic.Int32
+	nodes  []*node
+
+	mu     sync.Mutex
+	spans  []span // leaderships, in start order
+	active map[string]int
+}
+
+type node struct {
+	id     string
+	e      *elector.Elector
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// span is one leadership on the mock clock; stop is -1 while it lasts.
+type span struct {
+	id          string
+	term        int64
+	start, stop time.Duration
+}
+
+// noWatch hides the memory backend's Watcher, so followers poll.
+type noWatch struct{ b *memory.Backend }
+
+func (n noWatch) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	return n.b.Get(ctx)
+}
+func (n noWatch) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	return n.b.Create(ctx, r)
+}
+func (n noWatch) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	return n.b.Update(ctx, r, v)
+}
+func (n noWatch) Describe() string { return n.b.Describe() }
+
+func newCluster(t *testing.T, n int, watch bool) *cluster {
+	c := &cluster{t: t, clk: clock.NewMock(), active: map[string]int{}}
+	c.clk.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c.start = c.clk.Now()
+	c.store = memory.New(memory.WithClock(c.clk))
+	for i := range n {
+		c.add(fmt.Sprintf("n%d", i+1), watch, uint64(i))
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *cluster) now() time.Duration { return c.clk.Now().Sub(c.start) }
+
+func (c *cluster) add(id string, watch bool, seed uint64) *node {
+	cfg := elector.Config{Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, ReleaseOnCancel: true}
+	var b elector.Backend = c.store.Backend("lock", id)
+	if !watch {
+		b = noWatch{c.store.Backend("lock", id)}
+	}
+	nd := &node{id: id, done: make(chan struct{})}
+	e, err := elector.New(cfg, b, elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) {
+			c.mu.Lock()
+			c.spans = append(c.spans, span{id: id, term: term, start: c.now(), stop: -1})
+			i := len(c.spans) - 1
+			c.mu.Unlock()
+			<-ctx.Done()
+			c.mu.Lock()
+			c.spans[i].stop = c.now()
+			c.mu.Unlock()
+		},
+		OnStoppedLeading: func() {},
+	}, elector.WithClock(c.clk), elector.WithRand(rand.New(rand.NewPCG(seed, 1))),
+		elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	elector.SetParkHook(e, func(p bool) {
+		if p {
+			c.parked.Add(1)
+		} else {
+			c.parked.Add(-1)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.e, nd.cancel = e, cancel
+	c.nodes = append(c.nodes, nd)
+	go func() {
+		defer close(nd.done)
+		if err := e.Run(ctx); err != nil {
+			c.t.Error(err)
+		}
+	}()
+	return nd
+}
+
+func (c *cluster) running() int32 {
+	n := int32(0)
+	for _, nd := range c.nodes {
+		select {
+		case <-nd.done:
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// settle returns once every running driver waits on time: parked in a wait
+// or in a call the store holds back, with nothing being served, for a few
+// scheduling rounds in a row.
+func (c *cluster) settle() {
+	c.t.Helper()
+	stable := 0
+	for i := 0; i < 1_000_000; i++ {
+		quiet, blocked := c.store.Quiet()
+		if quiet && c.parked.Load()+int32(blocked) >= c.running() {
+			if stable++; stable >= 5 {
+				return
+			}
+		} else {
+			stable = 0
+		}
+		runtime.Gosched()
+	}
+	c.t.Fatal("the drivers never settled")
+}
+
+// advance moves the mock clock by d in small steps, checking after each
+// step that no two candidates lead at once.
+func (c *cluster) advance(d time.Duration) {
+	c.t.Helper()
+	for end := c.now() + d; c.now() < end; {
+		c.settle()
+		c.clk.Add(step)
+		c.settle()
+		c.checkOneLeader()
+	}
+}
+
+// until advances until cond holds, failing after limit.
+func (c *cluster) until(limit time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	for end := c.now() + limit; !cond(); {
+		if c.now() >= end {
+			c.t.Fatalf("at %v: %s did not happen within %v", c.now(), what, limit)
+		}
+		c.advance(step)
+	}
+}
+
+func (c *cluster) checkOneLeader() {
+	c.t.Helper()
+	n := 0
+	for _, nd := range c.nodes {
+		if nd.e.IsLeader() {
+			n++
+		}
+	}
+	if n > 1 {
+		c.t.Fatalf("at %v: %d candidates lead at once", c.now(), n)
+	}
+}
+
+func (c *cluster) leader() *node {
+	for _, nd := range c.nodes {
+		if nd.e.IsLeader() {
+			return nd
+		}
+	}
+	return nil
+}
+
+func (c *cluster) leaderships() []span {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]span(nil), c.spans...)
+}
+
+func (c *cluster) stopAll() {
+	for _, nd := range c.nodes {
+		nd.cancel()
+	}
+	for _, nd := range c.nodes {
+		for {
+			select {
+			case <-nd.done:
+			default:
+				c.clk.Add(step)
+				continue
+			}
+			break
+		}
+	}
+}
+
+func TestRunOneLeaderAmongMany(t *testing.T) {
+	c := newCluster(t, 5, true)
+	c.until(ld, "a leader", func() bool { return c.leader() != nil })
+	first := c.leader()
+	c.advance(30 * time.Second)
+	if l := c.leader(); l != first {
+		t.Fatalf("leadership moved from %s to %v without a fault", first.id, l)
+	}
+	if s := c.leaderships(); len(s) != 1 {
+		t.Fatalf("leaderships %+v, want exactly one", s)
+	}
+	for _, nd := range c.nodes {
+		if got := nd.e.Leader(); got != first.id {
+			t.Errorf("%s sees leader %q, want %q", nd.id, got, first.id)
+		}
+	}
+}
+
+func TestRunGracefulHandoff(t *testing.T) {
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
+			c := newCluster(t, 3, watch)
+			c.until(ld, "a leader", func() bool { return c.leader() != nil })
+			c.advance(3 * time.Second)
+			old := c.leader()
+			oldTerm := old.e.Term()
+			stopAt := c.now()
+			old.cancel()
+			// With watch, the release wakes a follower at once; polling
+			// followers see it at their next poll (at most 2.2 RP).
+			limit := step
+			if !watch {
+				limit = rp + time.Duration(elector.DefaultJitterFactor*float64(rp)) + step
+			}
+			c.until(limit, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
+			<-old.done
+			spans := c.leaderships()
+			last := spans[len(spans)-1]
+			if last.term <= oldTerm {
+				t.Fatalf("new term %d not above the old %d", last.term, oldTerm)
+			}
+			t.Logf("handoff took %v of mock time", last.start-stopAt)
+		})
+	}
+}
+
+// A leader cut off from the store stops leading before RenewDeadline after
+// its last renewal; another takes over only after LeaseDuration.
+func TestRunPartitionedLeaderStepsDown(t *testing.T) {
+	c := newCluster(t, 3, true)
+	c.until(ld, "a leader", func() bool { return c.leader() != nil })
+	c.advance(3 * time.Second)
+	old := c.leader()
+	cutAt := c.now()
+	c.store.Partition(old.id)
+	c.until(ld+3*rp, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
+	spans := c.leaderships()
+	if len(spans) != 2 {
+		t.Fatalf("leaderships %+v, want 2", spans)
+	}
+	was, now := spans[0], spans[1]
+	if was.stop < 0 || was.stop > cutAt+rd+step {
+		t.Fatalf("cut at %v, the old leader stopped at %v: later than RenewDeadline", cutAt, was.stop)
+	}
+	// The last renewal that got through was sent at most RP before the cut.
+	if now.start < cutAt-rp+ld-step {
+		t.Fatalf("cut at %v, new leader started at %v: before LeaseDuration after the last renewal", cutAt, now.start)
+	}
+	if now.start <= was.stop {
+		t.Fatalf("new leader started at %v before the old one stopped at %v", now.start, was.stop)
+	}
+	t.Logf("cut at %v, old leader stopped at %v, new started at %v", cutAt, was.stop, now.start)
+
+	// Healed, the old leader follows the new one.
+	c.store.Heal(old.id)
+	c.advance(2 * ld)
+	if l := c.leader(); l != c.nodes[indexOf(c, now.id)] {
+		t.Fatalf("after healing, leader is %v, want %s", l, now.id)
+	}
+	if got := old.e.Leader(); got != now.id {
+		t.Fatalf("the healed node sees leader %q, want %q", got, now.id)
+	}
+}
+
+func indexOf(c *cluster, id string) int {
+	for i, nd := range c.nodes {
+		if nd.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Followers waiting on the watch make no Get calls while the leader only
+// renews; polling followers do.
+func TestRunWatchFollowersDoNotPoll(t *testing.T) {
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
+			c := newCluster(t, 3, watch)
+			c.until(ld, "a leader", func() bool { return c.leader() != nil })
+			c.advance(ld)
+			before := map[string]memory.Counts{}
+			for _, nd := range c.nodes {
+				before[nd.id] = c.store.Counts(nd.id)
+			}
+			const span = 60 * time.Second
+			c.advance(span)
+			leader := c.leader()
+			for _, nd := range c.nodes {
+				if nd == leader {
+					continue
+				}
+				gets := c.store.Counts(nd.id).Get - before[nd.id].Get
+				if watch && gets != 0 {
+					t.Errorf("follower %s made %d Get calls in %v with watch on", nd.id, gets, span)
+				}
+				// Polling: one Get per jittered RetryPeriod, in [RP, 2.2 RP).
+				if lo, hi := int64(span/(rp*22/10)), int64(span/rp)+1; !watch && (gets < lo || gets > hi) {
+					t.Errorf("polling follower %s made %d Get calls in %v, want %d..%d", nd.id, gets, span, lo, hi)
+				}
+			}
+		})
+	}
+}
+
+func TestRunRetriesBackendErrors(t *testing.T) {
+	c := newCluster(t, 0, true)
+	c.store.FailNext(7, nil)
+	c.add("n1", true, 1)
+	c.until(10*time.Second, "a leader despite failing calls", func() bool { return c.leader() != nil })
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	good := elector.DefaultConfig("me")
+	cb := elector.Callbacks{OnStartedLeading: func(context.Context, int64) {}, OnStoppedLeading: func() {}}
+	b := memory.New().Backend("l", "me")
+	bad := good
+	bad.RenewDeadline = bad.LeaseDuration
+	cases := map[string]func() error{
+		"nil backend": func() error { _, err := elector.New(good, nil, cb); return err },
+		"no started": func() error {
+			_, err := elector.New(good, b, elector.Callbacks{OnStoppedLeading: func() {}})
+			return err
+		},
+		"no stopped": func() error {
+			_, err := elector.New(good, b, elector.Callbacks{OnStartedLeading: func(context.Context, int64) {}})
+			return err
+		},
+		"bad config": func() error { _, err := elector.New(bad, b, cb); return err },
+	}
+	for name, f := range cases {
+		if err := f(); !errors.Is(err, elector.ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
