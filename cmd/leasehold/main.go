@@ -1,0 +1,76 @@
+// Command leasehold is the command-line face of leasehold: leader election
+// for any program, its failover demo, and (as they land) the simulator, the
+// run and sidecar modes, status and the benchmark.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// errUsage marks bad input: the command exits with status 2.
+var errUsage = errors.New("usage")
+
+const usage = `leasehold: leader election over Kubernetes Leases, etcd, Consul or memory
+
+Usage:
+  leasehold demo [flags]    three candidates on the in-memory store: a graceful
+                            handoff and a partitioned leader, with their timings
+  leasehold help            this text
+
+Run "leasehold <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command and returns the process exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "demo":
+		err = demoCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "leasehold: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// parseFlags parses a command's flags; a bad flag is a usage error (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
