@@ -192,7 +192,11 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 		e.mu.Lock()
 		e.leader = out.Leader
 		e.mu.Unlock()
-		if out.Leader != e.cfg.Identity {
+		switch out.Leader {
+		case e.cfg.Identity:
+		case "":
+			e.log.Debug("no leader")
+		default:
 			e.log.Info("new leader observed", "leader", out.Leader)
 		}
 		if e.cb.OnNewLeader != nil {
