@@ -26,7 +26,9 @@ type Counts struct {
 	Get, Create, Update, Watch int64
 }
 
-// Store holds the locks. The zero value is not usable; call New.
+// Store holds the locks. Records are kept as values (no encoding on the hot
+// path); Raw shows them in the stored format of key-value backends. The zero
+// value is not usable; call New.
 type Store struct {
 	clk clock.Clock
 
@@ -45,9 +47,12 @@ type Store struct {
 	blocked int
 }
 
+// cell is one lock. The record is kept decoded; raw holds bytes planted by
+// PlantRaw, which take its place until the next write.
 type cell struct {
 	exists  bool
-	data    []byte
+	rec     elector.Record
+	raw     []byte
 	rev     int64
 	waiters []*waiter
 }
@@ -132,7 +137,9 @@ func (s *Store) Counts(client string) Counts {
 func (s *Store) PlantRaw(lock string, raw []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.write(s.cell(lock), append([]byte(nil), raw...))
+	c := s.cell(lock)
+	s.write(c, elector.Record{})
+	c.raw = append([]byte{}, raw...)
 }
 
 // Raw returns the stored bytes of lock and whether a record exists.
@@ -140,7 +147,13 @@ func (s *Store) Raw(lock string) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.cell(lock)
-	return append([]byte(nil), c.data...), c.exists
+	switch {
+	case !c.exists:
+		return nil, false
+	case c.raw != nil:
+		return append([]byte(nil), c.raw...), true
+	}
+	return elector.EncodeRecord(c.rec), true
 }
 
 // Quiet reports that no call is being served and no woken watcher is yet to
@@ -170,11 +183,11 @@ func (s *Store) cell(lock string) *cell {
 	return c
 }
 
-// write stores data (nil data with exists=false is never used: records are
-// not deleted) and wakes the watchers. s.mu must be held.
-func (s *Store) write(c *cell, data []byte) elector.Version {
+// write stores r (records are never deleted) and wakes the watchers. s.mu
+// must be held.
+func (s *Store) write(c *cell, r elector.Record) elector.Version {
 	s.rev++
-	c.exists, c.data, c.rev = true, data, s.rev
+	c.exists, c.rec, c.raw, c.rev = true, r, nil, s.rev
 	for _, w := range c.waiters {
 		w.woken = true
 		s.busy++
@@ -257,7 +270,10 @@ func (b *Backend) read(c *cell) (elector.Record, elector.Version, error) {
 	if !c.exists {
 		return elector.Record{}, "", fmt.Errorf("memory: lock %q: %w", b.lock, elector.ErrNotFound)
 	}
-	r, err := elector.DecodeRecord(c.data)
+	if c.raw == nil {
+		return c.rec, version(c.rev), nil
+	}
+	r, err := elector.DecodeRecord(c.raw)
 	if err != nil {
 		return elector.Record{}, "", fmt.Errorf("memory: lock %q: %w", b.lock, err)
 	}
@@ -287,7 +303,7 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 	if c.exists {
 		return "", fmt.Errorf("memory: create lock %q: %w", b.lock, elector.ErrConflict)
 	}
-	return b.s.write(c, elector.EncodeRecord(r)), nil
+	return b.s.write(c, r), nil
 }
 
 // Update replaces the record if its version is still v.
@@ -305,7 +321,7 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	case version(c.rev) != v:
 		return "", fmt.Errorf("memory: update lock %q at version %s (stored %d): %w", b.lock, v, c.rev, elector.ErrConflict)
 	}
-	return b.s.write(c, elector.EncodeRecord(r)), nil
+	return b.s.write(c, r), nil
 }
 
 // Watch waits until the lock's version differs from v and returns the new
