@@ -233,7 +233,8 @@ func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
 // Stop ends the campaign (the driver's context was cancelled). A leader
 // stops leading first; with ReleaseOnCancel it then writes the record with
 // an empty holder and the same term, so a follower may take over at once.
-// Stop must not be called while a Call is pending.
+// A Call the Machine asked for but the driver has not sent is discarded;
+// Stop must not be called while a sent Call is unanswered.
 func (m *Machine) Stop(now Now) Output {
 	var out Output
 	if m.phase == leading && m.cfg.ReleaseOnCancel {

@@ -1,0 +1,170 @@
+package sim
+
+import (
+	"time"
+)
+
+// resolve turns fault targets into node indexes; "leader" is the node that
+// holds the record at this instant (none if nobody does).
+func (s *sim) resolve(targets []string) []int {
+	var out []int
+	for _, t := range targets {
+		i := s.holder
+		if t != Leader {
+			i = s.nodeIndex(t)
+		}
+		if i >= 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// fault applies one fault to its targets. d is how long it lasts (0 =
+// forever); by is the clock jump.
+func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
+	if len(targets) == 0 {
+		s.tracef(nil, "fault %s: no target (nobody holds the lock)", kind)
+		return
+	}
+	for _, i := range targets {
+		n := s.nodes[i]
+		if n.state != up {
+			s.tracef(n, "fault %s skipped: node is not running", kind)
+			continue
+		}
+		if s.timeline != nil {
+			s.timeline.Faults = append(s.timeline.Faults, Mark{At: s.now, Node: i, Kind: kind, For: d})
+		}
+		s.tracef(n, "FAULT %s for=%v by=%v", kind, d, by)
+		switch kind {
+		case Crash:
+			s.crash(n, d)
+		case Stop:
+			s.markFault(n, Stop)
+			n.restartAfter = d
+			n.stopReq = true
+			if !n.inCall && !n.paused {
+				s.stopNow(n)
+			}
+		case Partition:
+			if n.cut {
+				continue
+			}
+			s.markFault(n, Partition)
+			n.cut = true
+			s.regs[i].active = false
+			s.mark(n)
+			if d > 0 {
+				s.push(event{at: s.now + d, kind: evRecover, node: int32(i), what: Partition})
+			}
+		case Pause:
+			if n.paused {
+				continue
+			}
+			s.markFault(n, Pause)
+			n.paused = true
+			s.mark(n)
+			s.push(event{at: s.now + d, kind: evRecover, node: int32(i), inc: n.inc, what: Pause})
+		case ClockJump:
+			n.jump += by
+		}
+	}
+}
+
+// stopNow cancels the node's wait and asks its Machine to stop.
+func (s *sim) stopNow(n *node) {
+	n.stopReq = false
+	n.waitGen++
+	s.regs[n.idx].active = false
+	s.apply(n, n.m.Stop(s.nowAt(n)))
+}
+
+func (s *sim) crash(n *node, restart time.Duration) {
+	s.markFault(n, Crash)
+	if n.leading {
+		s.endLeadership(n, "crash")
+	}
+	n.inc++
+	n.state = crashed
+	n.m = nil
+	n.paused, n.deferred, n.inCall, n.stopReq = false, nil, false, false
+	s.regs[n.idx].active = false
+	s.mark(n)
+	if restart > 0 {
+		s.push(event{at: s.now + restart, kind: evRecover, node: int32(n.idx), inc: n.inc, what: Crash})
+	}
+}
+
+// markFault remembers the first fault that hit a leader, for the failover
+// it may cause.
+func (s *sim) markFault(n *node, k FaultKind) {
+	if n.leading && n.fault == "" {
+		n.fault, n.faultAt = k, s.now
+	}
+}
+
+// recover ends a fault: restart after a crash or stop, heal, resume.
+func (s *sim) recover(n *node, e event) {
+	switch e.what {
+	case Crash, Stop:
+		if n.state == up {
+			return
+		}
+		s.tracef(n, "restart")
+		n.inc++
+		if err := s.boot(n); err != nil && s.err == nil {
+			s.err = err
+		}
+	case Partition:
+		if n.cut {
+			n.cut = false
+			s.mark(n)
+			s.tracef(n, "healed")
+		}
+	case Pause:
+		if e.inc != n.inc || !n.paused {
+			return
+		}
+		n.paused = false
+		s.mark(n)
+		s.tracef(n, "resumed with %d held events", len(n.deferred))
+		held := n.deferred
+		n.deferred = nil
+		for _, d := range held {
+			if n.state != up || n.paused {
+				break
+			}
+			d.at = s.now
+			s.dispatch(d)
+		}
+		if n.state == up && n.stopReq && !n.inCall {
+			s.stopNow(n)
+		}
+	}
+}
+
+// randomGap draws the time to the next random fault.
+func (s *sim) randomGap() time.Duration {
+	r := s.sc.Random
+	return s.now + r.Every/2 + time.Duration(s.rng.Float64()*float64(r.Every))
+}
+
+// randomFault draws a kind, a target (the leader half of the time) and a
+// length, applies it and schedules the next one.
+func (s *sim) randomFault() {
+	r := s.sc.Random
+	kind := r.Kinds[s.rng.IntN(len(r.Kinds))]
+	target := s.rng.IntN(len(s.nodes))
+	if s.rng.Float64() < 0.5 && s.holder >= 0 {
+		target = s.holder
+	}
+	lo := min(time.Second, r.MaxDown)
+	d := lo + time.Duration(s.rng.Float64()*float64(r.MaxDown-lo))
+	by := d
+	if s.rng.Float64() < 0.5 {
+		by = -d
+	}
+	s.fault(kind, []int{target}, d, by)
+	s.push(event{at: s.randomGap(), kind: evRandomFault, node: -1})
+}

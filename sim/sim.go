@@ -1,0 +1,510 @@
+// Package sim is a deterministic discrete-event simulator of leader election.
+//
+// It runs the same elector.Machine that elector.Run drives, one per node,
+// against a memory.Store over a simulated network, in virtual time: one
+// goroutine, an event heap keyed by (time, sequence), every random choice
+// from one seeded generator. It injects crashes, graceful stops, partitions,
+// process pauses and clock faults, and measures failover time, leaderless
+// time, dual leadership and writes to a fenced resource. The same scenario
+// and seed always give the same bytes of output.
+package sim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/leasehold-go/leasehold/backend/memory"
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// Options are the per-run settings.
+type Options struct {
+	Seed     uint64
+	Trace    io.Writer // every event, one per line; nil for none
+	Timeline bool      // keep node state changes for the SVG
+}
+
+// epoch is true time 0 on every wall clock (before offsets and jumps).
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type nodeState uint8
+
+const (
+	up nodeState = iota
+	crashed
+	exited
+)
+
+type node struct {
+	idx   int
+	id    string
+	clock Clock
+	jump  time.Duration // wall-clock jumps so far
+
+	m     *elector.Machine
+	state nodeState
+	inc   uint32 // incarnation: bumped by a crash, drops the old life's events
+
+	paused   bool
+	deferred []event // node-bound events held while paused
+	cut      bool    // partitioned from the store
+
+	waitGen  uint64 // current wait; timers and notifications of older waits are stale
+	callGen  uint64 // current call
+	inCall   bool
+	fenceGen uint64
+
+	stopReq      bool
+	restartAfter time.Duration
+
+	leading   bool // believes it leads (the Machine says so and the process is alive)
+	term      int64
+	leadStart time.Duration
+	fault     FaultKind // the first fault that hit it during this leadership
+	faultAt   time.Duration
+
+	backend *memory.Backend
+}
+
+// watchReg is a node's watch as registered at the store.
+type watchReg struct {
+	active bool
+	inc    uint32
+	gen    uint64
+	ver    elector.Version
+}
+
+type sim struct {
+	sc  *Scenario
+	rng *rand.Rand
+	ctx context.Context
+
+	now    time.Duration
+	seq    uint64
+	events eventHeap
+	nodes  []*node
+	store  *memory.Store
+	regs   []watchReg
+
+	holder     int // node index of the store's current holder, -1 if none
+	version    elector.Version
+	fenceTerm  int64
+	res        Result
+	trace      *bufio.Writer
+	timeline   *Timeline
+	lastAcct   time.Duration
+	believers  int
+	anyLeader  bool
+	leaderless time.Duration
+	dual       time.Duration
+	dualStart  time.Duration
+	dualNodes  []string
+	pending    *Failover
+	pendingLL  time.Duration // leaderless total when the pending failover opened
+	err        error
+}
+
+// rngAdapter gives each Machine its jitter from the simulation's generator.
+type rngAdapter struct{ r *rand.Rand }
+
+func (a rngAdapter) Float64() float64 { return a.r.Float64() }
+
+// Run simulates sc with opts and returns what it measured.
+func Run(sc *Scenario, opts Options) (*Result, error) {
+	s := &sim{
+		sc:     sc,
+		rng:    rand.New(rand.NewPCG(opts.Seed, 0x6c65617365f686f)),
+		ctx:    context.Background(),
+		store:  memory.New(),
+		regs:   make([]watchReg, sc.Nodes),
+		holder: -1,
+	}
+	s.res.Scenario, s.res.Seed = sc.Name, opts.Seed
+	if opts.Trace != nil {
+		s.trace = bufio.NewWriterSize(opts.Trace, 64<<10)
+	}
+	if opts.Timeline {
+		s.timeline = &Timeline{Nodes: make([]string, sc.Nodes), End: sc.Duration}
+	}
+	for i := range sc.Nodes {
+		n := &node{idx: i, id: NodeID(i), clock: sc.Clocks[i]}
+		n.backend = s.store.Backend("lock", n.id)
+		s.nodes = append(s.nodes, n)
+		if s.timeline != nil {
+			s.timeline.Nodes[i] = n.id
+		}
+	}
+	for i := range sc.Faults {
+		s.push(event{at: sc.Faults[i].At, kind: evFault, node: -1, idx: i})
+	}
+	if sc.Random != nil {
+		s.push(event{at: s.randomGap(), kind: evRandomFault, node: -1})
+	}
+	for _, n := range s.nodes {
+		if err := s.boot(n); err != nil {
+			return nil, err
+		}
+	}
+	for len(s.events) > 0 && s.err == nil {
+		e := s.events.pop()
+		if e.at > sc.Duration {
+			break
+		}
+		s.now = e.at
+		s.res.Events++
+		s.dispatch(e)
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	s.now = sc.Duration
+	s.finish()
+	if s.trace != nil {
+		if err := s.trace.Flush(); err != nil {
+			return nil, fmt.Errorf("sim: writing the trace: %w", err)
+		}
+	}
+	return &s.res, nil
+}
+
+func (s *sim) push(e event) {
+	s.seq++
+	e.seq = s.seq
+	if e.at < s.now {
+		e.at = s.now
+	}
+	s.events.push(e)
+}
+
+// boot starts a node's elector (at the beginning or on restart).
+func (s *sim) boot(n *node) error {
+	cfg := elector.Config{
+		Identity: n.id, LeaseDuration: s.sc.LeaseDuration, RenewDeadline: s.sc.RenewDeadline,
+		RetryPeriod: s.sc.RetryPeriod, ReleaseOnCancel: s.sc.ReleaseOnCancel,
+	}
+	m, err := elector.NewMachine(cfg, rngAdapter{s.rng}, s.sc.Watch)
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	n.m, n.state = m, up
+	n.stopReq, n.inCall = false, false
+	s.mark(n)
+	s.tracef(n, "boot")
+	s.apply(n, m.Start(s.nowAt(n)))
+	return nil
+}
+
+// mono is the node's monotonic clock at the current true instant.
+func (s *sim) mono(n *node) time.Duration {
+	return time.Duration(float64(s.now) * n.clock.Rate)
+}
+
+func (s *sim) nowAt(n *node) elector.Now {
+	m := s.mono(n)
+	return elector.Now{Mono: m, Wall: epoch.Add(n.clock.Offset + m + n.jump)}
+}
+
+// trueAt is the first true instant at which the node's monotonic clock reads
+// at least m.
+func (s *sim) trueAt(n *node, m time.Duration) time.Duration {
+	t := time.Duration(math.Ceil(float64(m) / n.clock.Rate))
+	for time.Duration(float64(t)*n.clock.Rate) < m {
+		t++
+	}
+	return max(t, s.now)
+}
+
+// delay draws a one-way network delay.
+func (s *sim) delay() time.Duration {
+	d := s.sc.Latency
+	if s.sc.Jitter > 0 {
+		d += time.Duration(s.rng.Float64() * float64(s.sc.Jitter))
+	}
+	return d
+}
+
+// lost decides whether a message between n and the store is lost.
+func (s *sim) lost(n *node) bool {
+	return n.cut || (s.sc.Loss > 0 && s.rng.Float64() < s.sc.Loss)
+}
+
+// apply carries out what a node's Machine answered.
+func (s *sim) apply(n *node, out elector.Output) {
+	s.transitions(n, out)
+	switch {
+	case out.Done:
+		s.exit(n)
+	case out.Call.Op != elector.OpNone:
+		s.send(n, out.Call)
+	default:
+		s.wait(n, out.Wait)
+	}
+}
+
+func (s *sim) transitions(n *node, out elector.Output) {
+	if out.Stopped && n.leading {
+		s.endLeadership(n, out.Reason)
+	}
+	if out.Started {
+		s.startLeadership(n, out.Term)
+	}
+	if out.LeaderChanged && s.trace != nil {
+		s.tracef(n, "sees leader %q", out.Leader)
+	}
+}
+
+func (s *sim) send(n *node, c elector.Call) {
+	n.callGen++
+	n.inCall = true
+	switch c.Op {
+	case elector.OpGet:
+		s.res.Requests.Get++
+	case elector.OpCreate:
+		s.res.Requests.Create++
+	case elector.OpUpdate:
+		s.res.Requests.Update++
+	}
+	if s.trace != nil {
+		s.tracef(n, "send %s%s term=%d expect=%s", c.Op, map[bool]string{true: " (release)"}[c.Release], c.Record.Term, c.Version)
+	}
+	if !s.lost(n) {
+		s.push(event{at: s.now + s.delay(), kind: evArrive, node: int32(n.idx), inc: n.inc, gen: n.callGen, call: c})
+	}
+	s.push(event{at: s.trueAt(n, c.Deadline), kind: evTimeout, node: int32(n.idx), inc: n.inc, gen: n.callGen})
+}
+
+func (s *sim) wait(n *node, w elector.Wait) {
+	n.waitGen++
+	s.push(event{at: s.trueAt(n, w.Until), kind: evTimer, node: int32(n.idx), inc: n.inc, gen: n.waitGen})
+	if w.Watch {
+		s.res.Requests.Watch++
+		if !s.lost(n) {
+			s.push(event{at: s.now + s.delay(), kind: evWatchReg, node: int32(n.idx), inc: n.inc, gen: n.waitGen, ver: w.Version})
+		}
+	}
+}
+
+// exit: the node's Run returned (after a graceful stop).
+func (s *sim) exit(n *node) {
+	n.state = exited
+	n.m = nil
+	s.regs[n.idx].active = false
+	s.mark(n)
+	s.tracef(n, "exited")
+	if n.restartAfter > 0 {
+		s.push(event{at: s.now + n.restartAfter, kind: evRecover, node: int32(n.idx), inc: n.inc, what: Stop})
+		n.restartAfter = 0
+	}
+}
+
+// dispatch handles one event.
+func (s *sim) dispatch(e event) {
+	switch e.kind {
+	case evFault:
+		f := s.sc.Faults[e.idx]
+		s.fault(f.Kind, s.resolve(f.Targets), f.For, f.By)
+		return
+	case evRandomFault:
+		s.randomFault()
+		return
+	case evArrive:
+		s.arrive(e)
+		return
+	case evWatchReg:
+		s.register(e)
+		return
+	case evFenceWrite:
+		s.fenceWrite(e)
+		return
+	}
+	n := s.nodes[e.node]
+	if e.kind == evRecover {
+		s.recover(n, e)
+		return
+	}
+	if n.state != up || e.inc != n.inc {
+		s.tracef(n, "drop %s of a past life", eventNames[e.kind])
+		return
+	}
+	if n.paused {
+		n.deferred = append(n.deferred, e)
+		return
+	}
+	switch e.kind {
+	case evTimer:
+		if e.gen != n.waitGen || n.inCall {
+			return
+		}
+		n.waitGen++
+		s.regs[n.idx].active = false
+		s.tracef(n, "tick")
+		s.afterInput(n, n.m.Tick(s.nowAt(n)))
+	case evNotify:
+		if e.gen != n.waitGen || n.inCall {
+			return
+		}
+		n.waitGen++
+		s.tracef(n, "watch: holder=%q term=%d version=%s", e.rec.Holder, e.rec.Term, e.ver)
+		s.afterInput(n, n.m.Watched(s.nowAt(n), e.rec, e.ver, e.err))
+	case evReply, evTimeout:
+		if e.gen != n.callGen || !n.inCall {
+			return
+		}
+		n.inCall = false
+		err := e.err
+		if e.kind == evTimeout {
+			err = context.DeadlineExceeded
+			s.tracef(n, "call timed out")
+		} else if s.trace != nil {
+			s.tracef(n, "reply version=%s err=%v", e.ver, e.err)
+		}
+		wasLeading := n.leading
+		out := n.m.Result(s.nowAt(n), e.rec, e.ver, err)
+		if wasLeading && err == nil && !n.cut && !out.Stopped {
+			n.fault = "" // renewed: whatever hit it is over
+		}
+		s.afterInput(n, out)
+	case evFenceTick:
+		if e.gen != n.fenceGen || !n.leading {
+			return
+		}
+		s.fenceSend(n)
+	}
+}
+
+// afterInput applies a Machine output, or stops the node if a stop was
+// requested while a call was in flight.
+func (s *sim) afterInput(n *node, out elector.Output) {
+	if n.stopReq && !n.inCall && !out.Done {
+		s.transitions(n, out)
+		n.stopReq = false
+		s.apply(n, n.m.Stop(s.nowAt(n)))
+		return
+	}
+	s.apply(n, out)
+}
+
+// arrive applies a request at the store and sends the reply.
+func (s *sim) arrive(e event) {
+	n := s.nodes[e.node]
+	if n.cut {
+		s.tracef(n, "request lost: partitioned")
+		return
+	}
+	var (
+		rec elector.Record
+		ver elector.Version
+		err error
+	)
+	c := e.call
+	switch c.Op {
+	case elector.OpGet:
+		rec, ver, err = n.backend.Get(s.ctx)
+	case elector.OpCreate:
+		ver, err = n.backend.Create(s.ctx, c.Record)
+	case elector.OpUpdate:
+		ver, err = n.backend.Update(s.ctx, c.Record, c.Version)
+	}
+	if c.Op != elector.OpGet && err == nil {
+		s.holder, s.version = s.nodeIndex(c.Record.Holder), ver
+		s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", c.Op, n.id, c.Record.Holder, c.Record.Term, ver)
+		s.notifyAll(c.Record, ver)
+	}
+	if s.lost(n) {
+		s.tracef(n, "reply lost")
+		return
+	}
+	s.push(event{at: s.now + s.delay(), kind: evReply, node: e.node, inc: e.inc, gen: e.gen, rec: rec, ver: ver, err: err})
+}
+
+func (s *sim) nodeIndex(id string) int {
+	for i, n := range s.nodes {
+		if n.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// register records a node's watch at the store, answering at once if the
+// record has already moved past the version it knows.
+func (s *sim) register(e event) {
+	n := s.nodes[e.node]
+	if n.cut {
+		return
+	}
+	s.regs[e.node] = watchReg{active: true, inc: e.inc, gen: e.gen, ver: e.ver}
+	if s.version != "" && s.version != e.ver {
+		rec, ver, err := n.backend.Get(s.ctx)
+		s.notify(int(e.node), rec, ver, err)
+	}
+}
+
+func (s *sim) notifyAll(rec elector.Record, ver elector.Version) {
+	for i := range s.regs {
+		if s.regs[i].active && s.regs[i].ver != ver {
+			s.notify(i, rec, ver, nil)
+		}
+	}
+}
+
+func (s *sim) notify(i int, rec elector.Record, ver elector.Version, err error) {
+	r := s.regs[i]
+	s.regs[i].active = false
+	if s.lost(s.nodes[i]) {
+		return
+	}
+	s.push(event{at: s.now + s.delay(), kind: evNotify, node: int32(i), inc: r.inc, gen: r.gen, rec: rec, ver: ver, err: err})
+}
+
+// fenceSend writes to the fenced resource with the node's term and schedules
+// the next write one RetryPeriod later on the node's clock.
+func (s *sim) fenceSend(n *node) {
+	if s.sc.Loss == 0 || s.rng.Float64() >= s.sc.Loss {
+		s.push(event{at: s.now + s.delay(), kind: evFenceWrite, node: int32(n.idx), term: n.term})
+	}
+	s.push(event{at: s.trueAt(n, s.mono(n)+s.sc.RetryPeriod), kind: evFenceTick, node: int32(n.idx), inc: n.inc, gen: n.fenceGen})
+}
+
+// fenceWrite: the resource accepts a term at least as high as any it has
+// seen. An accepted write from a node other than the record's holder (while
+// someone holds it) is a safety violation.
+func (s *sim) fenceWrite(e event) {
+	n := s.nodes[e.node]
+	if e.term < s.fenceTerm {
+		s.res.FencedWrites.Rejected++
+		s.tracef(n, "fenced write term=%d rejected (highest %d)", e.term, s.fenceTerm)
+		return
+	}
+	s.fenceTerm = e.term
+	s.res.FencedWrites.Accepted++
+	if s.holder >= 0 && s.holder != int(e.node) {
+		s.res.FencedWrites.StaleAccepted++
+		s.res.Violations = append(s.res.Violations, Violation{Kind: "stale_write_accepted", AtMS: ms(s.now), UntilMS: ms(s.now),
+			Nodes: []string{n.id, s.nodes[s.holder].id}, Term: e.term})
+		s.tracef(n, "fenced write term=%d ACCEPTED while %s holds the lock", e.term, s.nodes[s.holder].id)
+		return
+	}
+	s.tracef(n, "fenced write term=%d accepted", e.term)
+}
+
+func (s *sim) tracef(n *node, format string, args ...any) {
+	if s.trace == nil {
+		return
+	}
+	who := "--"
+	if n != nil {
+		who = n.id
+	}
+	fmt.Fprintf(s.trace, "%s %-4s %s\n", fmtTime(s.now), who, fmt.Sprintf(format, args...))
+}
+
+// fmtTime renders a true instant as seconds with microseconds.
+func fmtTime(d time.Duration) string {
+	return fmt.Sprintf("%12.6fs", d.Seconds())
+}
