@@ -135,6 +135,8 @@ type Machine struct {
 	validUntil  time.Duration // leading: lease valid until this instant
 	lastAttempt time.Duration // leading: send time of the last renewal
 
+	verifying bool // leading: a renewal conflicted; reading to see whether it was our own write
+
 	leader      string
 	leaderKnown bool
 	watchFailed bool
@@ -221,6 +223,10 @@ func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
 	}
 	switch op {
 	case OpGet:
+		if m.phase == leading {
+			m.verified(now, rec, ver, err, &out)
+			break
+		}
 		m.gotRecord(now, rec, ver, err, &out)
 	case OpCreate, OpUpdate:
 		m.wrote(now, ver, err, &out)
@@ -259,7 +265,18 @@ func (m *Machine) Stop(now Now) Output {
 func (m *Machine) get(now Now, out *Output) {
 	m.pending = OpGet
 	m.sentAt = now.Mono
-	out.Call = Call{Op: OpGet, Deadline: now.Mono + m.cfg.RenewDeadline}
+	out.Call = Call{Op: OpGet, Deadline: m.callDeadline(now)}
+}
+
+// callDeadline gives every call RetryPeriod to answer, so that a lost
+// request or reply costs one retry, not the lease; a leader's calls never
+// outlive its lease.
+func (m *Machine) callDeadline(now Now) time.Duration {
+	d := now.Mono + m.cfg.RetryPeriod
+	if m.phase == leading {
+		d = min(d, m.validUntil)
+	}
+	return d
 }
 
 // gotRecord handles a Get result (steps 2 and 3 of tryAcquireOrRenew).
@@ -349,11 +366,7 @@ func (m *Machine) write(now Now, op Op, r Record, v Version, out *Output) {
 	m.pending = op
 	m.sent = r
 	m.sentAt = now.Mono
-	deadline := now.Mono + m.cfg.RenewDeadline
-	if m.phase == leading {
-		deadline = min(deadline, m.validUntil)
-	}
-	out.Call = Call{Op: op, Record: r, Version: v, Deadline: deadline}
+	out.Call = Call{Op: op, Record: r, Version: v, Deadline: m.callDeadline(now)}
 }
 
 // wrote handles the result of an acquiring write or a renewal.
@@ -366,6 +379,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		m.maxTerm = max(m.maxTerm, m.sent.Term)
 		m.lastAttempt = m.sentAt
 		m.validUntil = m.sentAt + m.cfg.RenewDeadline
+		m.verifying = false
 		if now.Mono >= m.validUntil {
 			// The answer came back too late to count: the lease it
 			// bought has already run out on our clock.
@@ -386,13 +400,14 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	}
 	conflict := errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound)
 	if m.phase == leading {
-		switch {
-		case conflict:
-			m.stopLeading(ReasonConflict, out)
+		if conflict {
+			// Either someone else wrote, or an earlier renewal of ours
+			// landed and only its reply was lost: read to tell.
+			m.verifying = true
 			m.get(now, out)
-		default:
-			m.lead(now, out)
+			return
 		}
+		m.lead(now, out)
 		return
 	}
 	if conflict {
@@ -401,6 +416,29 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		return
 	}
 	m.poll(now, out)
+}
+
+// verified handles the read a leader makes after a conflicting renewal. If
+// the record still names it with its term, the conflicting write was its
+// own: it adopts the version and keeps leading (its lease is still measured
+// from the last write it knows succeeded). Otherwise it stops leading and
+// follows what it read.
+func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Output) {
+	switch {
+	case now.Mono >= m.validUntil:
+		m.stopLeading(ReasonDeadline, out)
+		m.gotRecord(now, rec, ver, err, out)
+	case err == nil && rec.Holder == m.cfg.Identity && rec.Term == m.term:
+		m.verifying = false
+		m.rec, m.ver = rec, ver
+		m.lastAttempt = now.Mono - m.cfg.RetryPeriod // renew with it at once
+		m.lead(now, out)
+	case err == nil || errors.Is(err, ErrNotFound):
+		m.stopLeading(ReasonConflict, out)
+		m.gotRecord(now, rec, ver, err, out)
+	default:
+		m.lead(now, out) // read again at the next retry, while the lease lasts
+	}
 }
 
 // lead renews or waits for the next renewal, and steps down once the lease
@@ -417,6 +455,10 @@ func (m *Machine) lead(now Now, out *Output) {
 		return
 	}
 	m.lastAttempt = now.Mono
+	if m.verifying {
+		m.get(now, out)
+		return
+	}
 	r := m.rec
 	r.RenewTime = now.Wall
 	m.write(now, OpUpdate, r, m.ver, out)
@@ -424,6 +466,7 @@ func (m *Machine) lead(now Now, out *Output) {
 
 func (m *Machine) stopLeading(reason string, out *Output) {
 	m.phase = following
+	m.verifying = false
 	out.Stopped, out.Reason = true, reason
 	m.term = 0
 }

@@ -263,10 +263,46 @@ func TestRenewConflictStops(t *testing.T) {
 	lead(t, m)
 	m.Tick(at(rp))
 	out := m.Result(at(rp), Record{}, "", ErrConflict)
-	if !out.Stopped || out.Reason != ReasonConflict {
-		t.Fatalf("got %s, want stopped on conflict", show(out))
+	// It first reads the record, still leading: the write may have been its own.
+	if out.Stopped {
+		t.Fatalf("stopped before reading who wrote: %s", show(out))
 	}
 	wantCall(t, out, OpGet)
+	if out.Call.Deadline > rd {
+		t.Fatalf("verification read may run until %v, past the lease %v", out.Call.Deadline, rd)
+	}
+	out = m.Result(at(rp+time.Millisecond), foreign("other", 2), "v9", nil)
+	if !out.Stopped || out.Reason != ReasonConflict || out.Leader != "other" {
+		t.Fatalf("got %s, want stopped on conflict, following other", show(out))
+	}
+	if out.Call.Op != OpNone {
+		t.Fatalf("wrote over a fresh foreign record: %s", show(out))
+	}
+}
+
+func TestRenewConflictWithOwnWriteKeepsLeading(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m)
+	m.Tick(at(rp))
+	m.Result(at(rp), Record{}, "", ErrConflict)
+	own := foreign("me", 1)
+	out := m.Result(at(rp+time.Millisecond), own, "v2", nil)
+	if out.Stopped {
+		t.Fatalf("stopped although the record is its own: %s", show(out))
+	}
+	wantCall(t, out, OpUpdate)
+	if out.Call.Version != "v2" || out.Call.Record.Term != 1 {
+		t.Fatalf("renewal after adopting: %s, want expect=v2 term 1", show(out))
+	}
+	if term, ok := m.Leading(); !ok || term != 1 {
+		t.Fatalf("Leading() = %d, %v", term, ok)
+	}
+	// A verification read that errors keeps it leading until the deadline.
+	m.Result(at(rp+2*time.Millisecond), Record{}, "", ErrConflict)
+	out = m.Result(at(rp+3*time.Millisecond), Record{}, "", errors.New("unreachable"))
+	if out.Stopped || out.Call.Op != OpNone || out.Wait.Until > rd {
+		t.Fatalf("after a failed verification read: %s", show(out))
+	}
 }
 
 // A leader whose renewals fail stops leading RenewDeadline after its last

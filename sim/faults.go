@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"cmp"
+	"slices"
 	"time"
 )
 
@@ -129,8 +131,14 @@ func (s *sim) recover(n *node, e event) {
 		n.paused = false
 		s.mark(n)
 		s.tracef(n, "resumed with %d held events", len(n.deferred))
+		// A paused leader resumes mid-write: the write to the fenced
+		// resource it was about to make goes out before it looks at its
+		// lease again (the classic GC-pause case fencing exists for).
 		held := n.deferred
 		n.deferred = nil
+		slices.SortStableFunc(held, func(a, b event) int {
+			return cmp.Compare(b2i(a.kind != evFenceTick), b2i(b.kind != evFenceTick))
+		})
 		for _, d := range held {
 			if n.state != up || n.paused {
 				break
@@ -167,4 +175,11 @@ func (s *sim) randomFault() {
 	}
 	s.fault(kind, []int{target}, d, by)
 	s.push(event{at: s.randomGap(), kind: evRandomFault, node: -1})
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

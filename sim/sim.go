@@ -332,12 +332,14 @@ func (s *sim) dispatch(e event) {
 		return
 	}
 	if n.paused {
+		s.tracef(n, "paused: hold %s", eventNames[e.kind])
 		n.deferred = append(n.deferred, e)
 		return
 	}
 	switch e.kind {
 	case evTimer:
 		if e.gen != n.waitGen || n.inCall {
+			s.tracef(n, "drop stale timer")
 			return
 		}
 		n.waitGen++
@@ -346,6 +348,7 @@ func (s *sim) dispatch(e event) {
 		s.afterInput(n, n.m.Tick(s.nowAt(n)))
 	case evNotify:
 		if e.gen != n.waitGen || n.inCall {
+			s.tracef(n, "drop stale watch notification")
 			return
 		}
 		n.waitGen++
@@ -353,6 +356,7 @@ func (s *sim) dispatch(e event) {
 		s.afterInput(n, n.m.Watched(s.nowAt(n), e.rec, e.ver, e.err))
 	case evReply, evTimeout:
 		if e.gen != n.callGen || !n.inCall {
+			s.tracef(n, "drop stale %s", eventNames[e.kind])
 			return
 		}
 		n.inCall = false
@@ -371,6 +375,7 @@ func (s *sim) dispatch(e event) {
 		s.afterInput(n, out)
 	case evFenceTick:
 		if e.gen != n.fenceGen || !n.leading {
+			s.tracef(n, "drop stale fence tick")
 			return
 		}
 		s.fenceSend(n)
@@ -410,10 +415,13 @@ func (s *sim) arrive(e event) {
 	case elector.OpUpdate:
 		ver, err = n.backend.Update(s.ctx, c.Record, c.Version)
 	}
-	if c.Op != elector.OpGet && err == nil {
+	switch {
+	case c.Op != elector.OpGet && err == nil:
 		s.holder, s.version = s.nodeIndex(c.Record.Holder), ver
 		s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", c.Op, n.id, c.Record.Holder, c.Record.Term, ver)
 		s.notifyAll(c.Record, ver)
+	case s.trace != nil:
+		s.tracef(nil, "store: %s by %s -> version=%s err=%v", c.Op, n.id, ver, err)
 	}
 	if s.lost(n) {
 		s.tracef(n, "reply lost")
@@ -436,8 +444,10 @@ func (s *sim) nodeIndex(id string) int {
 func (s *sim) register(e event) {
 	n := s.nodes[e.node]
 	if n.cut {
+		s.tracef(n, "watch registration lost: partitioned")
 		return
 	}
+	s.tracef(nil, "store: watch by %s past version %s", n.id, e.ver)
 	s.regs[e.node] = watchReg{active: true, inc: e.inc, gen: e.gen, ver: e.ver}
 	if s.version != "" && s.version != e.ver {
 		rec, ver, err := n.backend.Get(s.ctx)

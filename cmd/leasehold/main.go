@@ -20,8 +20,11 @@ var errUsage = errors.New("usage")
 const usage = `leasehold: leader election over Kubernetes Leases, etcd, Consul or memory
 
 Usage:
-  leasehold demo [flags]    three candidates on the in-memory store: a graceful
-                            handoff and a partitioned leader, with their timings
+  leasehold sim [flags] SCENARIO.yaml
+                            simulate a scenario in virtual time: failover times,
+                            leaderless time, dual leadership, fenced writes
+  leasehold demo [flags]    three candidates on the in-memory store in real time:
+                            a graceful handoff and a partitioned leader
   leasehold help            this text
 
 Run "leasehold <command> -h" for a command's flags.
@@ -41,6 +44,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "sim":
+		err = simCmd(args[1:], stdout, stderr)
 	case "demo":
 		err = demoCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
@@ -58,6 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
 		return 2
+	case errors.Is(err, errUnsafe):
+		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
+		return 3
 	default:
 		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
 		return 1

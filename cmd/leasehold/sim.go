@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/leasehold-go/leasehold/sim"
+)
+
+// errUnsafe marks a simulation that found a safety violation: exit 3.
+var errUnsafe = errors.New("safety violation")
+
+type simFlags struct {
+	seed     uint64
+	seedSet  bool
+	runs     int
+	json     bool
+	svg      string
+	trace    string
+	scenario string
+}
+
+func parseSimFlags(args []string, stderr io.Writer) (simFlags, error) {
+	var f simFlags
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: leasehold sim [--seed N] [--runs K] [--json] [--svg FILE] [--trace FILE] SCENARIO.yaml")
+		fs.PrintDefaults()
+	}
+	fs.Func("seed", "seed of the run (overrides the scenario's seed)", func(s string) error {
+		_, err := fmt.Sscan(s, &f.seed)
+		f.seedSet = true
+		return err
+	})
+	fs.IntVar(&f.runs, "runs", 1, "number of runs, with seeds seed..seed+runs-1, in parallel")
+	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
+	fs.StringVar(&f.svg, "svg", "", "write a timeline of the (first) run as SVG to this file")
+	fs.StringVar(&f.trace, "trace", "", "write every event of the (first) run to this file")
+	// Flags may come before or after the scenario file.
+	rest := args
+	for {
+		if err := parseFlags(fs, rest); err != nil {
+			return f, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if f.scenario != "" {
+			return f, fmt.Errorf("%w: one scenario file, got %q and %q", errUsage, f.scenario, fs.Arg(0))
+		}
+		f.scenario = fs.Arg(0)
+		rest = fs.Args()[1:]
+	}
+	switch {
+	case f.scenario == "":
+		return f, fmt.Errorf("%w: name a scenario file (see docs/scenarios/)", errUsage)
+	case f.runs < 1 || f.runs > 1_000_000:
+		return f, fmt.Errorf("%w: --runs must be from 1 to 1000000, got %d", errUsage, f.runs)
+	}
+	return f, nil
+}
+
+func simCmd(args []string, stdout, stderr io.Writer) error {
+	f, err := parseSimFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(f.scenario)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	sc, err := sim.ParseScenario(data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", errUsage, f.scenario, err)
+	}
+	seed := sc.Seed
+	if f.seedSet {
+		seed = f.seed
+	}
+	results, err := runSims(sc, seed, f)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if f.runs == 1 {
+			err = enc.Encode(results[0])
+		} else {
+			err = enc.Encode(struct {
+				Runs      []*sim.Result `json:"runs"`
+				Aggregate sim.Aggregate `json:"aggregate"`
+			}{results, sim.Summarize(results)})
+		}
+		if err != nil {
+			return err
+		}
+	} else if f.runs == 1 {
+		results[0].WriteText(stdout)
+	} else {
+		sim.Summarize(results).WriteText(stdout)
+	}
+	for _, r := range results {
+		if !r.Safe() {
+			return fmt.Errorf("%w in scenario %s with seed %d (rerun: leasehold sim --seed %d --svg out.svg %s)",
+				errUnsafe, sc.Name, r.Seed, r.Seed, f.scenario)
+		}
+	}
+	return nil
+}
+
+// runSims runs seeds seed..seed+runs-1 on all cores; the first run gets the
+// trace and the timeline. Results come back in seed order.
+func runSims(sc *sim.Scenario, seed uint64, f simFlags) ([]*sim.Result, error) {
+	results := make([]*sim.Result, f.runs)
+	errs := make([]error, f.runs)
+	first := sim.Options{Seed: seed, Timeline: f.svg != ""}
+	var traceFile *os.File
+	if f.trace != "" {
+		t, err := os.Create(f.trace)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		defer t.Close()
+		traceFile, first.Trace = t, t
+	}
+	results[0], errs[0] = sim.Run(sc, first)
+	if f.runs > 1 {
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					results[i], errs[i] = sim.Run(sc, sim.Options{Seed: seed + uint64(i)})
+				}
+			}()
+		}
+		for i := 1; i < f.runs; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if traceFile != nil {
+		if err := traceFile.Close(); err != nil {
+			return nil, err
+		}
+	}
+	if f.svg != "" {
+		out, err := os.Create(f.svg)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if err := results[0].WriteSVG(out); err != nil {
+			out.Close()
+			return nil, err
+		}
+		if err := out.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
