@@ -135,7 +135,9 @@ type Machine struct {
 	validUntil  time.Duration // leading: lease valid until this instant
 	lastAttempt time.Duration // leading: send time of the last renewal
 
-	verifying bool // leading: a renewal conflicted; reading to see whether it was our own write
+	verifying   bool          // leading: a renewal conflicted; reading to see whether it was our own write
+	unacked     bool          // leading: renewals were sent since the last one known to succeed
+	unackedFrom time.Duration // leading: send time of the first of them
 
 	leader      string
 	leaderKnown bool
@@ -379,7 +381,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		m.maxTerm = max(m.maxTerm, m.sent.Term)
 		m.lastAttempt = m.sentAt
 		m.validUntil = m.sentAt + m.cfg.RenewDeadline
-		m.verifying = false
+		m.verifying, m.unacked = false, false
 		if now.Mono >= m.validUntil {
 			// The answer came back too late to count: the lease it
 			// bought has already run out on our clock.
@@ -419,10 +421,10 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 }
 
 // verified handles the read a leader makes after a conflicting renewal. If
-// the record still names it with its term, the conflicting write was its
-// own: it adopts the version and keeps leading (its lease is still measured
-// from the last write it knows succeeded). Otherwise it stops leading and
-// follows what it read.
+// the record still names it with its term, the conflicting write was one of
+// its own renewals whose reply was lost: it adopts the version and keeps
+// leading, its lease now measured from the earliest renewal that could have
+// made that write. Otherwise it stops leading and follows what it read.
 func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Output) {
 	switch {
 	case now.Mono >= m.validUntil:
@@ -431,6 +433,10 @@ func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Out
 	case err == nil && rec.Holder == m.cfg.Identity && rec.Term == m.term:
 		m.verifying = false
 		m.rec, m.ver = rec, ver
+		if m.unacked {
+			m.validUntil = max(m.validUntil, m.unackedFrom+m.cfg.RenewDeadline)
+			m.unacked = false
+		}
 		m.lastAttempt = now.Mono - m.cfg.RetryPeriod // renew with it at once
 		m.lead(now, out)
 	case err == nil || errors.Is(err, ErrNotFound):
@@ -459,6 +465,9 @@ func (m *Machine) lead(now Now, out *Output) {
 		m.get(now, out)
 		return
 	}
+	if !m.unacked {
+		m.unacked, m.unackedFrom = true, now.Mono
+	}
 	r := m.rec
 	r.RenewTime = now.Wall
 	m.write(now, OpUpdate, r, m.ver, out)
@@ -466,7 +475,7 @@ func (m *Machine) lead(now Now, out *Output) {
 
 func (m *Machine) stopLeading(reason string, out *Output) {
 	m.phase = following
-	m.verifying = false
+	m.verifying, m.unacked = false, false
 	out.Stopped, out.Reason = true, reason
 	m.term = 0
 }

@@ -1,6 +1,7 @@
 package elector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -466,5 +467,37 @@ func TestValidate(t *testing.T) {
 	}
 	if err := base.Validate(); err != nil {
 		t.Errorf("DefaultConfig invalid: %v", err)
+	}
+}
+
+// Adopting its own lost write moves the lease to the send time of the first
+// renewal after the last acknowledged one, and no further.
+func TestAdoptedWriteExtendsLeaseConservatively(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m) // acknowledged write sent at 0: valid until 10s
+	wantCall(t, m.Tick(at(2*time.Second)), OpUpdate)
+	out := m.Result(at(4*time.Second), Record{}, "", context.DeadlineExceeded)
+	wantCall(t, out, OpUpdate) // retried at once, sent at 4s
+	wantCall(t, m.Result(at(4*time.Second+time.Millisecond), Record{}, "", ErrConflict), OpGet)
+	out = m.Result(at(4*time.Second+2*time.Millisecond), foreign("me", 1), "v2", nil)
+	wantCall(t, out, OpUpdate)
+	// Every later renewal fails; the lease now ends at 2s + RenewDeadline.
+	now := 4*time.Second + 2*time.Millisecond
+	for {
+		now = min(out.Call.Deadline, now+rp)
+		out = m.Result(at(now), Record{}, "", context.DeadlineExceeded)
+		if out.Stopped {
+			break
+		}
+		if out.Call.Op == OpNone {
+			now = out.Wait.Until
+			out = m.Tick(at(now))
+		}
+		if now > 20*time.Second {
+			t.Fatal("never stopped")
+		}
+	}
+	if want := 2*time.Second + rd; now != want {
+		t.Fatalf("stopped at %v, want %v (first unacknowledged renewal + RenewDeadline)", now, want)
 	}
 }
