@@ -26,19 +26,25 @@ func (s *sim) resolve(targets []string) []int {
 // forever); by is the clock jump.
 func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
 	if len(targets) == 0 {
-		s.tracef(nil, "fault %s: no target (nobody holds the lock)", kind)
+		if s.trace != nil {
+			s.tracef(nil, "fault %s: no target (nobody holds the lock)", kind)
+		}
 		return
 	}
 	for _, i := range targets {
 		n := s.nodes[i]
 		if n.state != up {
-			s.tracef(n, "fault %s skipped: node is not running", kind)
+			if s.trace != nil {
+				s.tracef(n, "fault %s skipped: node is not running", kind)
+			}
 			continue
 		}
 		if s.timeline != nil {
 			s.timeline.Faults = append(s.timeline.Faults, Mark{At: s.now, Node: i, Kind: kind, For: d})
 		}
-		s.tracef(n, "FAULT %s for=%v by=%v", kind, d, by)
+		if s.trace != nil {
+			s.tracef(n, "FAULT %s for=%v by=%v", kind, d, by)
+		}
 		switch kind {
 		case Crash:
 			s.crash(n, d)
@@ -113,7 +119,9 @@ func (s *sim) recover(n *node, e event) {
 		if n.state == up {
 			return
 		}
-		s.tracef(n, "restart")
+		if s.trace != nil {
+			s.tracef(n, "restart")
+		}
 		n.inc++
 		if err := s.boot(n); err != nil && s.err == nil {
 			s.err = err
@@ -122,7 +130,9 @@ func (s *sim) recover(n *node, e event) {
 		if n.cut {
 			n.cut = false
 			s.mark(n)
-			s.tracef(n, "healed")
+			if s.trace != nil {
+				s.tracef(n, "healed")
+			}
 		}
 	case Pause:
 		if e.inc != n.inc || !n.paused {
@@ -130,7 +140,9 @@ func (s *sim) recover(n *node, e event) {
 		}
 		n.paused = false
 		s.mark(n)
-		s.tracef(n, "resumed with %d held events", len(n.deferred))
+		if s.trace != nil {
+			s.tracef(n, "resumed with %d held events", len(n.deferred))
+		}
 		// A paused leader resumes mid-write: the write to the fenced
 		// resource it was about to make goes out before it looks at its
 		// lease again (the classic GC-pause case fencing exists for).

@@ -9,17 +9,17 @@ import (
 type eventKind uint8
 
 const (
-	evTimer      eventKind = iota // a node's wait ended
-	evTimeout                     // a node's call reached its deadline
-	evArrive                      // a request reached the store
-	evReply                       // a reply reached a node
-	evWatchReg                    // a watch registration reached the store
-	evNotify                      // a watch notification reached a node
-	evFenceTick                   // a leader's next write to the fenced resource
-	evFenceWrite                  // a write reached the fenced resource
-	evFault                       // a fault from the scenario's timeline
-	evRandomFault                 // the next random fault
-	evRecover                     // the end of a fault: restart, heal, resume
+	evTimer       eventKind = iota // a node's wait ended
+	evTimeout                      // a node's call reached its deadline
+	evArrive                       // a request reached the store
+	evReply                        // a reply reached a node
+	evWatchReg                     // a watch registration reached the store
+	evNotify                       // a watch notification reached a node
+	evFenceTick                    // a leader's next write to the fenced resource
+	evFenceWrite                   // a write reached the fenced resource
+	evFault                        // a fault from the scenario's timeline
+	evRandomFault                  // the next random fault
+	evRecover                      // the end of a fault: restart, heal, resume
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
@@ -36,61 +36,86 @@ type event struct {
 	inc  uint32
 	gen  uint64
 
-	op   elector.Op
-	call elector.Call // evArrive
-	rec  elector.Record
-	ver  elector.Version
-	err  error
-	term int64     // evFenceWrite
-	idx  int       // evFault: index in Scenario.Faults
-	what FaultKind // evRecover
+	op      elector.Op      // evArrive: the request
+	release bool            // evArrive: the request is a release
+	rec     elector.Record  // evArrive: what to write; evReply, evNotify: what was read
+	ver     elector.Version // evArrive: the expected version; evReply, evNotify: the version
+	err     error
+	term    int64     // evFenceWrite
+	idx     int       // evFault: index in Scenario.Faults
+	what    FaultKind // evRecover
 }
 
-// eventHeap is a binary min-heap ordered by (at, seq), on values (no
-// allocation per event beyond the slice's growth).
-type eventHeap []event
+// queue is a binary min-heap of small keys ordered by (at, seq); the
+// events themselves sit in a slab of reusable slots, so heap moves are cheap
+// and a run allocates in proportion to the events in flight, not to its
+// length.
+type queue struct {
+	keys  []key
+	slots []event
+	free  []int32
+}
 
-func (h eventHeap) less(i, j int) bool {
-	if h[i].at != h[j].at {
-		return h[i].at < h[j].at
+type key struct {
+	at   time.Duration
+	seq  uint64
+	slot int32
+}
+
+func (q *queue) len() int { return len(q.keys) }
+
+func less(a, b key) bool {
+	if a.at != b.at {
+		return a.at < b.at
 	}
-	return h[i].seq < h[j].seq
+	return a.seq < b.seq
 }
 
-func (h *eventHeap) push(e event) {
-	*h = append(*h, e)
-	s := *h
-	for i := len(s) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !s.less(i, p) {
+func (q *queue) push(e event) {
+	var i int32
+	if n := len(q.free); n > 0 {
+		i = q.free[n-1]
+		q.free = q.free[:n-1]
+		q.slots[i] = e
+	} else {
+		i = int32(len(q.slots))
+		q.slots = append(q.slots, e)
+	}
+	q.keys = append(q.keys, key{at: e.at, seq: e.seq, slot: i})
+	k := q.keys
+	for j := len(k) - 1; j > 0; {
+		p := (j - 1) / 2
+		if !less(k[j], k[p]) {
 			break
 		}
-		s[i], s[p] = s[p], s[i]
-		i = p
+		k[j], k[p] = k[p], k[j]
+		j = p
 	}
 }
 
-func (h *eventHeap) pop() event {
-	s := *h
-	top := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = event{}
-	s = s[:last]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(s) && s.less(l, m) {
+func (q *queue) pop() event {
+	k := q.keys
+	top := k[0]
+	last := len(k) - 1
+	k[0] = k[last]
+	k = k[:last]
+	for j := 0; ; {
+		l, r, m := 2*j+1, 2*j+2, j
+		if l < len(k) && less(k[l], k[m]) {
 			m = l
 		}
-		if r < len(s) && s.less(r, m) {
+		if r < len(k) && less(k[r], k[m]) {
 			m = r
 		}
-		if m == i {
+		if m == j {
 			break
 		}
-		s[i], s[m] = s[m], s[i]
-		i = m
+		k[j], k[m] = k[m], k[j]
+		j = m
 	}
-	*h = s
-	return top
+	q.keys = k
+	e := q.slots[top.slot]
+	q.slots[top.slot] = event{}
+	q.free = append(q.free, top.slot)
+	return e
 }

@@ -128,7 +128,9 @@ func (s *sim) startLeadership(n *node, term int64) {
 	}
 	n.fenceGen++
 	s.mark(n)
-	s.tracef(n, "STARTED leading term=%d", term)
+	if s.trace != nil {
+		s.tracef(n, "STARTED leading term=%d", term)
+	}
 	s.fenceSend(n)
 }
 
@@ -142,7 +144,9 @@ func (s *sim) endLeadership(n *node, reason string) {
 		s.closeDual()
 	}
 	s.mark(n)
-	s.tracef(n, "STOPPED leading: %s", reason)
+	if s.trace != nil {
+		s.tracef(n, "STOPPED leading: %s", reason)
+	}
 	cause, at := string(n.fault), n.faultAt
 	if cause == "" {
 		at = s.now

@@ -86,7 +86,7 @@ type sim struct {
 
 	now    time.Duration
 	seq    uint64
-	events eventHeap
+	events queue
 	nodes  []*node
 	store  *memory.Store
 	regs   []watchReg
@@ -150,7 +150,7 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	for len(s.events) > 0 && s.err == nil {
+	for s.events.len() > 0 && s.err == nil {
 		e := s.events.pop()
 		if e.at > sc.Duration {
 			break
@@ -194,7 +194,9 @@ func (s *sim) boot(n *node) error {
 	n.m, n.state = m, up
 	n.stopReq, n.inCall = false, false
 	s.mark(n)
-	s.tracef(n, "boot")
+	if s.trace != nil {
+		s.tracef(n, "boot")
+	}
 	s.apply(n, m.Start(s.nowAt(n)))
 	return nil
 }
@@ -254,7 +256,9 @@ func (s *sim) transitions(n *node, out elector.Output) {
 		s.startLeadership(n, out.Term)
 	}
 	if out.LeaderChanged && s.trace != nil {
-		s.tracef(n, "sees leader %q", out.Leader)
+		if s.trace != nil {
+			s.tracef(n, "sees leader %q", out.Leader)
+		}
 	}
 }
 
@@ -273,7 +277,8 @@ func (s *sim) send(n *node, c elector.Call) {
 		s.tracef(n, "send %s%s term=%d expect=%s", c.Op, map[bool]string{true: " (release)"}[c.Release], c.Record.Term, c.Version)
 	}
 	if !s.lost(n) {
-		s.push(event{at: s.now + s.delay(), kind: evArrive, node: int32(n.idx), inc: n.inc, gen: n.callGen, call: c})
+		s.push(event{at: s.now + s.delay(), kind: evArrive, node: int32(n.idx), inc: n.inc, gen: n.callGen,
+			op: c.Op, release: c.Release, rec: c.Record, ver: c.Version})
 	}
 	s.push(event{at: s.trueAt(n, c.Deadline), kind: evTimeout, node: int32(n.idx), inc: n.inc, gen: n.callGen})
 }
@@ -295,7 +300,9 @@ func (s *sim) exit(n *node) {
 	n.m = nil
 	s.regs[n.idx].active = false
 	s.mark(n)
-	s.tracef(n, "exited")
+	if s.trace != nil {
+		s.tracef(n, "exited")
+	}
 	if n.restartAfter > 0 {
 		s.push(event{at: s.now + n.restartAfter, kind: evRecover, node: int32(n.idx), inc: n.inc, what: Stop})
 		n.restartAfter = 0
@@ -328,42 +335,58 @@ func (s *sim) dispatch(e event) {
 		return
 	}
 	if n.state != up || e.inc != n.inc {
-		s.tracef(n, "drop %s of a past life", eventNames[e.kind])
+		if s.trace != nil {
+			s.tracef(n, "drop %s of a past life", eventNames[e.kind])
+		}
 		return
 	}
 	if n.paused {
-		s.tracef(n, "paused: hold %s", eventNames[e.kind])
+		if s.trace != nil {
+			s.tracef(n, "paused: hold %s", eventNames[e.kind])
+		}
 		n.deferred = append(n.deferred, e)
 		return
 	}
 	switch e.kind {
 	case evTimer:
 		if e.gen != n.waitGen || n.inCall {
-			s.tracef(n, "drop stale timer")
+			if s.trace != nil {
+				s.tracef(n, "drop stale timer")
+			}
 			return
 		}
 		n.waitGen++
 		s.regs[n.idx].active = false
-		s.tracef(n, "tick")
+		if s.trace != nil {
+			s.tracef(n, "tick")
+		}
 		s.afterInput(n, n.m.Tick(s.nowAt(n)))
 	case evNotify:
 		if e.gen != n.waitGen || n.inCall {
-			s.tracef(n, "drop stale watch notification")
+			if s.trace != nil {
+				s.tracef(n, "drop stale watch notification")
+			}
 			return
 		}
 		n.waitGen++
-		s.tracef(n, "watch: holder=%q term=%d version=%s", e.rec.Holder, e.rec.Term, e.ver)
+		if s.trace != nil {
+			s.tracef(n, "watch: holder=%q term=%d version=%s", e.rec.Holder, e.rec.Term, e.ver)
+		}
 		s.afterInput(n, n.m.Watched(s.nowAt(n), e.rec, e.ver, e.err))
 	case evReply, evTimeout:
 		if e.gen != n.callGen || !n.inCall {
-			s.tracef(n, "drop stale %s", eventNames[e.kind])
+			if s.trace != nil {
+				s.tracef(n, "drop stale %s", eventNames[e.kind])
+			}
 			return
 		}
 		n.inCall = false
 		err := e.err
 		if e.kind == evTimeout {
 			err = context.DeadlineExceeded
-			s.tracef(n, "call timed out")
+			if s.trace != nil {
+				s.tracef(n, "call timed out")
+			}
 		} else if s.trace != nil {
 			s.tracef(n, "reply version=%s err=%v", e.ver, e.err)
 		}
@@ -375,7 +398,9 @@ func (s *sim) dispatch(e event) {
 		s.afterInput(n, out)
 	case evFenceTick:
 		if e.gen != n.fenceGen || !n.leading {
-			s.tracef(n, "drop stale fence tick")
+			if s.trace != nil {
+				s.tracef(n, "drop stale fence tick")
+			}
 			return
 		}
 		s.fenceSend(n)
@@ -398,7 +423,9 @@ func (s *sim) afterInput(n *node, out elector.Output) {
 func (s *sim) arrive(e event) {
 	n := s.nodes[e.node]
 	if n.cut {
-		s.tracef(n, "request lost: partitioned")
+		if s.trace != nil {
+			s.tracef(n, "request lost: partitioned")
+		}
 		return
 	}
 	var (
@@ -406,25 +433,30 @@ func (s *sim) arrive(e event) {
 		ver elector.Version
 		err error
 	)
-	c := e.call
-	switch c.Op {
+	switch e.op {
 	case elector.OpGet:
 		rec, ver, err = n.backend.Get(s.ctx)
 	case elector.OpCreate:
-		ver, err = n.backend.Create(s.ctx, c.Record)
+		ver, err = n.backend.Create(s.ctx, e.rec)
 	case elector.OpUpdate:
-		ver, err = n.backend.Update(s.ctx, c.Record, c.Version)
+		ver, err = n.backend.Update(s.ctx, e.rec, e.ver)
 	}
 	switch {
-	case c.Op != elector.OpGet && err == nil:
-		s.holder, s.version = s.nodeIndex(c.Record.Holder), ver
-		s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", c.Op, n.id, c.Record.Holder, c.Record.Term, ver)
-		s.notifyAll(c.Record, ver)
+	case e.op != elector.OpGet && err == nil:
+		s.holder, s.version = s.nodeIndex(e.rec.Holder), ver
+		if s.trace != nil {
+			s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", e.op, n.id, e.rec.Holder, e.rec.Term, ver)
+		}
+		s.notifyAll(e.rec, ver)
 	case s.trace != nil:
-		s.tracef(nil, "store: %s by %s -> version=%s err=%v", c.Op, n.id, ver, err)
+		if s.trace != nil {
+			s.tracef(nil, "store: %s by %s -> version=%s err=%v", e.op, n.id, ver, err)
+		}
 	}
 	if s.lost(n) {
-		s.tracef(n, "reply lost")
+		if s.trace != nil {
+			s.tracef(n, "reply lost")
+		}
 		return
 	}
 	s.push(event{at: s.now + s.delay(), kind: evReply, node: e.node, inc: e.inc, gen: e.gen, rec: rec, ver: ver, err: err})
@@ -444,10 +476,14 @@ func (s *sim) nodeIndex(id string) int {
 func (s *sim) register(e event) {
 	n := s.nodes[e.node]
 	if n.cut {
-		s.tracef(n, "watch registration lost: partitioned")
+		if s.trace != nil {
+			s.tracef(n, "watch registration lost: partitioned")
+		}
 		return
 	}
-	s.tracef(nil, "store: watch by %s past version %s", n.id, e.ver)
+	if s.trace != nil {
+		s.tracef(nil, "store: watch by %s past version %s", n.id, e.ver)
+	}
 	s.regs[e.node] = watchReg{active: true, inc: e.inc, gen: e.gen, ver: e.ver}
 	if s.version != "" && s.version != e.ver {
 		rec, ver, err := n.backend.Get(s.ctx)
@@ -488,7 +524,9 @@ func (s *sim) fenceWrite(e event) {
 	n := s.nodes[e.node]
 	if e.term < s.fenceTerm {
 		s.res.FencedWrites.Rejected++
-		s.tracef(n, "fenced write term=%d rejected (highest %d)", e.term, s.fenceTerm)
+		if s.trace != nil {
+			s.tracef(n, "fenced write term=%d rejected (highest %d)", e.term, s.fenceTerm)
+		}
 		return
 	}
 	s.fenceTerm = e.term
@@ -497,10 +535,14 @@ func (s *sim) fenceWrite(e event) {
 		s.res.FencedWrites.StaleAccepted++
 		s.res.Violations = append(s.res.Violations, Violation{Kind: "stale_write_accepted", AtMS: ms(s.now), UntilMS: ms(s.now),
 			Nodes: []string{n.id, s.nodes[s.holder].id}, Term: e.term})
-		s.tracef(n, "fenced write term=%d ACCEPTED while %s holds the lock", e.term, s.nodes[s.holder].id)
+		if s.trace != nil {
+			s.tracef(n, "fenced write term=%d ACCEPTED while %s holds the lock", e.term, s.nodes[s.holder].id)
+		}
 		return
 	}
-	s.tracef(n, "fenced write term=%d accepted", e.term)
+	if s.trace != nil {
+		s.tracef(n, "fenced write term=%d accepted", e.term)
+	}
 }
 
 func (s *sim) tracef(n *node, format string, args ...any) {

@@ -2,32 +2,190 @@ package sim
 
 import (
 	"bytes"
+	"encoding/json"
+	"flag"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
-func load(t testing.TB, path string) *Scenario {
+var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.golden.json from the example scenarios")
+
+func load(t testing.TB, name string) *Scenario {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(filepath.Join("..", "docs", "scenarios", name+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc, err := ParseScenario(data)
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return sc
 }
 
-func TestSmoke(t *testing.T) {
-	sc := load(t, "../docs/scenarios/leader-crash.yaml")
-	var tr bytes.Buffer
-	r, err := Run(sc, Options{Seed: 1, Trace: &tr, Timeline: true})
+func examples(t testing.TB) []string {
+	files, _ := filepath.Glob("../docs/scenarios/*.yaml")
+	if len(files) < 9 {
+		t.Fatalf("found %d example scenarios, want at least 9", len(files))
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, strings.TrimSuffix(filepath.Base(f), ".yaml"))
+	}
+	return names
+}
+
+func run(t testing.TB, sc *Scenario, seed uint64) *Result {
+	t.Helper()
+	r, err := Run(sc, Options{Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	r.WriteText(&out)
-	t.Log(out.String())
-	t.Log(tr.Len())
+	return r
+}
+
+// outputs runs sc once and returns its JSON, trace and SVG.
+func outputs(t *testing.T, sc *Scenario, seed uint64) (js, trace, svg []byte) {
+	var tr, sv bytes.Buffer
+	r, err := Run(sc, Options{Seed: seed, Trace: &tr, Timeline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteSVG(&sv); err != nil {
+		t.Fatal(err)
+	}
+	js, err = json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, tr.Bytes(), sv.Bytes()
+}
+
+// Same scenario and seed: the same bytes; another seed: other bytes.
+func TestDeterminism(t *testing.T) {
+	for _, name := range examples(t) {
+		t.Run(name, func(t *testing.T) {
+			sc := load(t, name)
+			j1, t1, s1 := outputs(t, sc, 7)
+			j2, t2, s2 := outputs(t, sc, 7)
+			if !bytes.Equal(j1, j2) || !bytes.Equal(t1, t2) || !bytes.Equal(s1, s2) {
+				t.Fatal("two runs with seed 7 differ")
+			}
+			_, t3, _ := outputs(t, sc, 8)
+			if bytes.Equal(t1, t3) {
+				t.Fatal("seeds 7 and 8 gave the same trace")
+			}
+		})
+	}
+}
+
+// The example scenarios' results, as JSON, against golden files.
+func TestExamplesGolden(t *testing.T) {
+	for _, name := range examples(t) {
+		t.Run(name, func(t *testing.T) {
+			sc := load(t, name)
+			r := run(t, sc, sc.Seed)
+			got, _ := json.MarshalIndent(r, "", "  ")
+			path := filepath.Join("testdata", name+".golden.json")
+			if *rewrite {
+				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./sim -rewrite)", err)
+			}
+			if string(want) != string(got)+"\n" {
+				t.Errorf("%s changed; diff testdata against `go test ./sim -rewrite` output if deliberate", path)
+			}
+		})
+	}
+}
+
+// The outcomes written next to each example hold, over several seeds.
+func TestExampleOutcomes(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		for _, name := range []string{"leader-crash", "graceful-stop", "partition-leader", "lossy-network",
+			"wall-clock-jump", "rate-skew-within-bound", "random-chaos"} {
+			if r := run(t, load(t, name), seed); !r.Safe() || r.DualLeaderMS != 0 {
+				t.Errorf("%s seed %d: violations %+v", name, seed, r.Violations)
+			}
+		}
+		for _, name := range []string{"rate-skew-beyond-bound", "long-pause"} {
+			r := run(t, load(t, name), seed)
+			if r.DualLeaderMS == 0 || r.FencedWrites.Rejected == 0 {
+				t.Errorf("%s seed %d: dual leadership %vms, fenced writes %+v; want split brain caught by fencing",
+					name, seed, r.DualLeaderMS, r.FencedWrites)
+			}
+		}
+		if r := run(t, load(t, "wall-clock-jump"), seed); len(r.Failovers) != 0 {
+			t.Errorf("wall-clock-jump seed %d: %d failovers, want none", seed, len(r.Failovers))
+		}
+	}
+}
+
+// Crash failover with polling followers lands in [LD − RP, LD + 2.2·RP]
+// after the crash.
+func TestCrashFailoverBounds(t *testing.T) {
+	for _, watch := range []bool{false, true} {
+		sc := load(t, "leader-crash")
+		sc.Watch = watch
+		lo := float64(sc.LeaseDuration-sc.RetryPeriod) / 1e6
+		hi := float64(sc.LeaseDuration+sc.RetryPeriod*22/10) / 1e6
+		for seed := uint64(1); seed <= 100; seed++ {
+			r := run(t, sc, seed)
+			if len(r.Failovers) != 1 || r.Failovers[0].Cause != "crash" {
+				t.Fatalf("watch=%v seed %d: failovers %+v, want one crash", watch, seed, r.Failovers)
+			}
+			if f := r.Failovers[0].FailoverMS; f < lo || f > hi {
+				t.Errorf("watch=%v seed %d: crash failover %vms outside [%v, %v]", watch, seed, f, lo, hi)
+			}
+		}
+	}
+}
+
+// A graceful stop hands over within a few network delays with watch on.
+func TestGracefulStopIsFast(t *testing.T) {
+	sc := load(t, "graceful-stop")
+	limit := float64(5*(sc.Latency+sc.Jitter)) / 1e6
+	for seed := uint64(1); seed <= 100; seed++ {
+		r := run(t, sc, seed)
+		if len(r.Failovers) != 1 || r.Failovers[0].Cause != "stop" || r.Failovers[0].FailoverMS > limit {
+			t.Fatalf("seed %d: failovers %+v, want one stop handover within %vms", seed, r.Failovers, limit)
+		}
+	}
+}
+
+// A partitioned leader stops leading before anyone else starts.
+func TestPartitionedLeaderStopsFirst(t *testing.T) {
+	sc := load(t, "partition-leader")
+	for seed := uint64(1); seed <= 100; seed++ {
+		r := run(t, sc, seed)
+		if r.DualLeaderMS != 0 || len(r.Failovers) != 1 || r.Failovers[0].LeaderlessMS <= 0 {
+			t.Fatalf("seed %d: dual %vms, failovers %+v; want one failover with a leaderless gap", seed, r.DualLeaderMS, r.Failovers)
+		}
+	}
+}
+
+func TestRandomFaultsAreDrawnFromTheSeed(t *testing.T) {
+	sc := load(t, "random-chaos")
+	a, b := run(t, sc, 3), run(t, sc, 4)
+	if len(a.Failovers) == 0 || a.Transitions == b.Transitions && a.Events == b.Events {
+		t.Fatalf("random faults look absent or seed-independent: %d/%d transitions, %d/%d events",
+			a.Transitions, b.Transitions, a.Events, b.Events)
+	}
+}
+
+func TestStopWithoutRestartLeavesOthers(t *testing.T) {
+	sc := load(t, "graceful-stop")
+	sc.Faults = append(sc.Faults, Fault{At: 90 * time.Second, Kind: Stop, Targets: []string{Leader}})
+	r := run(t, sc, 1)
+	if len(r.Failovers) != 2 || r.Failovers[1].To == r.Failovers[1].From {
+		t.Fatalf("failovers %+v, want two handovers to other nodes", r.Failovers)
+	}
 }

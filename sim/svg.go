@@ -78,7 +78,7 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		return fmt.Errorf("sim: the run kept no timeline (Options.Timeline)")
 	}
 	const (
-		left, right, top = 70.0, 20.0, 50.0
+		left, right, top = 70.0, 20.0, 62.0
 		width            = 1200.0
 		lane, gap        = 26.0, 14.0
 	)
@@ -137,15 +137,25 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		}
 	}
 
-	// Faults: a dark tick above the lane with a label.
+	// Faults: a dark tick on the lane, a label where there is room, the
+	// details on hover.
+	lastLabel := make([]float64, len(t.Nodes))
+	for i := range lastLabel {
+		lastLabel[i] = -1e9
+	}
 	for _, f := range t.Faults {
 		y := laneY(f.Node)
 		label := string(f.Kind)
 		if f.For > 0 {
-			label += " " + f.For.String()
+			label += " " + f.For.Round(100*time.Millisecond).String()
 		}
-		p(`<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" stroke="#000" stroke-width="2"/>`+"\n", x(f.At), y-5, x(f.At), y+lane)
-		p(`<text x="%.2f" y="%.1f" font-size="10">%s</text>`+"\n", x(f.At)+3, y-2, html.EscapeString(label))
+		fx := x(f.At)
+		p(`<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" stroke="#000" stroke-width="2"><title>%s at %s</title></line>`+"\n",
+			fx, y-5, fx, y+lane, html.EscapeString(label), f.At.Round(time.Millisecond))
+		if fx-lastLabel[f.Node] >= 7*float64(len(label))+6 {
+			p(`<text x="%.2f" y="%.1f" font-size="10">%s</text>`+"\n", fx+3, y-2, html.EscapeString(label))
+			lastLabel[f.Node] = fx
+		}
 	}
 
 	// Time axis.

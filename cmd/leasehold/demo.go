@@ -47,14 +47,14 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if o.nodes < 2 {
-		return fmt.Errorf("%w: -nodes must be at least 2, got %d", errUsage, o.nodes)
+		return usagef("-nodes must be at least 2, got %d", o.nodes)
 	}
 	o.cfg.Identity = "n1"
 	if err := o.cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
 	res, err := runDemo(ctx, stdout, o)
 	if err != nil {

@@ -14,8 +14,18 @@ import (
 	"syscall"
 )
 
-// errUsage marks bad input: the command exits with status 2.
-var errUsage = errors.New("usage")
+// usageError is bad input (flags, files, configs): the command exits with
+// status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u)
+}
 
 const usage = `leasehold: leader election over Kubernetes Leases, etcd, Consul or memory
 
@@ -60,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case isUsage(err):
 		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
 		return 2
 	case errors.Is(err, errUnsafe):
@@ -78,7 +88,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
 	return nil
 }

@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
+	"github.com/leasehold-go/leasehold/docs/scenarios"
 	"github.com/leasehold-go/leasehold/sim"
 )
 
@@ -53,16 +56,16 @@ func parseSimFlags(args []string, stderr io.Writer) (simFlags, error) {
 			break
 		}
 		if f.scenario != "" {
-			return f, fmt.Errorf("%w: one scenario file, got %q and %q", errUsage, f.scenario, fs.Arg(0))
+			return f, usagef("one scenario file, got %q and %q", f.scenario, fs.Arg(0))
 		}
 		f.scenario = fs.Arg(0)
 		rest = fs.Args()[1:]
 	}
 	switch {
 	case f.scenario == "":
-		return f, fmt.Errorf("%w: name a scenario file (see docs/scenarios/)", errUsage)
+		return f, usagef("name a scenario file (see docs/scenarios/)")
 	case f.runs < 1 || f.runs > 1_000_000:
-		return f, fmt.Errorf("%w: --runs must be from 1 to 1000000, got %d", errUsage, f.runs)
+		return f, usagef("--runs must be from 1 to 1000000, got %d", f.runs)
 	}
 	return f, nil
 }
@@ -72,13 +75,13 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(f.scenario)
+	data, err := readScenario(f.scenario)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return usagef("%v", err)
 	}
 	sc, err := sim.ParseScenario(data)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", errUsage, f.scenario, err)
+		return usagef("%s: %v", f.scenario, err)
 	}
 	seed := sc.Seed
 	if f.seedSet {
@@ -116,6 +119,24 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// readScenario reads a scenario file or, if there is no such file, one of
+// the examples built in by name ("leader-crash").
+func readScenario(name string) ([]byte, error) {
+	data, err := os.ReadFile(name)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return data, err
+	}
+	if b, berr := scenarios.FS.ReadFile(strings.TrimSuffix(name, ".yaml") + ".yaml"); berr == nil {
+		return b, nil
+	}
+	var names []string
+	entries, _ := scenarios.FS.ReadDir(".")
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	return nil, fmt.Errorf("%v (built-in scenarios: %s)", err, strings.Join(names, ", "))
+}
+
 // runSims runs seeds seed..seed+runs-1 on all cores; the first run gets the
 // trace and the timeline. Results come back in seed order.
 func runSims(sc *sim.Scenario, seed uint64, f simFlags) ([]*sim.Result, error) {
@@ -126,7 +147,7 @@ func runSims(sc *sim.Scenario, seed uint64, f simFlags) ([]*sim.Result, error) {
 	if f.trace != "" {
 		t, err := os.Create(f.trace)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, usagef("%v", err)
 		}
 		defer t.Close()
 		traceFile, first.Trace = t, t
@@ -161,7 +182,7 @@ func runSims(sc *sim.Scenario, seed uint64, f simFlags) ([]*sim.Result, error) {
 	if f.svg != "" {
 		out, err := os.Create(f.svg)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, usagef("%v", err)
 		}
 		if err := results[0].WriteSVG(out); err != nil {
 			out.Close()
