@@ -1,0 +1,378 @@
+// Package etcd implements the leasehold backend contract on etcd v3.
+//
+// Each lock is one key, <prefix><name>, whose value is the record encoded as
+// the JSON document elector.RecordFormat (docs/backends.md). The version is
+// the key's ModRevision. Create is a transaction "if CreateRevision == 0 then
+// put", Update "if ModRevision == version then put"; a failed compare is
+// elector.ErrConflict. Followers wait on one long-lived etcd watch per lock,
+// so they send no request while nothing changes.
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// Defaults.
+const (
+	DefaultPrefix         = "/leasehold/"
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 2 * time.Second
+)
+
+// Config says how to reach etcd.
+type Config struct {
+	Endpoints []string // host:port or URLs; required
+	Prefix    string   // key prefix; default DefaultPrefix
+	// DialTimeout bounds connecting and the first round trip in New.
+	DialTimeout time.Duration
+	// RequestTimeout bounds every request (the elector's own, shorter
+	// deadlines apply too). Keep it well under RenewDeadline.
+	RequestTimeout time.Duration
+	// TLS: file paths; all empty for plain TCP.
+	CAFile, CertFile, KeyFile string
+	Username, Password        string
+	// DialOptions are passed to the gRPC dialer (tests count requests with
+	// an interceptor).
+	DialOptions []grpc.DialOption
+	// Logger receives watch recoveries; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Client is a connection to etcd from which locks are opened.
+type Client struct {
+	cli     *clientv3.Client
+	owned   bool
+	prefix  string
+	timeout time.Duration
+	log     *slog.Logger
+
+	ctx    context.Context // cancelled by Close: ends the watch loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New connects to etcd and checks, within DialTimeout, that it answers (and
+// that the credentials are accepted).
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints configured")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	cc := clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		DialOptions: cfg.DialOptions,
+		Logger:      zap.NewNop(),
+	}
+	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
+		t, err := tlsConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cc.TLS = t
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), friendly(err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(ctx, "/leasehold-ping", clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w", strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, friendly(err))
+	}
+	c := NewFromClient(cli, cfg.Prefix, cfg.RequestTimeout)
+	c.owned = true
+	if cfg.Logger != nil {
+		c.log = cfg.Logger
+	}
+	return c, nil
+}
+
+// NewFromClient uses a ready client; Close will not close it.
+func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Duration) *Client {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if requestTimeout <= 0 {
+		requestTimeout = DefaultRequestTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{cli: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default(), ctx: ctx, cancel: cancel}
+}
+
+func tlsConfig(ca, cert, key string) (*tls.Config, error) {
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: tls ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd: tls ca %s: no PEM certificate in it", ca)
+		}
+		t.RootCAs = pool
+	}
+	if (cert == "") != (key == "") {
+		return nil, errors.New("etcd: tls cert and key go together: set both or neither")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: tls cert/key: %w", err)
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	return t, nil
+}
+
+// friendly names the authentication failures plainly.
+func friendly(err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrGRPCAuthFailed):
+		return fmt.Errorf("authentication failed (check username and password): %w", err)
+	case errors.Is(err, rpctypes.ErrPermissionDenied), errors.Is(err, rpctypes.ErrGRPCPermissionDenied):
+		return fmt.Errorf("permission denied (the user needs read/write on the prefix): %w", err)
+	}
+	return err
+}
+
+// Close stops the watches and, if New made the connection, closes it.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	if c.owned {
+		return c.cli.Close()
+	}
+	return nil
+}
+
+// Lock returns the Backend for the lock named name (key prefix + name).
+func (c *Client) Lock(name string) *Backend {
+	return &Backend{c: c, name: name, key: c.prefix + name}
+}
+
+// PutRaw stores raw bytes at the lock's key, bypassing the encoding (tests
+// and repairs).
+func (c *Client) PutRaw(ctx context.Context, name string, raw []byte) error {
+	_, err := c.cli.Put(ctx, c.prefix+name, string(raw))
+	return err
+}
+
+// Raw returns the bytes stored at the lock's key.
+func (c *Client) Raw(ctx context.Context, name string) ([]byte, error) {
+	resp, err := c.cli.Get(ctx, c.prefix+name)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, elector.ErrNotFound
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// Backend is one lock on etcd.
+type Backend struct {
+	c    *Client
+	name string
+	key  string
+
+	once sync.Once
+	mu   sync.Mutex
+	seen bool // the watch loop has read the key at least once
+	wrec elector.Record
+	wver elector.Version
+	werr error
+	wake chan struct{}
+}
+
+var (
+	_ elector.Backend = (*Backend)(nil)
+	_ elector.Watcher = (*Backend)(nil)
+)
+
+// Describe names the key.
+func (b *Backend) Describe() string { return "etcd key " + b.key }
+
+func (b *Backend) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.c.timeout)
+}
+
+func (b *Backend) decode(value []byte, modRev int64) (elector.Record, elector.Version, error) {
+	r, err := elector.DecodeRecord(value)
+	if err != nil {
+		return elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, err)
+	}
+	return r, version(modRev), nil
+}
+
+func version(rev int64) elector.Version { return elector.Version(strconv.FormatInt(rev, 10)) }
+
+// Get reads the record.
+func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	ctx, cancel := b.ctx(ctx)
+	defer cancel()
+	resp, err := b.c.cli.Get(ctx, b.key)
+	if err != nil {
+		return elector.Record{}, "", fmt.Errorf("etcd: get %s: %w", b.key, friendly(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound)
+	}
+	kv := resp.Kvs[0]
+	return b.decode(kv.Value, kv.ModRevision)
+}
+
+// Create writes the record if the key does not exist.
+func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	ctx, cancel := b.ctx(ctx)
+	defer cancel()
+	resp, err := b.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(b.key), "=", 0)).
+		Then(clientv3.OpPut(b.key, string(elector.EncodeRecord(r)))).
+		Commit()
+	if err != nil {
+		return "", fmt.Errorf("etcd: create %s: %w", b.key, friendly(err))
+	}
+	if !resp.Succeeded {
+		return "", fmt.Errorf("etcd: create %s: %w", b.key, elector.ErrConflict)
+	}
+	return version(resp.Header.Revision), nil
+}
+
+// Update writes the record if the key's ModRevision is still v.
+func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	rev, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || rev <= 0 {
+		return "", fmt.Errorf("etcd: update %s: version %q is not an etcd revision: %w", b.key, v, elector.ErrConflict)
+	}
+	ctx, cancel := b.ctx(ctx)
+	defer cancel()
+	resp, err := b.c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(b.key), "=", rev)).
+		Then(clientv3.OpPut(b.key, string(elector.EncodeRecord(r)))).
+		Else(clientv3.OpGet(b.key, clientv3.WithCountOnly())).
+		Commit()
+	if err != nil {
+		return "", fmt.Errorf("etcd: update %s: %w", b.key, friendly(err))
+	}
+	if !resp.Succeeded {
+		if g := resp.Responses[0].GetResponseRange(); g != nil && g.Count == 0 {
+			return "", fmt.Errorf("etcd: update %s: %w", b.key, elector.ErrNotFound)
+		}
+		return "", fmt.Errorf("etcd: update %s at revision %d: %w", b.key, rev, elector.ErrConflict)
+	}
+	return version(resp.Header.Revision), nil
+}
+
+// Watch returns once the key's revision differs from v. The first call
+// starts one watch on the key that lives until the Client is closed; a
+// compacted revision or a broken stream is recovered by reading the key and
+// watching again from there.
+func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
+	b.once.Do(func() {
+		b.mu.Lock()
+		b.wake = make(chan struct{})
+		b.mu.Unlock()
+		b.c.wg.Add(1)
+		go b.watchLoop()
+	})
+	for {
+		b.mu.Lock()
+		if b.seen && b.wver != v {
+			r, ver, err := b.wrec, b.wver, b.werr
+			b.mu.Unlock()
+			return r, ver, err
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return elector.Record{}, "", fmt.Errorf("etcd: watch %s: %w", b.key, ctx.Err())
+		case <-b.c.ctx.Done():
+			return elector.Record{}, "", fmt.Errorf("etcd: watch %s: client closed", b.key)
+		}
+	}
+}
+
+// publish records the latest state of the key and wakes the waiters.
+func (b *Backend) publish(rec elector.Record, ver elector.Version, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.seen && ver == b.wver && (err == nil) == (b.werr == nil) {
+		return
+	}
+	b.seen, b.wrec, b.wver, b.werr = true, rec, ver, err
+	close(b.wake)
+	b.wake = make(chan struct{})
+}
+
+func (b *Backend) watchLoop() {
+	defer b.c.wg.Done()
+	ctx := b.c.ctx
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		rctx, cancel := b.ctx(ctx)
+		resp, err := b.c.cli.Get(rctx, b.key)
+		cancel()
+		if err != nil {
+			b.c.log.Warn("etcd: watch: cannot read the key; retrying", "key", b.key, "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if len(resp.Kvs) == 0 {
+			b.publish(elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound))
+		} else {
+			kv := resp.Kvs[0]
+			r, _, err := b.decode(kv.Value, kv.ModRevision)
+			b.publish(r, version(kv.ModRevision), err)
+		}
+		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		ch := b.c.cli.Watch(wctx, b.key, clientv3.WithRev(resp.Header.Revision+1))
+		for wr := range ch {
+			if err := wr.Err(); err != nil {
+				if ctx.Err() == nil {
+					b.c.log.Info("etcd: watch interrupted; reading the key and watching again", "key", b.key, "err", err)
+				}
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					b.publish(elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound))
+					continue
+				}
+				r, _, err := b.decode(ev.Kv.Value, ev.Kv.ModRevision)
+				b.publish(r, version(ev.Kv.ModRevision), err)
+			}
+		}
+		wcancel()
+	}
+}

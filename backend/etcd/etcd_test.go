@@ -1,0 +1,392 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leasehold-go/leasehold/backend/backendtest"
+	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/servers"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// server is the etcd every test of this package shares, started once.
+var (
+	server    *servers.Etcd
+	serverErr error
+)
+
+func TestMain(m *testing.M) {
+	server, serverErr = servers.StartEtcd()
+	code := m.Run()
+	if server != nil {
+		server.Stop()
+	}
+	os.Exit(code)
+}
+
+func need(t testing.TB) *servers.Etcd {
+	t.Helper()
+	servers.Require(t, serverErr)
+	return server
+}
+
+// counter counts the unary requests (Range, Txn, ...) a client sends.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counter) interceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		c.mu.Lock()
+		if c.n == nil {
+			c.n = map[string]int{}
+		}
+		c.n[method[strings.LastIndex(method, "/")+1:]]++
+		c.mu.Unlock()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+func (c *counter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.n {
+		n += v
+	}
+	return n
+}
+
+func client(t testing.TB, opts ...grpc.DialOption) *etcd.Client {
+	t.Helper()
+	s := need(t)
+	c, err := etcd.New(etcd.Config{Endpoints: []string{s.Endpoint}, Prefix: "/leasehold-test/", DialOptions: opts,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestConformance(t *testing.T) {
+	admin := client(t)
+	backendtest.Run(t, backendtest.Harness{
+		New: func(t testing.TB, lock string) elector.Backend { return client(t).Lock(lock) },
+		PlantRaw: func(t testing.TB, lock string, raw []byte) {
+			if err := admin.PutRaw(context.Background(), lock, raw); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Raw: func(t testing.TB, lock string) []byte {
+			b, err := admin.Raw(context.Background(), lock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+	})
+}
+
+// Short leases for the end-to-end tests.
+func lease(id string) elector.Config {
+	return elector.Config{Identity: id, LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond,
+		RetryPeriod: 250 * time.Millisecond, ReleaseOnCancel: true}
+}
+
+// candidate is an elector on its own client, recording its leaderships.
+type candidate struct {
+	id      string
+	e       *elector.Elector
+	client  *etcd.Client
+	count   *counter
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started chan int64
+	stopped chan time.Time
+}
+
+func start(t *testing.T, lock, id string, cfg elector.Config, watch bool) *candidate {
+	cnt := &counter{}
+	c := &candidate{id: id, count: cnt, done: make(chan struct{}), started: make(chan int64, 8), stopped: make(chan time.Time, 8)}
+	c.client = client(t, grpc.WithChainUnaryInterceptor(cnt.interceptor()))
+	var b elector.Backend = c.client.Lock(lock)
+	if !watch {
+		b = pollOnly{c.client.Lock(lock)}
+	}
+	e, err := elector.New(cfg, b, elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) { c.started <- term },
+		OnStoppedLeading: func() { c.stopped <- time.Now() },
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		e.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-c.done })
+	return c
+}
+
+// pollOnly hides the Watcher.
+type pollOnly struct{ b *etcd.Backend }
+
+func (p pollOnly) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	return p.b.Get(ctx)
+}
+func (p pollOnly) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	return p.b.Create(ctx, r)
+}
+func (p pollOnly) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	return p.b.Update(ctx, r, v)
+}
+func (p pollOnly) Describe() string { return p.b.Describe() }
+
+// waitLeader returns the first candidate to start leading within limit.
+func waitLeader(t *testing.T, limit time.Duration, cs ...*candidate) (*candidate, int64) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		for _, c := range cs {
+			select {
+			case term := <-c.started:
+				return c, term
+			default:
+			}
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("no leader within %v", limit)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func lockName(t *testing.T) string {
+	return fmt.Sprintf("%s-%d", strings.ToLower(t.Name()), time.Now().UnixNano())
+}
+
+func others(all []*candidate, not *candidate) []*candidate {
+	var out []*candidate
+	for _, c := range all {
+		if c != not {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Three electors on separate clients: graceful handoffs, terms going up.
+func TestHandoffAndTerms(t *testing.T) {
+	lock := lockName(t)
+	var cs []*candidate
+	for i := range 3 {
+		cs = append(cs, start(t, lock, fmt.Sprintf("c%d", i), lease(fmt.Sprintf("c%d", i)), true))
+	}
+	leader, term := waitLeader(t, 5*time.Second, cs...)
+	for round := 0; round < 2; round++ {
+		leader.cancel()
+		t0 := time.Now()
+		<-leader.done
+		next, nterm := waitLeader(t, 5*time.Second, others(cs, leader)...)
+		if nterm <= term {
+			t.Fatalf("term went from %d to %d on handoff", term, nterm)
+		}
+		t.Logf("handoff %s -> %s in %v, term %d -> %d", leader.id, next.id, time.Since(t0), term, nterm)
+		cs = others(cs, leader)
+		leader, term = next, nterm
+	}
+}
+
+// A leader whose client goes away without releasing is replaced only after
+// LeaseDuration; a leader that cannot reach etcd steps down before that.
+func TestCrashedLeaderReplacedAfterLease(t *testing.T) {
+	lock := lockName(t)
+	cfg := lease("crash")
+	cfg.ReleaseOnCancel = false
+	a := start(t, lock, "a", cfg, true)
+	waitLeader(t, 5*time.Second, a)
+	b := start(t, lock, "b", lease("b"), true)
+	time.Sleep(500 * time.Millisecond) // b observes a few renewals
+	a.cancel()                         // stops renewing, no release
+	<-a.done
+	a.client.Close()
+	t0 := time.Now()
+	waitLeader(t, 3*cfg.LeaseDuration, b)
+	took := time.Since(t0)
+	// b observed a's last renewal at most RetryPeriod before a stopped.
+	if took < cfg.LeaseDuration-cfg.RetryPeriod-100*time.Millisecond {
+		t.Fatalf("b took over %v after a stopped renewing, before the lease ran out", took)
+	}
+	t.Logf("takeover %v after the last renewal stopped (lease %v)", took, cfg.LeaseDuration)
+}
+
+func TestLeaderCutOffStepsDown(t *testing.T) {
+	// A leader whose etcd disappears steps down RenewDeadline after its
+	// last renewal. Its own etcd, so the shared one stays up.
+	own, err := servers.StartEtcd()
+	servers.Require(t, err)
+	defer own.Stop()
+	c, err := etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, DialTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := lease("alone")
+	started, stopped := make(chan time.Time, 1), make(chan time.Time, 1)
+	e, err := elector.New(cfg, c.Lock("x"), elector.Callbacks{
+		OnStartedLeading: func(context.Context, int64) { started <- time.Now() },
+		OnStoppedLeading: func() { stopped <- time.Now() },
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never led")
+	}
+	time.Sleep(300 * time.Millisecond)
+	killed := time.Now()
+	own.Stop()
+	select {
+	case at := <-stopped:
+		// Its last successful renewal was at most RetryPeriod before the kill.
+		if d := at.Sub(killed); d > cfg.RenewDeadline+200*time.Millisecond {
+			t.Fatalf("stepped down %v after etcd died, later than RenewDeadline %v", d, cfg.RenewDeadline)
+		}
+		if at.Sub(killed) >= cfg.LeaseDuration {
+			t.Fatal("stepped down after LeaseDuration")
+		}
+	case <-time.After(cfg.LeaseDuration + 2*time.Second):
+		t.Fatal("did not step down")
+	}
+}
+
+// Followers with watch send no request while the leader only renews;
+// polling followers send about one per jittered RetryPeriod.
+func TestFollowersDoNotPoll(t *testing.T) {
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
+			lock := lockName(t)
+			leader := start(t, lock, "leader", lease("leader"), true)
+			waitLeader(t, 5*time.Second, leader)
+			f := start(t, lock, "follower", lease("follower"), watch)
+			time.Sleep(time.Second) // settle: first read, watch set up
+			before := f.count.total()
+			time.Sleep(3 * time.Second)
+			got := f.count.total() - before
+			if watch && got != 0 {
+				t.Fatalf("watching follower sent %d requests in 3s: %v", got, f.count.n)
+			}
+			if !watch && got < 3 {
+				t.Fatalf("polling follower sent only %d requests in 3s", got)
+			}
+			if f.e.Leader() != "leader" {
+				t.Fatalf("follower sees leader %q", f.e.Leader())
+			}
+			t.Logf("follower requests in 3s: %d", got)
+		})
+	}
+}
+
+func TestGarbageIsReportedNotOverwritten(t *testing.T) {
+	c := client(t)
+	lock := lockName(t)
+	if err := c.PutRaw(context.Background(), lock, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.Lock(lock).Get(context.Background())
+	if !errors.Is(err, elector.ErrCorrupt) || !strings.Contains(err.Error(), "/leasehold-test/"+lock) {
+		t.Fatalf("err = %v, want ErrCorrupt naming the key", err)
+	}
+	a := start(t, lock, "a", lease("a"), true)
+	time.Sleep(time.Second)
+	if raw, _ := c.Raw(context.Background(), lock); string(raw) != "garbage" {
+		t.Fatalf("key overwritten with %q", raw)
+	}
+	if a.e.IsLeader() {
+		t.Fatal("led over garbage")
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	port, err := servers.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err = etcd.New(etcd.Config{Endpoints: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DialTimeout: 500 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no answer from") {
+		t.Fatalf("err = %v, want no answer", err)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Fatalf("took %v to give up with a 500ms dial timeout", d)
+	}
+}
+
+func TestBadCredentials(t *testing.T) {
+	own, err := servers.StartEtcd()
+	servers.Require(t, err)
+	defer own.Stop()
+	if err := enableAuth(own.Endpoint); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	cnt := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
+		calls.Add(1)
+		return inv(ctx, method, req, reply, cc, o...)
+	})
+	_, err = etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "wrong", DialOptions: []grpc.DialOption{cnt}})
+	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Fatalf("err = %v, want authentication failed", err)
+	}
+	if n := calls.Load(); n > 3 {
+		t.Fatalf("%d requests for one failed login: a retry storm", n)
+	}
+	ok, err := etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "pw"})
+	if err != nil {
+		t.Fatalf("right credentials: %v", err)
+	}
+	ok.Close()
+}
+
+// enableAuth creates root with password "pw" and turns authentication on.
+func enableAuth(endpoint string) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.UserAdd(ctx, "root", "pw"); err != nil {
+		return err
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		return err
+	}
+	_, err = cli.AuthEnable(ctx)
+	return err
+}

@@ -1,0 +1,138 @@
+package servers
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Etcd is a running single-member etcd.
+type Etcd struct {
+	Endpoint string // http://127.0.0.1:PORT
+	Version  string
+
+	cmd  *exec.Cmd
+	dir  string
+	logs *lockedBuffer
+	once sync.Once
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 1<<20 {
+		l.b.Reset()
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// StartEtcd starts etcd on free loopback ports with its data in a new
+// temporary directory, and waits until it answers its health check.
+func StartEtcd() (*Etcd, error) {
+	bin, err := Find("etcd")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "leasehold-etcd-")
+	if err != nil {
+		return nil, err
+	}
+	var e *Etcd
+	for attempt := 0; attempt < 3; attempt++ {
+		e, err = startEtcd(bin, dir)
+		if err == nil {
+			return e, nil
+		}
+	}
+	os.RemoveAll(dir)
+	return nil, err
+}
+
+func startEtcd(bin, dir string) (*Etcd, error) {
+	client, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	peer, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cu := fmt.Sprintf("http://127.0.0.1:%d", client)
+	pu := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	data := filepath.Join(dir, fmt.Sprintf("data-%d", client))
+	logs := &lockedBuffer{}
+	cmd := exec.Command(bin,
+		"--name", "leasehold-test",
+		"--data-dir", data,
+		"--listen-client-urls", cu, "--advertise-client-urls", cu,
+		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+		"--initial-cluster", "leasehold-test="+pu,
+		"--log-level", "error",
+		"--unsafe-no-fsync",
+	)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("servers: start %s: %w", bin, err)
+	}
+	e := &Etcd{Endpoint: cu, cmd: cmd, dir: dir, logs: logs}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("servers: etcd exited during start: %v\n%s", err, logs.String())
+		default:
+		}
+		resp, err := http.Get(cu + "/health")
+		if err == nil {
+			body := new(bytes.Buffer)
+			body.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.Contains(body.String(), `"health":"true"`) {
+				if v, err := http.Get(cu + "/version"); err == nil {
+					vb := new(bytes.Buffer)
+					vb.ReadFrom(v.Body)
+					v.Body.Close()
+					e.Version = vb.String()
+				}
+				return e, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	return nil, fmt.Errorf("servers: etcd did not become healthy within 30s\n%s", logs.String())
+}
+
+// Logs returns what etcd printed (errors only).
+func (e *Etcd) Logs() string { return e.logs.String() }
+
+// Stop kills etcd and removes its data.
+func (e *Etcd) Stop() {
+	e.once.Do(func() {
+		if e.cmd.Process != nil {
+			syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		os.RemoveAll(e.dir)
+	})
+}
