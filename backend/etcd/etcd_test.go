@@ -390,3 +390,56 @@ func enableAuth(endpoint string) error {
 	_, err = cli.AuthEnable(ctx)
 	return err
 }
+
+// A watch whose stream breaks (etcd restarted) recovers: the next change
+// still reaches the waiting follower.
+func TestWatchSurvivesServerRestart(t *testing.T) {
+	own, err := servers.StartEtcd()
+	servers.Require(t, err)
+	defer own.Stop()
+	mk := func() *etcd.Client {
+		c, err := etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	writer, watcher := mk().Lock("w"), mk().Lock("w")
+	ctx := context.Background()
+	v1, err := writer.Create(ctx, elector.Record{Holder: "a", LeaseDuration: time.Second, Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Start the long-lived watch and let it settle at v1.
+	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	watcher.Watch(wctx, v1)
+	cancel()
+
+	if err := own.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		r, _, err := watcher.Watch(wctx, v1)
+		if err == nil && r.Holder != "b" {
+			err = fmt.Errorf("watch returned holder %q, want b", r.Holder)
+		}
+		got <- err
+	}()
+	var v2 elector.Version
+	for i := 0; ; i++ { // the writer's connection comes back too
+		if v2, err = writer.Update(ctx, elector.Record{Holder: "b", LeaseDuration: time.Second, Term: 2}, v1); err == nil || i > 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("update after restart: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("watch after an etcd restart: %v (version %s)", err, v2)
+	}
+}

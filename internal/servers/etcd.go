@@ -18,10 +18,11 @@ type Etcd struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Version  string
 
-	cmd  *exec.Cmd
-	dir  string
-	logs *lockedBuffer
-	once sync.Once
+	cmd    *exec.Cmd
+	dir    string
+	logs   *lockedBuffer
+	once   sync.Once
+	exited chan error
 }
 
 type lockedBuffer struct {
@@ -95,6 +96,7 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 	}
 	e := &Etcd{Endpoint: cu, cmd: cmd, dir: dir, logs: logs}
 	exited := make(chan error, 1)
+	e.exited = exited
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -122,6 +124,31 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 	}
 	cmd.Process.Kill()
 	return nil, fmt.Errorf("servers: etcd did not become healthy within 30s\n%s", logs.String())
+}
+
+// Restart kills etcd and starts it again on the same ports and data, as a
+// crash and restart of the server would.
+func (e *Etcd) Restart() error {
+	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+	<-e.exited
+	cmd := exec.Command(e.cmd.Path, e.cmd.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	cmd.SysProcAttr = e.cmd.SysProcAttr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.cmd = cmd
+	e.exited = make(chan error, 1)
+	go func(ch chan error) { ch <- cmd.Wait() }(e.exited)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(e.Endpoint + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("servers: etcd did not come back within 30s\n%s", e.logs.String())
 }
 
 // Logs returns what etcd printed (errors only).
