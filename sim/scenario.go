@@ -6,9 +6,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/leasehold-go/leasehold/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
 
@@ -104,45 +104,45 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	p := parser{}
 	var clocks *yaml.Node
 	var faults *yaml.Node
-	p.mapping(doc.Content[0], "", func(key string, k, v *yaml.Node) {
+	p.Mapping(doc.Content[0], "", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "name":
-			sc.Name = p.str(v, key)
+			sc.Name = p.Str(v, key)
 		case "nodes":
-			sc.Nodes = p.integer(v, key, 1, 1000)
+			sc.Nodes = p.Integer(v, key, 1, 1000)
 		case "duration":
-			sc.Duration = p.positive(v, key)
+			sc.Duration = p.Positive(v, key)
 		case "seed":
-			sc.Seed, sc.HasSeed = uint64(p.integer(v, key, 0, math.MaxInt64)), true
+			sc.Seed, sc.HasSeed = uint64(p.Integer(v, key, 0, math.MaxInt64)), true
 		case "lease":
-			p.mapping(v, "lease.", func(key string, k, v *yaml.Node) {
+			p.Mapping(v, "lease.", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "duration":
-					sc.LeaseDuration = p.positive(v, "lease."+key)
+					sc.LeaseDuration = p.Positive(v, "lease."+key)
 				case "renew_deadline":
-					sc.RenewDeadline = p.positive(v, "lease."+key)
+					sc.RenewDeadline = p.Positive(v, "lease."+key)
 					p.rdLine = v.Line
 				case "retry_period":
-					sc.RetryPeriod = p.positive(v, "lease."+key)
+					sc.RetryPeriod = p.Positive(v, "lease."+key)
 				case "release_on_cancel":
-					sc.ReleaseOnCancel = p.boolean(v, "lease."+key)
+					sc.ReleaseOnCancel = p.Boolean(v, "lease."+key)
 				default:
-					p.unknown(k, "lease."+key)
+					p.Unknown(k, "lease."+key)
 				}
 			})
 		case "watch":
-			sc.Watch = p.boolean(v, key)
+			sc.Watch = p.Boolean(v, key)
 		case "network":
-			p.mapping(v, "network.", func(key string, k, v *yaml.Node) {
+			p.Mapping(v, "network.", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "latency":
-					sc.Latency = p.nonNegative(v, "network."+key)
+					sc.Latency = p.NonNegative(v, "network."+key)
 				case "jitter":
-					sc.Jitter = p.nonNegative(v, "network."+key)
+					sc.Jitter = p.NonNegative(v, "network."+key)
 				case "loss":
-					sc.Loss = p.float(v, "network."+key, 0, 0.99)
+					sc.Loss = p.Float(v, "network."+key, 0, 0.99)
 				default:
-					p.unknown(k, "network."+key)
+					p.Unknown(k, "network."+key)
 				}
 			})
 		case "clocks":
@@ -152,30 +152,30 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		case "random_faults":
 			sc.Random = p.random(v)
 		default:
-			p.unknown(k, key)
+			p.Unknown(k, key)
 		}
 	})
-	if p.err != nil {
-		return nil, p.err
+	if p.Err != nil {
+		return nil, p.Err
 	}
 	sc.Clocks = make([]Clock, sc.Nodes)
 	for i := range sc.Clocks {
 		sc.Clocks[i].Rate = 1
 	}
 	if clocks != nil {
-		p.mapping(clocks, "clocks.", func(id string, k, v *yaml.Node) {
+		p.Mapping(clocks, "clocks.", func(id string, k, v *yaml.Node) {
 			i := p.node(k, "clocks", id, sc.Nodes)
 			if i < 0 {
 				return
 			}
-			p.mapping(v, "clocks."+id+".", func(key string, k, v *yaml.Node) {
+			p.Mapping(v, "clocks."+id+".", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "offset":
-					sc.Clocks[i].Offset = p.duration(v, "clocks."+id+".offset")
+					sc.Clocks[i].Offset = p.Duration(v, "clocks."+id+".offset")
 				case "rate":
-					sc.Clocks[i].Rate = p.float(v, "clocks."+id+".rate", 0.01, 100)
+					sc.Clocks[i].Rate = p.Float(v, "clocks."+id+".rate", 0.01, 100)
 				default:
-					p.unknown(k, "clocks."+id+"."+key)
+					p.Unknown(k, "clocks."+id+"."+key)
 				}
 			})
 		})
@@ -183,8 +183,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	if faults != nil {
 		sc.Faults = p.faults(faults, &sc)
 	}
-	if p.err != nil {
-		return nil, p.err
+	if p.Err != nil {
+		return nil, p.Err
 	}
 	if err := p.timing(&sc); err != nil {
 		return nil, err
@@ -207,129 +207,15 @@ func (p *parser) timing(sc *Scenario) error {
 	return nil
 }
 
-// parser keeps the first error; later calls do nothing once one is set.
+// parser adds the scenario's own rules to the generic YAML reader.
 type parser struct {
-	err    error
+	yamlx.Parser
 	rdLine int // line of lease.renew_deadline, for the timing rule
-}
-
-func (p *parser) fail(n *yaml.Node, key, format string, args ...any) {
-	if p.err == nil {
-		p.err = fmt.Errorf("line %d: %s: %s", n.Line, key, fmt.Sprintf(format, args...))
-	}
-}
-
-func (p *parser) unknown(k *yaml.Node, key string) { p.fail(k, key, "unknown key") }
-
-func (p *parser) mapping(n *yaml.Node, prefix string, f func(key string, k, v *yaml.Node)) {
-	if p.err != nil {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		if prefix == "" {
-			p.err = fmt.Errorf("line %d: the scenario must be a mapping of keys", n.Line)
-		}
-		p.fail(n, strings.TrimSuffix(prefix, "."), "want a mapping of keys")
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content) && p.err == nil; i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if seen[k.Value] {
-			p.fail(k, prefix+k.Value, "given twice")
-			return
-		}
-		seen[k.Value] = true
-		f(k.Value, k, v)
-	}
-}
-
-func (p *parser) scalar(n *yaml.Node, key string) (string, bool) {
-	if p.err != nil {
-		return "", false
-	}
-	if n.Kind != yaml.ScalarNode {
-		p.fail(n, key, "want a single value")
-		return "", false
-	}
-	return n.Value, true
-}
-
-func (p *parser) str(n *yaml.Node, key string) string {
-	s, _ := p.scalar(n, key)
-	return s
-}
-
-func (p *parser) duration(n *yaml.Node, key string) time.Duration {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return 0
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		p.fail(n, key, "%q is not a duration (write it like 15s, 500ms or 2m)", s)
-	}
-	return d
-}
-
-func (p *parser) positive(n *yaml.Node, key string) time.Duration {
-	d := p.duration(n, key)
-	if p.err == nil && d <= 0 {
-		p.fail(n, key, "must be positive, got %v", d)
-	}
-	return d
-}
-
-func (p *parser) nonNegative(n *yaml.Node, key string) time.Duration {
-	d := p.duration(n, key)
-	if p.err == nil && d < 0 {
-		p.fail(n, key, "must not be negative, got %v", d)
-	}
-	return d
-}
-
-func (p *parser) integer(n *yaml.Node, key string, lo, hi int64) int {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return 0
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < lo || v > hi {
-		p.fail(n, key, "want a whole number from %d to %d, got %q", lo, hi, s)
-	}
-	return int(v)
-}
-
-func (p *parser) float(n *yaml.Node, key string, lo, hi float64) float64 {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return 0
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || v < lo || v > hi {
-		p.fail(n, key, "want a number from %g to %g, got %q", lo, hi, s)
-	}
-	return v
-}
-
-func (p *parser) boolean(n *yaml.Node, key string) bool {
-	s, ok := p.scalar(n, key)
-	if !ok {
-		return false
-	}
-	switch s {
-	case "true":
-		return true
-	case "false":
-		return false
-	}
-	p.fail(n, key, "want true or false, got %q", s)
-	return false
 }
 
 // node resolves a node id written at n; -1 if it does not exist.
 func (p *parser) node(n *yaml.Node, key, id string, nodes int) int {
-	if p.err != nil {
+	if p.Err != nil {
 		return -1
 	}
 	for i := range nodes {
@@ -337,14 +223,14 @@ func (p *parser) node(n *yaml.Node, key, id string, nodes int) int {
 			return i
 		}
 	}
-	p.fail(n, key, "no node %q (the scenario has n1..n%d)", id, nodes)
+	p.Fail(n, key, "no node %q (the scenario has n1..n%d)", id, nodes)
 	return -1
 }
 
 func (p *parser) kind(n *yaml.Node, key string) FaultKind {
-	s, _ := p.scalar(n, key)
-	if p.err == nil && !slices.Contains(faultKinds, FaultKind(s)) {
-		p.fail(n, key, "unknown fault kind %q (want one of crash, partition, pause, clock_jump, stop)", s)
+	s, _ := p.Scalar(n, key)
+	if p.Err == nil && !slices.Contains(faultKinds, FaultKind(s)) {
+		p.Fail(n, key, "unknown fault kind %q (want one of crash, partition, pause, clock_jump, stop)", s)
 	}
 	return FaultKind(s)
 }
@@ -352,34 +238,34 @@ func (p *parser) kind(n *yaml.Node, key string) FaultKind {
 func (p *parser) random(n *yaml.Node) *RandomFaults {
 	r := &RandomFaults{}
 	kinds := false
-	p.mapping(n, "random_faults.", func(key string, k, v *yaml.Node) {
+	p.Mapping(n, "random_faults.", func(key string, k, v *yaml.Node) {
 		name := "random_faults." + key
 		switch key {
 		case "every":
-			r.Every = p.positive(v, name)
+			r.Every = p.Positive(v, name)
 		case "max_down":
-			r.MaxDown = p.positive(v, name)
+			r.MaxDown = p.Positive(v, name)
 		case "kinds":
 			kinds = true
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-				p.fail(v, name, "want a list of fault kinds")
+				p.Fail(v, name, "want a list of fault kinds")
 				return
 			}
 			for _, c := range v.Content {
 				r.Kinds = append(r.Kinds, p.kind(c, name))
 			}
 		default:
-			p.unknown(k, name)
+			p.Unknown(k, name)
 		}
 	})
-	if p.err == nil {
+	if p.Err == nil {
 		switch {
 		case r.Every == 0:
-			p.fail(n, "random_faults.every", "missing")
+			p.Fail(n, "random_faults.every", "missing")
 		case r.MaxDown == 0:
-			p.fail(n, "random_faults.max_down", "missing")
+			p.Fail(n, "random_faults.max_down", "missing")
 		case !kinds:
-			p.fail(n, "random_faults.kinds", "missing")
+			p.Fail(n, "random_faults.kinds", "missing")
 		}
 	}
 	return r
@@ -387,64 +273,64 @@ func (p *parser) random(n *yaml.Node) *RandomFaults {
 
 func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 	if n.Kind != yaml.SequenceNode {
-		p.fail(n, "faults", "want a list of faults")
+		p.Fail(n, "faults", "want a list of faults")
 		return nil
 	}
 	var out []Fault
 	for i, item := range n.Content {
-		if p.err != nil {
+		if p.Err != nil {
 			break
 		}
 		prefix := fmt.Sprintf("faults[%d].", i)
 		f := Fault{Line: item.Line, At: -1}
 		var modifier, modLine string
 		var modNode *yaml.Node
-		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
+		p.Mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			name := prefix + key
 			switch key {
 			case "at":
-				f.At = p.nonNegative(v, name)
+				f.At = p.NonNegative(v, name)
 			case "crash", "partition", "pause", "clock_jump", "stop":
 				if f.Kind != "" {
-					p.fail(k, name, "a fault does one thing: %s is already given", f.Kind)
+					p.Fail(k, name, "a fault does one thing: %s is already given", f.Kind)
 					return
 				}
 				f.Kind = FaultKind(key)
 				f.Targets = p.targets(v, name, sc.Nodes, key == "partition")
 			case "restart_after", "heal_after", "for":
 				if modifier != "" {
-					p.fail(k, name, "%s is already given", modifier)
+					p.Fail(k, name, "%s is already given", modifier)
 					return
 				}
 				modifier, modLine, modNode = key, name, v
-				f.For = p.positive(v, name)
+				f.For = p.Positive(v, name)
 			case "by":
-				f.By = p.duration(v, name)
-				if p.err == nil && f.By == 0 {
-					p.fail(v, name, "must not be zero")
+				f.By = p.Duration(v, name)
+				if p.Err == nil && f.By == 0 {
+					p.Fail(v, name, "must not be zero")
 				}
 			default:
-				p.unknown(k, name)
+				p.Unknown(k, name)
 			}
 		})
-		if p.err != nil {
+		if p.Err != nil {
 			break
 		}
 		switch {
 		case f.At < 0:
-			p.fail(item, prefix+"at", "missing")
+			p.Fail(item, prefix+"at", "missing")
 		case f.At > sc.Duration:
-			p.fail(item, prefix+"at", "%v is after the end of the run (duration %v)", f.At, sc.Duration)
+			p.Fail(item, prefix+"at", "%v is after the end of the run (duration %v)", f.At, sc.Duration)
 		case f.Kind == "":
-			p.fail(item, prefix[:len(prefix)-1], "say what happens: crash, partition, pause, clock_jump or stop")
+			p.Fail(item, prefix[:len(prefix)-1], "say what happens: crash, partition, pause, clock_jump or stop")
 		case f.Kind == ClockJump && f.By == 0:
-			p.fail(item, prefix+"by", "clock_jump needs by (how far the wall clock moves)")
+			p.Fail(item, prefix+"by", "clock_jump needs by (how far the wall clock moves)")
 		case f.Kind != ClockJump && f.By != 0:
-			p.fail(item, prefix+"by", "only goes with clock_jump")
+			p.Fail(item, prefix+"by", "only goes with clock_jump")
 		case f.Kind == Pause && modifier != "for":
-			p.fail(item, prefix+"for", "pause needs for (how long)")
+			p.Fail(item, prefix+"for", "pause needs for (how long)")
 		case modifier != "" && !modifierFits(f.Kind, modifier):
-			p.fail(modNode, modLine, "does not go with %s", f.Kind)
+			p.Fail(modNode, modLine, "does not go with %s", f.Kind)
 		}
 		out = append(out, f)
 	}
@@ -466,7 +352,7 @@ func modifierFits(k FaultKind, mod string) bool {
 // targets reads "leader", a node id, or (for partitions) a list of them.
 func (p *parser) targets(v *yaml.Node, key string, nodes int, list bool) []string {
 	one := func(n *yaml.Node) string {
-		s, ok := p.scalar(n, key)
+		s, ok := p.Scalar(n, key)
 		if ok && s != Leader {
 			p.node(n, key, s, nodes)
 		}
@@ -474,11 +360,11 @@ func (p *parser) targets(v *yaml.Node, key string, nodes int, list bool) []strin
 	}
 	if v.Kind == yaml.SequenceNode {
 		if !list {
-			p.fail(v, key, "takes one target")
+			p.Fail(v, key, "takes one target")
 			return nil
 		}
 		if len(v.Content) == 0 {
-			p.fail(v, key, "empty list")
+			p.Fail(v, key, "empty list")
 		}
 		var out []string
 		for _, c := range v.Content {
