@@ -44,9 +44,12 @@ type Elector struct {
 
 	running atomic.Bool
 
-	mu     sync.Mutex
-	term   int64 // non-zero while leading
-	leader string
+	obs Observer
+
+	mu      sync.Mutex
+	term    int64 // non-zero while leading
+	leader  string
+	renewed time.Time // last successful write while leading
 
 	parkHook func(parked bool) // tests: called around every wait
 }
@@ -60,6 +63,19 @@ func WithClock(c clock.Clock) Option { return func(e *Elector) { e.clk = c } }
 
 // WithLogger sets the structured logger; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(e *Elector) { e.log = l } }
+
+// Observer is told what an Elector does, for metrics and health checks. Its
+// methods are called on Run's goroutine, in order, and must not block.
+type Observer interface {
+	// Call reports a finished backend call. Renewal marks a leader's
+	// renewal (an update while leading, not the release).
+	Call(op Op, renewal, release bool, took time.Duration, err error)
+	// Leading reports a start (with the term) or an end of leadership.
+	Leading(leading bool, term int64)
+}
+
+// WithObserver makes the Elector report to o.
+func WithObserver(o Observer) Option { return func(e *Elector) { e.obs = o } }
 
 // WithRand sets the source of poll jitter; the default is seeded randomly.
 func WithRand(r Rand) Option { return func(e *Elector) { e.rng = r } }
@@ -107,6 +123,22 @@ func (e *Elector) Term() int64 {
 	defer e.mu.Unlock()
 	return e.term
 }
+
+// LastRenewal returns when this candidate last wrote the record
+// successfully while leading (zero if it does not lead). A leader whose
+// last renewal is older than RenewDeadline should have stopped: health
+// checks use it to catch a stuck process.
+func (e *Elector) LastRenewal() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.term == 0 {
+		return time.Time{}
+	}
+	return e.renewed
+}
+
+// Config returns the configuration the Elector runs with.
+func (e *Elector) Config() Config { return e.cfg }
 
 // Leader returns the holder last observed in the record ("" if none).
 func (e *Elector) Leader() string {
@@ -164,7 +196,17 @@ func (d *driver) loop(ctx context.Context) error {
 		case out.Done:
 			return nil
 		case out.Call.Op != OpNone:
+			_, leading := d.m.Leading()
+			sent := d.e.clk.Now()
 			rec, ver, err := d.call(ctx, out.Call)
+			if o := d.e.obs; o != nil {
+				o.Call(out.Call.Op, leading && out.Call.Op == OpUpdate && !out.Call.Release, out.Call.Release, d.e.clk.Since(sent), err)
+			}
+			if err == nil && out.Call.Op != OpGet && !out.Call.Release {
+				d.e.mu.Lock()
+				d.e.renewed = sent
+				d.e.mu.Unlock()
+			}
 			out = d.m.Result(d.now(), rec, ver, err)
 		default:
 			out = d.wait(ctx, out.Wait)
@@ -182,6 +224,9 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 		e.term = 0
 		e.mu.Unlock()
 		e.log.Info("stopped leading", "reason", out.Reason)
+		if e.obs != nil {
+			e.obs.Leading(false, 0)
+		}
 		if d.leadCancel != nil {
 			d.leadCancel()
 		}
@@ -208,6 +253,9 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 		e.term = out.Term
 		e.mu.Unlock()
 		e.log.Info("started leading", "term", out.Term)
+		if e.obs != nil {
+			e.obs.Leading(true, out.Term)
+		}
 		leadCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		d.leadCancel, d.leadDone = cancel, done
