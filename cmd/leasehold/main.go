@@ -30,6 +30,12 @@ func isUsage(err error) bool {
 const usage = `leasehold: leader election over Kubernetes Leases, etcd, Consul or memory
 
 Usage:
+  leasehold run --config FILE [flags] -- COMMAND [ARGS...]
+                            run COMMAND only while this replica leads
+  leasehold sidecar --config FILE [--http ADDR]
+                            campaign and serve {"name":"<leader>"} on HTTP
+  leasehold status --config FILE [--json]
+                            who holds the lock (exit 1 if nobody)
   leasehold sim [flags] SCENARIO.yaml
                             simulate a scenario in virtual time: failover times,
                             leaderless time, dual leadership, fenced writes
@@ -54,6 +60,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "run":
+		err = runCmd(ctx, args[1:], stdout, stderr)
+	case "sidecar":
+		err = sidecarCmd(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = statusCmd(ctx, args[1:], stdout, stderr)
+	case guardCommand:
+		return guard(args[1:])
 	case "sim":
 		err = simCmd(args[1:], stdout, stderr)
 	case "demo":
@@ -70,6 +84,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, new(exitCode)):
+		var c exitCode
+		errors.As(err, &c)
+		return int(c)
 	case isUsage(err):
 		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
 		return 2

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// exitCode is an error that makes the process exit with a given status
+// (run passes its command's status through).
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := addConfigFlags(fs)
+	httpAddr := fs.String("http", "", "serve /, /healthz and /metrics on this address (for example 127.0.0.1:4040)")
+	grace := fs.Duration("grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of lease.duration - lease.renew_deadline, at most 10s)")
+	restart := fs.Bool("restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: leasehold run --config FILE [flags] -- COMMAND [ARGS...]")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	command := fs.Args()
+	if len(command) == 0 {
+		return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
+	}
+	cfg, err := o.load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
+	if *grace == 0 {
+		*grace = min(margin/2, 10*time.Second)
+	}
+	if *grace >= margin {
+		return usagef("--grace (%v) must be shorter than lease.duration - lease.renew_deadline (%v): after losing the lease the command must be gone before another replica may start", *grace, margin)
+	}
+	log, err := o.newLogger(stderr)
+	if err != nil {
+		return err
+	}
+	base := log
+	log = log.With("lock", cfg.Name, "identity", cfg.Identity)
+	srv, err := newServer(cfg.Name, log)
+	if err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		if _, err := srv.listen(ctx, *httpAddr); err != nil {
+			return err
+		}
+	}
+	backend, closeBackend, err := cfg.openBackend(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+
+	for {
+		code, exited, err := campaign(ctx, cfg, backend, srv, base, log, command, *grace)
+		switch {
+		case err != nil:
+			return err
+		case ctx.Err() != nil:
+			log.Info("stopped on signal")
+			return nil
+		case !exited:
+			return nil
+		case !*restart:
+			log.Info("command exited; lock released", "status", code)
+			if code != 0 {
+				return exitCode(code)
+			}
+			return nil
+		}
+		log.Info("command exited; lock released; campaigning again", "status", code)
+	}
+}
+
+// campaign runs one Elector until ctx is cancelled or the command exits on
+// its own while leading (then the lock is released).
+func campaign(ctx context.Context, cfg config, backend elector.Backend, srv *server, base, log *slog.Logger,
+	command []string, grace time.Duration) (code int, exited bool, err error) {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	childExit := make(chan int, 1)
+	e, err := elector.New(cfg.Lease, backend, elector.Callbacks{
+		OnStartedLeading: func(lctx context.Context, term int64) {
+			env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
+				"LEASEHOLD_IDENTITY="+cfg.Identity, "LEASEHOLD_LOCK="+cfg.Name)
+			c, onItsOwn := runChild(lctx, command, env, grace, log.With("term", term))
+			if onItsOwn {
+				childExit <- c
+				stop()
+			}
+		},
+		OnStoppedLeading: func() {},
+		OnNewLeader:      func(string) {},
+	}, elector.WithLogger(base), elector.WithObserver(srv.obs))
+	if err != nil {
+		return 0, false, usagef("%v", err)
+	}
+	srv.e.Store(e)
+	if err := e.Run(runCtx); err != nil {
+		return 0, false, err
+	}
+	select {
+	case c := <-childExit:
+		return c, true, nil
+	default:
+		return 0, false, nil
+	}
+}
+
+// runChild runs the command while ctx lasts. The command runs under a guard
+// process (leasehold itself) that leads a new process group and receives a
+// parent-death signal: if this process dies, even by SIGKILL, the guard kills
+// the whole group. When ctx is cancelled (leadership lost or shutdown) the
+// group gets SIGTERM, then SIGKILL after grace. onItsOwn reports that the
+// command exited by itself.
+func runChild(ctx context.Context, command, env []string, grace time.Duration, log *slog.Logger) (code int, onItsOwn bool) {
+	self, err := os.Executable()
+	if err != nil {
+		log.Error("cannot find the leasehold executable to start the command under", "err", err)
+		return 127, true
+	}
+	cmd := exec.Command(self, append([]string{guardCommand, "--"}, command...)...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGUSR1}
+
+	started := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		// The parent-death signal fires when the thread that started the
+		// child exits: keep this goroutine on its thread until the child
+		// is gone.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		done <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		log.Error("cannot start the command", "command", command, "err", err)
+		return 127, true
+	}
+	pgid := cmd.Process.Pid
+	log.Info("started the command", "pid", pgid, "command", command)
+	select {
+	case err := <-done:
+		return status(err), true
+	case <-ctx.Done():
+	}
+	log.Info("stopping the command", "grace", grace)
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return status(err), false
+	case <-t.C:
+		log.Warn("the command did not stop in time; killing it", "grace", grace)
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		return status(<-done), false
+	}
+}
+
+// status turns a Wait error into an exit status (128+signal when killed).
+func status(err error) int {
+	var ee *exec.ExitError
+	if err == nil {
+		return 0
+	}
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 1
+}

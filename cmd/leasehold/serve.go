@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// server answers who leads, whether this node is healthy, and metrics. The
+// elector it reports on can change (run --restart builds a new one).
+type server struct {
+	e   atomic.Pointer[elector.Elector]
+	reg *prometheus.Registry
+	obs *metrics.Observer
+	log *slog.Logger
+	now func() time.Time
+}
+
+func newServer(lock string, log *slog.Logger) (*server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	obs, err := metrics.New(reg, lock)
+	if err != nil {
+		return nil, err
+	}
+	return &server{reg: reg, obs: obs, log: log, now: time.Now}, nil
+}
+
+// leaderResponse is the classic leader-elector sidecar's answer.
+type leaderResponse struct {
+	Name string `json:"name"`
+}
+
+func (s *server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		name := ""
+		if e := s.e.Load(); e != nil {
+			name = e.Leader()
+		}
+		body, _ := json.Marshal(leaderResponse{Name: name})
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// healthy fails when this node believes it leads but has not renewed for
+// longer than RenewDeadline plus a RetryPeriod of slack: the elector should
+// have stepped down by then, so something is stuck.
+func (s *server) healthy() error {
+	e := s.e.Load()
+	if e == nil || !e.IsLeader() {
+		return nil
+	}
+	cfg := e.Config()
+	last := e.LastRenewal()
+	if age := s.now().Sub(last); !last.IsZero() && age > cfg.RenewDeadline+cfg.RetryPeriod {
+		return fmt.Errorf("leading, but the last renewal was %v ago (renew deadline %v)", age.Round(time.Millisecond), cfg.RenewDeadline)
+	}
+	return nil
+}
+
+// listen serves on addr until ctx is done; it returns once listening (or
+// with the listen error).
+func (s *server) listen(ctx context.Context, addr string) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usagef("--http %s: %v", addr, err)
+	}
+	hs := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	go func() {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	s.log.Info("serving leader, health and metrics", "addr", l.Addr().String())
+	return l.Addr(), nil
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// sidecarCmd campaigns and serves who leads, like the classic leader-elector
+// sidecar: GET / answers {"name":"<leader>"}.
+func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := addConfigFlags(fs)
+	httpAddr := fs.String("http", "127.0.0.1:4040", "serve /, /healthz and /metrics on this address")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := o.load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := o.newLogger(stderr)
+	if err != nil {
+		return err
+	}
+	base := log
+	log = log.With("lock", cfg.Name, "identity", cfg.Identity)
+	srv, err := newServer(cfg.Name, log)
+	if err != nil {
+		return err
+	}
+	backend, closeBackend, err := cfg.openBackend(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	e, err := elector.New(cfg.Lease, backend, elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) { <-ctx.Done() },
+		OnStoppedLeading: func() {},
+	}, elector.WithLogger(base), elector.WithObserver(srv.obs))
+	if err != nil {
+		return usagef("%v", err)
+	}
+	srv.e.Store(e)
+	if _, err := srv.listen(ctx, *httpAddr); err != nil {
+		return err
+	}
+	return e.Run(ctx)
+}
+
+// statusReport is what status prints with --json.
+type statusReport struct {
+	Lock            string    `json:"lock"`
+	Backend         string    `json:"backend"`
+	Holder          string    `json:"holder"`
+	Term            int64     `json:"term"`
+	AcquireTime     time.Time `json:"acquire_time"`
+	RenewTime       time.Time `json:"renew_time"`
+	LeaseDurationMS int64     `json:"lease_duration_ms"`
+	Version         string    `json:"version"`
+	Expired         bool      `json:"expired"`
+}
+
+// statusCmd reads the lock once and reports it; exit 1 when nobody holds it.
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := addConfigFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := o.load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := o.newLogger(stderr)
+	if err != nil {
+		return err
+	}
+	backend, closeBackend, err := cfg.openBackend(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rec, ver, err := backend.Get(cctx)
+	r := statusReport{Lock: cfg.Name, Backend: backend.Describe()}
+	switch {
+	case err == nil:
+		r.Holder, r.Term, r.AcquireTime, r.RenewTime = rec.Holder, rec.Term, rec.AcquireTime, rec.RenewTime
+		r.LeaseDurationMS, r.Version = rec.LeaseDuration.Milliseconds(), string(ver)
+		// Seen from here: by this machine's wall clock. Other machines'
+		// clocks may differ; electors never rely on this.
+		r.Expired = rec.Holder == "" || time.Since(rec.RenewTime) > rec.LeaseDuration
+	case isNotFound(err):
+		r.Expired = true
+	default:
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(r)
+	} else {
+		printStatus(stdout, r, err != nil)
+	}
+	if r.Holder == "" {
+		return exitCode(1)
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, r statusReport, missing bool) {
+	fmt.Fprintf(w, "lock:     %s (%s)\n", r.Lock, r.Backend)
+	if missing {
+		fmt.Fprintln(w, "holder:   none (no record yet)")
+		return
+	}
+	holder := r.Holder
+	if holder == "" {
+		holder = "none (released)"
+	}
+	fmt.Fprintf(w, "holder:   %s\nterm:     %d\nacquired: %s\nrenewed:  %s (%s ago)\nlease:    %v\n",
+		holder, r.Term, r.AcquireTime.Format(time.RFC3339Nano), r.RenewTime.Format(time.RFC3339Nano),
+		time.Since(r.RenewTime).Round(time.Millisecond), time.Duration(r.LeaseDurationMS)*time.Millisecond)
+	if r.Expired && r.Holder != "" {
+		fmt.Fprintln(w, "expired:  yes, by this machine's clock (renewed longer than a lease ago)")
+	}
+}
