@@ -112,3 +112,25 @@ func TestRunBadInput(t *testing.T) {
 		}
 	}
 }
+
+// The documented example configs parse and validate.
+func TestExampleConfigs(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/config/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("found %d example configs", len(files))
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := defaultConfig()
+		if err := cfg.parse(data); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if err := cfg.validate(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
