@@ -253,3 +253,61 @@ func crashFailover(b *testing.B) (time.Duration, float64) {
 }
 
 func grpcCounter(c *counter) grpc.DialOption { return grpc.WithChainUnaryInterceptor(c.interceptor()) }
+
+// BenchmarkFollowerRequests reports the requests per second one follower
+// sends while the leader only renews (RetryPeriod 250ms), watching and
+// polling.
+func BenchmarkFollowerRequests(b *testing.B) {
+	need(b)
+	for _, watch := range []bool{true, false} {
+		b.Run(fmt.Sprintf("watch=%v", watch), func(b *testing.B) {
+			var rates []float64
+			for b.Loop() {
+				rates = append(rates, followerRate(b, watch))
+			}
+			b.ReportMetric(slices.Max(rates), "req/s")
+		})
+	}
+}
+
+func followerRate(b *testing.B, watch bool) float64 {
+	lock := fmt.Sprintf("rate-%d", time.Now().UnixNano())
+	cfg := elector.Config{LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond}
+	up := make(chan struct{})
+	var leaderUp bool
+	run := func(id string, be elector.Backend) func() {
+		c := cfg
+		c.Identity = id
+		e, err := elector.New(c, be, elector.Callbacks{
+			OnStartedLeading: func(ctx context.Context, _ int64) {
+				if !leaderUp {
+					leaderUp = true
+					close(up)
+				}
+				<-ctx.Done()
+			},
+			OnStoppedLeading: func() {},
+		}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); e.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	stopA := run("a", client(b).Lock(lock))
+	defer stopA()
+	<-up
+	cnt := &counter{}
+	var be elector.Backend = client(b, grpcCounter(cnt)).Lock(lock)
+	if !watch {
+		be = pollOnly{be.(*etcd.Backend)}
+	}
+	stopB := run("b", be)
+	defer stopB()
+	time.Sleep(500 * time.Millisecond)
+	before, t0 := cnt.total(), time.Now()
+	time.Sleep(2 * time.Second)
+	return float64(cnt.total()-before) / time.Since(t0).Seconds()
+}
