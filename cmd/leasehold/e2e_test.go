@@ -22,10 +22,10 @@ import (
 // The end-to-end tests run the leasehold binary as real processes against a
 // real etcd, both started once for the package.
 var (
-	binary    string
-	binErr    error
-	etcdSrv   *servers.Etcd
-	etcdErr   error
+	binary  string
+	binErr  error
+	etcdSrv *servers.Etcd
+	etcdErr error
 )
 
 func TestMain(m *testing.M) {

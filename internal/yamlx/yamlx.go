@@ -145,7 +145,6 @@ func (p *Parser) Boolean(n *yaml.Node, key string) bool {
 	return false
 }
 
-
 // Strings reads a list of strings (a single string counts as a list of one).
 func (p *Parser) Strings(n *yaml.Node, key string) []string {
 	if p.Err != nil {
