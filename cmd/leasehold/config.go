@@ -444,3 +444,40 @@ func (o *overrides) newLogger(w io.Writer) (*slog.Logger, error) {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, elector.ErrNotFound) }
+
+// session is what run, sidecar and status share once their flags are
+// parsed: the config, the loggers, the metrics server and the open backend.
+type session struct {
+	cfg     config
+	base    *slog.Logger // for the elector, which adds lock and identity itself
+	log     *slog.Logger
+	srv     *server
+	backend elector.Backend
+	close   func()
+}
+
+// open loads the config, runs check on it (command-specific rules), and
+// connects to the backend.
+func (o *overrides) open(ctx context.Context, stderr io.Writer, check func(config) error) (*session, error) {
+	cfg, err := o.load(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(cfg); err != nil {
+			return nil, err
+		}
+	}
+	base, err := o.newLogger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{cfg: cfg, base: base, log: base.With("lock", cfg.Name, "identity", cfg.Identity)}
+	if s.srv, err = newServer(cfg.Name, s.log); err != nil {
+		return nil, err
+	}
+	if s.backend, s.close, err = cfg.openBackend(ctx, s.log); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -41,40 +41,29 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(command) == 0 {
 		return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
 	}
-	cfg, err := o.load(os.Getenv)
+	ss, err := o.open(ctx, stderr, func(cfg config) error {
+		margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
+		if *grace == 0 {
+			*grace = min(margin/2, 10*time.Second)
+		}
+		if *grace >= margin {
+			return usagef("--grace (%v) must be shorter than lease.duration - lease.renew_deadline (%v): after losing the lease the command must be gone before another replica may start", *grace, margin)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
-	if *grace == 0 {
-		*grace = min(margin/2, 10*time.Second)
-	}
-	if *grace >= margin {
-		return usagef("--grace (%v) must be shorter than lease.duration - lease.renew_deadline (%v): after losing the lease the command must be gone before another replica may start", *grace, margin)
-	}
-	log, err := o.newLogger(stderr)
-	if err != nil {
-		return err
-	}
-	base := log
-	log = log.With("lock", cfg.Name, "identity", cfg.Identity)
-	srv, err := newServer(cfg.Name, log)
-	if err != nil {
-		return err
-	}
+	defer ss.close()
+	log := ss.log
 	if *httpAddr != "" {
-		if _, err := srv.listen(ctx, *httpAddr); err != nil {
+		if _, err := ss.srv.listen(ctx, *httpAddr); err != nil {
 			return err
 		}
 	}
-	backend, closeBackend, err := cfg.openBackend(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
 
 	for {
-		code, exited, err := campaign(ctx, cfg, backend, srv, base, log, command, *grace)
+		code, exited, err := campaign(ctx, ss, command, *grace)
 		switch {
 		case err != nil:
 			return err
@@ -96,12 +85,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // campaign runs one Elector until ctx is cancelled or the command exits on
 // its own while leading (then the lock is released).
-func campaign(ctx context.Context, cfg config, backend elector.Backend, srv *server, base, log *slog.Logger,
-	command []string, grace time.Duration) (code int, exited bool, err error) {
+func campaign(ctx context.Context, ss *session, command []string, grace time.Duration) (code int, exited bool, err error) {
+	cfg, log := ss.cfg, ss.log
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	childExit := make(chan int, 1)
-	e, err := elector.New(cfg.Lease, backend, elector.Callbacks{
+	e, err := elector.New(cfg.Lease, ss.backend, elector.Callbacks{
 		OnStartedLeading: func(lctx context.Context, term int64) {
 			env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
 				"LEASEHOLD_IDENTITY="+cfg.Identity, "LEASEHOLD_LOCK="+cfg.Name)
@@ -113,11 +102,11 @@ func campaign(ctx context.Context, cfg config, backend elector.Backend, srv *ser
 		},
 		OnStoppedLeading: func() {},
 		OnNewLeader:      func(string) {},
-	}, elector.WithLogger(base), elector.WithObserver(srv.obs))
+	}, elector.WithLogger(ss.base), elector.WithObserver(ss.srv.obs))
 	if err != nil {
 		return 0, false, usagef("%v", err)
 	}
-	srv.e.Store(e)
+	ss.srv.e.Store(e)
 	if err := e.Run(runCtx); err != nil {
 		return 0, false, err
 	}

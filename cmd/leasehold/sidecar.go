@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/leasehold-go/leasehold/elector"
@@ -25,34 +24,20 @@ func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := o.load(os.Getenv)
+	ss, err := o.open(ctx, stderr, nil)
 	if err != nil {
 		return err
 	}
-	log, err := o.newLogger(stderr)
-	if err != nil {
-		return err
-	}
-	base := log
-	log = log.With("lock", cfg.Name, "identity", cfg.Identity)
-	srv, err := newServer(cfg.Name, log)
-	if err != nil {
-		return err
-	}
-	backend, closeBackend, err := cfg.openBackend(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
-	e, err := elector.New(cfg.Lease, backend, elector.Callbacks{
+	defer ss.close()
+	e, err := elector.New(ss.cfg.Lease, ss.backend, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) { <-ctx.Done() },
 		OnStoppedLeading: func() {},
-	}, elector.WithLogger(base), elector.WithObserver(srv.obs))
+	}, elector.WithLogger(ss.base), elector.WithObserver(ss.srv.obs))
 	if err != nil {
 		return usagef("%v", err)
 	}
-	srv.e.Store(e)
-	if _, err := srv.listen(ctx, *httpAddr); err != nil {
+	ss.srv.e.Store(e)
+	if _, err := ss.srv.listen(ctx, *httpAddr); err != nil {
 		return err
 	}
 	return e.Run(ctx)
@@ -83,23 +68,15 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := o.load(os.Getenv)
+	ss, err := o.open(ctx, stderr, nil)
 	if err != nil {
 		return err
 	}
-	log, err := o.newLogger(stderr)
-	if err != nil {
-		return err
-	}
-	backend, closeBackend, err := cfg.openBackend(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
+	defer ss.close()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rec, ver, err := backend.Get(cctx)
-	r := statusReport{Lock: cfg.Name, Backend: backend.Describe()}
+	rec, ver, err := ss.backend.Get(cctx)
+	r := statusReport{Lock: ss.cfg.Name, Backend: ss.backend.Describe()}
 	switch {
 	case err == nil:
 		r.Holder, r.Term, r.AcquireTime, r.RenewTime = rec.Holder, rec.Term, rec.AcquireTime, rec.RenewTime
