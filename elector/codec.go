@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"time"
 )
 
@@ -47,7 +49,7 @@ func DecodeRecord(b []byte) (Record, error) {
 	if err := dec.Decode(&w); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return Record{}, fmt.Errorf("%w: trailing data after the record", ErrCorrupt)
 	}
 	switch {
@@ -55,8 +57,10 @@ func DecodeRecord(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: format is %q, want %q", ErrCorrupt, w.Format, RecordFormat)
 	case w.LeaseDurationMS < 0 || w.LeaseDurationMS > int64(time.Duration(1<<62)/time.Millisecond):
 		return Record{}, fmt.Errorf("%w: lease_duration_ms %d out of range", ErrCorrupt, w.LeaseDurationMS)
-	case w.Term < 0:
-		return Record{}, fmt.Errorf("%w: negative term %d", ErrCorrupt, w.Term)
+	case w.Term < 0 || w.Term == math.MaxInt64:
+		// MaxInt64 leaves no room for the next term: a takeover would wrap
+		// the fencing token around.
+		return Record{}, fmt.Errorf("%w: term %d out of range", ErrCorrupt, w.Term)
 	}
 	return Record{
 		Holder:        w.Holder,

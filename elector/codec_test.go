@@ -25,6 +25,9 @@ func TestDecodeRejects(t *testing.T) {
 		`{"format":"leasehold.record/v1","lease_duration_ms":-1}`,
 		`{"format":"leasehold.record/v1","term":-3}`,
 		`{"format":"leasehold.record/v1"} {}`,
+		`{"format":"leasehold.record/v1"}}`,
+		`{"format":"leasehold.record/v1"}]]]`,
+		`{"format":"leasehold.record/v1","term":9223372036854775807}`,
 		`{"format":"leasehold.record/v1","acquire_time":"yesterday"}`,
 	} {
 		if _, err := DecodeRecord([]byte(in)); !errors.Is(err, ErrCorrupt) {

@@ -142,6 +142,11 @@ type Machine struct {
 	leader      string
 	leaderKnown bool
 	watchFailed bool
+	// An acquiring write was rejected against version conflicted ("" for
+	// a create). Reading that version again (a stale read) must not
+	// trigger another write at once: that would spin.
+	conflictSet bool
+	conflicted  Version
 }
 
 // NewMachine returns a Machine for cfg. watch tells it whether the driver can
@@ -199,6 +204,11 @@ func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
 		return m.Tick(now)
 	}
 	switch {
+	case err == nil && ver == m.ver && m.known:
+		// A watch must return a version other than the one it was given;
+		// one that does not is broken. Poll instead of spinning on it.
+		m.watchFailed = true
+		m.poll(now, &out)
 	case err == nil:
 		m.observe(now, rec, ver, &out)
 		m.evaluate(now, &out)
@@ -328,6 +338,19 @@ func (m *Machine) setLeader(holder string, out *Output) {
 // evaluate decides, from fresh knowledge, whether to follow or to write
 // (steps 2, 4 and 5).
 func (m *Machine) evaluate(now Now, out *Output) {
+	if m.conflictSet {
+		cur := m.ver
+		if m.missing {
+			cur = ""
+		}
+		if cur == m.conflicted {
+			// The store already refused a write against what this read
+			// shows: the read is stale. Ask again after a while.
+			m.poll(now, out)
+			return
+		}
+		m.conflictSet = false
+	}
 	if m.missing {
 		r := m.newRecord(now, m.maxTerm+1)
 		m.write(now, OpCreate, r, "", out)
@@ -381,7 +404,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		m.maxTerm = max(m.maxTerm, m.sent.Term)
 		m.lastAttempt = m.sentAt
 		m.validUntil = m.sentAt + m.cfg.RenewDeadline
-		m.verifying, m.unacked = false, false
+		m.verifying, m.unacked, m.conflictSet = false, false, false
 		if now.Mono >= m.validUntil {
 			// The answer came back too late to count: the lease it
 			// bought has already run out on our clock.
@@ -414,6 +437,10 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	}
 	if conflict {
 		// Someone else wrote first: read what they wrote and follow it.
+		m.conflictSet, m.conflicted = true, m.ver
+		if m.missing {
+			m.conflicted = ""
+		}
 		m.get(now, out)
 		return
 	}

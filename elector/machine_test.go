@@ -501,3 +501,71 @@ func TestAdoptedWriteExtendsLeaseConservatively(t *testing.T) {
 		t.Fatalf("stopped at %v, want %v (first unacknowledged renewal + RenewDeadline)", now, want)
 	}
 }
+
+// A stale read after a conflict (the store refused a write against the
+// version the read shows again) must not make it write again at once.
+func TestStaleReadAfterConflictDoesNotSpin(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	wantCall(t, m.Result(at(0), foreign("", 1), "v1", nil), OpUpdate)
+	wantCall(t, m.Result(at(time.Millisecond), Record{}, "", ErrConflict), OpGet)
+	out := m.Result(at(2*time.Millisecond), foreign("", 1), "v1", nil) // stale
+	if out.Call.Op != OpNone || out.Wait.Until < 2*time.Millisecond+rp {
+		t.Fatalf("after a stale read: %s, want a wait of at least RetryPeriod", show(out))
+	}
+	// Fresh data again: it may write.
+	m.Tick(at(out.Wait.Until))
+	wantCall(t, m.Result(at(out.Wait.Until), foreign("", 1), "v2", nil), OpUpdate)
+
+	// The same for a create refused while reads still say "not found".
+	m = newM(t, false)
+	m.Start(at(0))
+	wantCall(t, m.Result(at(0), Record{}, "", ErrNotFound), OpCreate)
+	m.Result(at(time.Millisecond), Record{}, "", ErrConflict)
+	if out := m.Result(at(2*time.Millisecond), Record{}, "", ErrNotFound); out.Call.Op != OpNone {
+		t.Fatalf("after a stale not-found: %s, want a wait", show(out))
+	}
+}
+
+func TestWatchReturningSameVersionFallsBackToPolling(t *testing.T) {
+	m := newM(t, true)
+	m.Start(at(0))
+	m.Result(at(0), foreign("other", 1), "v1", nil)
+	out := m.Watched(at(time.Millisecond), foreign("other", 1), "v1", nil)
+	if out.Call.Op != OpNone || out.Wait.Watch || out.Wait.Until < rp {
+		t.Fatalf("watch gave back its own version: %s, want a poll", show(out))
+	}
+}
+
+// A leader whose renewals keep failing never waits past its lease.
+func TestLeaderWaitCappedAtLease(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m) // valid until 10s
+	wantCall(t, m.Tick(at(2*time.Second)), OpUpdate)
+	m.Result(at(4500*time.Millisecond), Record{}, "", errors.New("x")) // retried at once
+	m.Result(at(8500*time.Millisecond), Record{}, "", errors.New("x")) // retried at once
+	out := m.Result(at(9*time.Second), Record{}, "", errors.New("x"))  // fast failure
+	if out.Call.Op != OpNone || out.Wait.Until != rd {
+		t.Fatalf("got %s, want a wait until exactly %v (the lease end), not the next retry", show(out), rd)
+	}
+	if out := m.Tick(at(rd)); !out.Stopped {
+		t.Fatalf("at the lease end: %s", show(out))
+	}
+}
+
+// Terms keep rising when the record disappears and comes back lower.
+func TestTermsSurviveDeletion(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	m.Result(at(0), foreign("other", 5), "v1", nil)
+	m.Tick(at(time.Second))
+	out := m.Result(at(time.Second), Record{}, "", ErrNotFound)
+	if out.Call.Op != OpCreate || out.Call.Record.Term != 6 {
+		t.Fatalf("create after deletion: %s, want term 6", show(out))
+	}
+	m.Result(at(time.Second), Record{}, "", ErrConflict)
+	out = m.Result(at(time.Second), foreign("", 2), "v9", nil) // recreated with a lower term
+	if out.Call.Op != OpUpdate || out.Call.Record.Term != 6 {
+		t.Fatalf("takeover of a recreated record: %s, want term 6", show(out))
+	}
+}
