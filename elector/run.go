@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,7 @@ func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if b == nil {
+	if b == nil || isNilPointer(b) {
 		return nil, fmt.Errorf("%w: nil Backend", ErrInvalidConfig)
 	}
 	if cb.OnStartedLeading == nil {
@@ -111,6 +112,15 @@ func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) 
 	}
 	e.log = e.log.With("identity", cfg.Identity, "lock", b.Describe())
 	return e, nil
+}
+
+func isNilPointer(v any) bool {
+	r := reflect.ValueOf(v)
+	switch r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return r.IsNil()
+	}
+	return false
 }
 
 // IsLeader reports whether this candidate currently leads.
@@ -195,7 +205,15 @@ func (d *driver) loop(ctx context.Context) error {
 		switch {
 		case out.Done:
 			return nil
+		case out.Call.Op != OpNone && !out.Call.Release && ctx.Err() != nil:
+			// Stopping: the call is not sent. A leader stops and releases.
+			out = d.m.Stop(d.now())
 		case out.Call.Op != OpNone:
+			if out.Call.Release {
+				// The release may have waited for the leader's work: give
+				// it its full time from now.
+				out.Call.Deadline = d.now().Mono + d.e.cfg.RenewDeadline
+			}
 			_, leading := d.m.Leading()
 			sent := d.e.clk.Now()
 			rec, ver, err := d.call(ctx, out.Call)
@@ -231,22 +249,7 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 			d.leadCancel()
 		}
 		e.cb.OnStoppedLeading()
-		ok = d.awaitLeaderWork(ctx.Err() != nil)
-	}
-	if out.LeaderChanged {
-		e.mu.Lock()
-		e.leader = out.Leader
-		e.mu.Unlock()
-		switch out.Leader {
-		case e.cfg.Identity:
-		case "":
-			e.log.Debug("no leader")
-		default:
-			e.log.Info("new leader observed", "leader", out.Leader)
-		}
-		if e.cb.OnNewLeader != nil {
-			e.cb.OnNewLeader(out.Leader)
-		}
+		ok = d.awaitLeaderWork(ctx)
 	}
 	if out.Started {
 		e.mu.Lock()
@@ -264,6 +267,21 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 			e.cb.OnStartedLeading(leadCtx, term)
 		}(out.Term)
 	}
+	if out.LeaderChanged {
+		e.mu.Lock()
+		e.leader = out.Leader
+		e.mu.Unlock()
+		switch out.Leader {
+		case e.cfg.Identity:
+		case "":
+			e.log.Debug("no leader")
+		default:
+			e.log.Info("new leader observed", "leader", out.Leader)
+		}
+		if e.cb.OnNewLeader != nil {
+			e.cb.OnNewLeader(out.Leader)
+		}
+	}
 	return ok
 }
 
@@ -271,18 +289,42 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 // the wait is bounded by RenewDeadline (false if it did not return);
 // otherwise it waits as long as it takes, warning every RenewDeadline, so
 // that a candidate never runs two leaderships' work at once.
-func (d *driver) awaitLeaderWork(bounded bool) bool {
+func (d *driver) awaitLeaderWork(ctx context.Context) bool {
 	if d.leadDone == nil {
 		return true
 	}
-	defer func() { d.leadDone, d.leadCancel = nil, nil }()
+	bounded := ctx.Err() != nil
 	for {
 		t := d.e.clk.Timer(d.e.cfg.RenewDeadline)
+		stopping := ctx.Done()
+		if bounded {
+			stopping = nil
+		}
+		if d.e.parkHook != nil {
+			d.e.parkHook(true)
+		}
+		var which int
 		select {
 		case <-d.leadDone:
-			t.Stop()
-			return true
+			which = 0
+		case <-stopping:
+			which = 1
 		case <-t.C:
+			which = 2
+		}
+		if d.e.parkHook != nil {
+			d.e.parkHook(false)
+		}
+		switch which {
+		case 0:
+			t.Stop()
+			d.leadDone, d.leadCancel = nil, nil
+			return true
+		case 1:
+			// Run is being stopped: from now on the wait is bounded.
+			t.Stop()
+			bounded = true
+		case 2:
 			if bounded {
 				d.e.log.Error("OnStartedLeading did not return after its context was cancelled; not releasing the lock",
 					"waited", d.e.cfg.RenewDeadline)
@@ -297,21 +339,39 @@ func (d *driver) awaitLeaderWork(bounded bool) bool {
 // cancelled with Run's: a write in flight completes or times out.
 func (d *driver) call(ctx context.Context, c Call) (Record, Version, error) {
 	e := d.e
-	cctx, cancel := e.clk.WithTimeout(context.WithoutCancel(ctx), c.Deadline-d.now().Mono)
+	left := c.Deadline - d.now().Mono
+	cctx, cancel := e.clk.WithTimeout(context.WithoutCancel(ctx), left)
 	defer cancel()
-	var (
+	// The backend runs the call on its own goroutine so that the driver
+	// gives up at the deadline even if the backend ignores its context:
+	// a leader must stop on time however its store behaves.
+	type result struct {
 		rec Record
 		ver Version
 		err error
-	)
-	switch c.Op {
-	case OpGet:
-		rec, ver, err = e.backend.Get(cctx)
-	case OpCreate:
-		ver, err = e.backend.Create(cctx, c.Record)
-	case OpUpdate:
-		ver, err = e.backend.Update(cctx, c.Record, c.Version)
 	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		switch c.Op {
+		case OpGet:
+			r.rec, r.ver, r.err = e.backend.Get(cctx)
+		case OpCreate:
+			r.ver, r.err = e.backend.Create(cctx, c.Record)
+		case OpUpdate:
+			r.ver, r.err = e.backend.Update(cctx, c.Record, c.Version)
+		}
+		done <- r
+	}()
+	timer := e.clk.Timer(max(left, 0))
+	defer timer.Stop()
+	var r result
+	select {
+	case r = <-done:
+	case <-timer.C:
+		r.err = fmt.Errorf("elector: %s on %s: no answer by the deadline: %w", c.Op, e.backend.Describe(), context.DeadlineExceeded)
+	}
+	rec, ver, err := r.rec, r.ver, r.err
 	switch {
 	case err == nil:
 		if c.Release {

@@ -34,6 +34,7 @@ type cluster struct {
 	store  *memory.Store
 	start  time.Time
 	parked atomic.Int32
+	stuck  atomic.Int32 // calls held by a test backend that ignores its context
 	nodes  []*node
 
 	mu     sync.Mutex
@@ -84,11 +85,17 @@ func newCluster(t *testing.T, n int, watch bool) *cluster {
 func (c *cluster) now() time.Duration { return c.clk.Now().Sub(c.start) }
 
 func (c *cluster) add(id string, watch bool, seed uint64) *node {
-	cfg := elector.Config{Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, ReleaseOnCancel: true}
 	var b elector.Backend = c.store.Backend("lock", id)
 	if !watch {
 		b = noWatch{c.store.Backend("lock", id)}
 	}
+	return c.addWith(id, b, seed, nil)
+}
+
+// addWith starts a candidate on backend b. With hold set, its leader work
+// keeps running after its context is cancelled until hold is closed.
+func (c *cluster) addWith(id string, b elector.Backend, seed uint64, hold <-chan struct{}) *node {
+	cfg := elector.Config{Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, ReleaseOnCancel: true}
 	nd := &node{id: id, done: make(chan struct{})}
 	e, err := elector.New(cfg, b, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) {
@@ -97,6 +104,9 @@ func (c *cluster) add(id string, watch bool, seed uint64) *node {
 			i := len(c.spans) - 1
 			c.mu.Unlock()
 			<-ctx.Done()
+			if hold != nil {
+				<-hold
+			}
 			c.mu.Lock()
 			c.spans[i].stop = c.now()
 			c.mu.Unlock()
@@ -146,7 +156,7 @@ func (c *cluster) settle() {
 	stable := 0
 	for i := 0; i < 1_000_000; i++ {
 		quiet, blocked := c.store.Quiet()
-		if quiet && c.parked.Load()+int32(blocked) >= c.running() {
+		if quiet && c.parked.Load()+int32(blocked)+c.stuck.Load() >= c.running() {
 			if stable++; stable >= 5 {
 				return
 			}
@@ -381,4 +391,138 @@ func TestNewRejectsBadInput(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
 		}
 	}
+}
+
+// The lock is released only after the leader's work has returned; if it
+// does not return within RenewDeadline, it is not released at all.
+func TestRunReleaseWaitsForLeaderWork(t *testing.T) {
+	for _, returns := range []bool{true, false} {
+		t.Run(fmt.Sprintf("returns=%v", returns), func(t *testing.T) {
+			c := newCluster(t, 0, true)
+			hold := make(chan struct{})
+			defer func() {
+				select {
+				case <-hold:
+				default:
+					close(hold)
+				}
+			}()
+			n := c.addWith("n1", c.store.Backend("lock", "n1"), 1, hold)
+			c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
+			n.cancel()
+			c.advance(rd / 2)
+			if holder(t, c) != "n1" {
+				t.Fatal("released while the leader's work was still running")
+			}
+			if returns {
+				close(hold)
+			}
+			c.until(2*rd, "Run returning", func() bool {
+				select {
+				case <-n.done:
+					return true
+				default:
+					return false
+				}
+			})
+			want := ""
+			if !returns {
+				want = "n1"
+			}
+			if got := holder(t, c); got != want {
+				t.Fatalf("holder after Run returned = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func holder(t *testing.T, c *cluster) string {
+	t.Helper()
+	r, _, err := c.store.Backend("lock", "reader").Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Holder
+}
+
+// A renewal whose reply is lost is retried; the conflict with its own
+// write is recognised and the leader keeps leading, same term.
+func TestRunLostRenewalReplyKeepsLeadership(t *testing.T) {
+	c := newCluster(t, 3, true)
+	c.until(ld, "a leader", func() bool { return c.leader() != nil })
+	l := c.leader()
+	term := l.e.Term()
+	c.store.LoseReplies(l.id, 2)
+	c.advance(3 * ld)
+	if c.leader() != l || l.e.Term() != term || len(c.leaderships()) != 1 {
+		t.Fatalf("after lost replies: leader %v term %d, leaderships %+v; want %s still, term %d",
+			c.leader(), l.e.Term(), c.leaderships(), l.id, term)
+	}
+}
+
+// Cancelling Run while a call is in flight does not start a leadership.
+func TestRunCancelDuringCallDoesNotLead(t *testing.T) {
+	c := newCluster(t, 0, true)
+	c.store.SetLatency(200 * time.Millisecond)
+	n := c.add("n1", true, 1)
+	c.settle()
+	n.cancel()
+	c.advance(2 * ld)
+	<-n.done
+	if s := c.leaderships(); len(s) != 0 {
+		t.Fatalf("led after its context was cancelled: %+v", s)
+	}
+}
+
+// Run returns after cancel even when leadership was lost and the leader's
+// work ignores its context.
+func TestRunReturnsWhenWorkIgnoresContext(t *testing.T) {
+	c := newCluster(t, 0, true)
+	hold := make(chan struct{})
+	defer close(hold)
+	n := c.addWith("n1", c.store.Backend("lock", "n1"), 1, hold)
+	c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
+	c.store.Partition("n1")
+	c.advance(rd + rp) // lost; waiting for its work
+	if n.e.IsLeader() {
+		t.Fatal("still leading past the renew deadline")
+	}
+	n.cancel()
+	c.until(2*rd, "Run returning", func() bool {
+		select {
+		case <-n.done:
+			return true
+		default:
+			return false
+		}
+	})
+}
+
+// stuckBackend ignores contexts: its Update blocks until released.
+type stuckBackend struct {
+	*memory.Backend
+	c       *cluster
+	stuck   atomic.Bool
+	release chan struct{}
+}
+
+func (s *stuckBackend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	if s.stuck.Load() {
+		s.c.stuck.Add(1)
+		<-s.release
+		s.c.stuck.Add(-1)
+	}
+	return s.Backend.Update(ctx, r, v)
+}
+
+// A leader stops at its renew deadline even when its backend hangs and
+// ignores the call's context.
+func TestRunLeaderStopsOnTimeWithHungBackend(t *testing.T) {
+	c := newCluster(t, 0, true)
+	sb := &stuckBackend{Backend: c.store.Backend("lock", "n1"), c: c, release: make(chan struct{})}
+	defer close(sb.release)
+	n := c.addWith("n1", sb, 1, nil)
+	c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
+	sb.stuck.Store(true)
+	c.until(rd+2*step, "stepping down", func() bool { return !n.e.IsLeader() })
 }

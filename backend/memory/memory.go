@@ -63,8 +63,9 @@ type waiter struct {
 }
 
 type client struct {
-	cut    bool
-	counts Counts
+	cut         bool
+	loseReplies int // calls still to be applied with their reply lost
+	counts      Counts
 }
 
 // Option configures a Store.
@@ -118,11 +119,24 @@ func (s *Store) Partition(client string) {
 	s.client(client).cut = true
 }
 
-// Heal reconnects a client cut off by Partition.
+// Heal reconnects a client cut off by Partition. Its watches look at the
+// store again at once.
 func (s *Store) Heal(client string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.client(client).cut = false
+	for _, c := range s.cells {
+		s.wake(c)
+	}
+}
+
+// LoseReplies makes the next n calls of client take effect in the store
+// while their replies are lost: the caller hears nothing until its context
+// is done, as when a connection drops after the request went through.
+func (s *Store) LoseReplies(client string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.client(client).loseReplies = n
 }
 
 // Counts returns the calls client has made so far.
@@ -188,13 +202,18 @@ func (s *Store) cell(lock string) *cell {
 func (s *Store) write(c *cell, r elector.Record) elector.Version {
 	s.rev++
 	c.exists, c.rec, c.raw, c.rev = true, r, nil, s.rev
+	s.wake(c)
+	return version(c.rev)
+}
+
+// wake releases the watchers of c to look again. s.mu must be held.
+func (s *Store) wake(c *cell) {
 	for _, w := range c.waiters {
 		w.woken = true
 		s.busy++
 		close(w.ch)
 	}
 	c.waiters = nil
-	return version(c.rev)
 }
 
 func version(rev int64) elector.Version { return elector.Version(strconv.FormatInt(rev, 10)) }
@@ -205,6 +224,10 @@ func (s *Store) enter(ctx context.Context, b *Backend, count func(*Counts)) erro
 	s.mu.Lock()
 	cl := s.client(b.client)
 	count(&cl.counts)
+	if err := ctx.Err(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("memory: lock %q: %w", b.lock, err)
+	}
 	if s.failNext > 0 {
 		s.failNext--
 		err := s.failErr
@@ -248,6 +271,27 @@ func (s *Store) leave() {
 	s.mu.Lock()
 	s.busy--
 	s.mu.Unlock()
+}
+
+// reply is the last step of a call: if its client's replies are to be
+// lost, the call waits for its context and fails, its effect kept.
+func (s *Store) reply(ctx context.Context, b *Backend) error {
+	s.mu.Lock()
+	cl := s.client(b.client)
+	if cl.loseReplies == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	cl.loseReplies--
+	s.busy--
+	s.blocked++
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	s.blocked--
+	s.busy++
+	s.mu.Unlock()
+	return fmt.Errorf("memory: lock %q: reply lost: %w", b.lock, ctx.Err())
 }
 
 // Backend is one client's handle on one lock.
@@ -303,7 +347,13 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 	if c.exists {
 		return "", fmt.Errorf("memory: create lock %q: %w", b.lock, elector.ErrConflict)
 	}
-	return b.s.write(c, r), nil
+	v := b.s.write(c, r)
+	b.s.mu.Unlock()
+	defer b.s.mu.Lock()
+	if err := b.s.reply(ctx, b); err != nil {
+		return "", err
+	}
+	return v, nil
 }
 
 // Update replaces the record if its version is still v.
@@ -321,7 +371,13 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	case version(c.rev) != v:
 		return "", fmt.Errorf("memory: update lock %q at version %s (stored %d): %w", b.lock, v, c.rev, elector.ErrConflict)
 	}
-	return b.s.write(c, r), nil
+	nv := b.s.write(c, r)
+	b.s.mu.Unlock()
+	defer b.s.mu.Lock()
+	if err := b.s.reply(ctx, b); err != nil {
+		return "", err
+	}
+	return nv, nil
 }
 
 // Watch waits until the lock's version differs from v and returns the new

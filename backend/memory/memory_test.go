@@ -1,7 +1,10 @@
 package memory_test
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/memory"
@@ -22,4 +25,59 @@ func TestConformance(t *testing.T) {
 			return b
 		},
 	})
+}
+
+// A watching client that gets cut off sees nothing; healing makes the
+// watch look again.
+func TestHealWakesWatch(t *testing.T) {
+	s := memory.New()
+	w, other := s.Backend("l", "w"), s.Backend("l", "o")
+	ctx := context.Background()
+	v1, err := other.Create(ctx, elector.Record{Holder: "a", Term: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan elector.Version, 1)
+	go func() {
+		_, v, _ := w.Watch(ctx, v1)
+		got <- v
+	}()
+	for i := 0; ; i++ { // the watch is registered once the store is quiet
+		if q, _ := s.Quiet(); q && s.Counts("w").Watch == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Partition("w")
+	v2, err := other.Update(ctx, elector.Record{Holder: "b", Term: 2}, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		t.Fatalf("a cut-off watch saw version %s", v)
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.Heal("w")
+	select {
+	case v := <-got:
+		if v != v2 {
+			t.Fatalf("healed watch returned %s, want %s", v, v2)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("healing did not wake the watch")
+	}
+}
+
+// A call made with a context already done fails without touching the store.
+func TestCancelledContextIsRefused(t *testing.T) {
+	s := memory.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Backend("l", "c").Create(ctx, elector.Record{Holder: "a"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if _, ok := s.Raw("l"); ok {
+		t.Fatal("a cancelled create was applied")
+	}
 }

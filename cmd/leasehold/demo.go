@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/leasehold-go/leasehold/backend/memory"
@@ -88,10 +87,20 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) (demoResult, error
 		stopped  = make(chan string, 16)
 		lastStop time.Time
 	)
-	var finished atomic.Bool
-	defer finished.Store(true)
+	var (
+		sayMu    sync.Mutex
+		finished bool
+	)
+	finish := func() {
+		sayMu.Lock()
+		finished = true
+		sayMu.Unlock()
+	}
+	defer finish()
 	say := func(format string, args ...any) {
-		if finished.Load() {
+		sayMu.Lock()
+		defer sayMu.Unlock()
+		if finished {
 			return
 		}
 		fmt.Fprintf(w, "%8.3fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
@@ -212,7 +221,7 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) (demoResult, error
 	}
 	res.failover = t2.Sub(t0)
 	say("failover from %s to %s took %v after the cut (its last renewal is at most a retry period older)", second, third, round(res.failover))
-	finished.Store(true)
+	finish()
 	mu.Lock()
 	defer mu.Unlock()
 	return res, nil
