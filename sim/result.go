@@ -314,8 +314,9 @@ func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "fenced writes: %d accepted, %d rejected, %d stale accepted\n",
 		r.FencedWrites.Accepted, r.FencedWrites.Rejected, r.FencedWrites.StaleAccepted)
 	q := r.Requests
-	fmt.Fprintf(w, "requests: %.3f/s (get %d, create %d, update %d, watch %d); %d transitions\n",
-		r.RequestsPerSec, q.Get, q.Create, q.Update, q.Watch, r.Transitions)
+	per := func(n int64) float64 { return float64(n) / r.SimSeconds }
+	fmt.Fprintf(w, "requests: %.3f/s (get %.3f/s, create %.3f/s, update %.3f/s, watch %.3f/s); %d transitions\n",
+		r.RequestsPerSec, per(q.Get), per(q.Create), per(q.Update), per(q.Watch), r.Transitions)
 	if r.Safe() {
 		fmt.Fprintln(w, "safety: no violation")
 		return
