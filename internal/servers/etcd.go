@@ -45,9 +45,19 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// EtcdTLS makes StartEtcdTLS serve clients over TLS and require a client
+// certificate signed by CA.
+type EtcdTLS struct {
+	CA, Cert, Key string // PEM files: the CA clients must be signed by; the server's pair
+}
+
 // StartEtcd starts etcd on free loopback ports with its data in a new
 // temporary directory, and waits until it answers its health check.
-func StartEtcd() (*Etcd, error) {
+func StartEtcd() (*Etcd, error) { return StartEtcdTLS(nil) }
+
+// StartEtcdTLS is StartEtcd with TLS and client-certificate auth on the
+// client port when t is not nil (health is then checked over TLS).
+func StartEtcdTLS(t *EtcdTLS) (*Etcd, error) {
 	bin, err := Find("etcd")
 	if err != nil {
 		return nil, err
@@ -58,7 +68,7 @@ func StartEtcd() (*Etcd, error) {
 	}
 	var e *Etcd
 	for attempt := 0; attempt < 3; attempt++ {
-		e, err = startEtcd(bin, dir)
+		e, err = startEtcd(bin, dir, t)
 		if err == nil {
 			return e, nil
 		}
@@ -67,7 +77,7 @@ func StartEtcd() (*Etcd, error) {
 	return nil, err
 }
 
-func startEtcd(bin, dir string) (*Etcd, error) {
+func startEtcd(bin, dir string, t *EtcdTLS) (*Etcd, error) {
 	client, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -76,7 +86,15 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cu := fmt.Sprintf("http://127.0.0.1:%d", client)
+	metricsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	scheme := "http"
+	if t != nil {
+		scheme = "https"
+	}
+	cu := fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
 	pu := fmt.Sprintf("http://127.0.0.1:%d", peer)
 	data := filepath.Join(dir, fmt.Sprintf("data-%d", client))
 	logs := &lockedBuffer{}
@@ -89,6 +107,12 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 		"--log-level", "error",
 		"--unsafe-no-fsync",
 	)
+	hc := http.DefaultClient
+	if t != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", t.Cert, "--key-file", t.Key,
+			"--trusted-ca-file", t.CA, "--client-cert-auth",
+			"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", metricsPort))
+	}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -98,6 +122,10 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 	exited := make(chan error, 1)
 	e.exited = exited
 	go func() { exited <- cmd.Wait() }()
+	health := cu
+	if t != nil {
+		health = fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -105,13 +133,13 @@ func startEtcd(bin, dir string) (*Etcd, error) {
 			return nil, fmt.Errorf("servers: etcd exited during start: %v\n%s", err, logs.String())
 		default:
 		}
-		resp, err := http.Get(cu + "/health")
+		resp, err := hc.Get(health + "/health")
 		if err == nil {
 			body := new(bytes.Buffer)
 			body.ReadFrom(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 && strings.Contains(body.String(), `"health":"true"`) {
-				if v, err := http.Get(cu + "/version"); err == nil {
+				if v, err := hc.Get(health + "/version"); err == nil {
 					vb := new(bytes.Buffer)
 					vb.ReadFrom(v.Body)
 					v.Body.Close()
