@@ -39,5 +39,6 @@ func Example() {
 	// leader is ""
 	// leading with term 1
 	// stopped leading
+	// leader is ""
 	// after release: holder "", term 1
 }

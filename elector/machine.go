@@ -505,6 +505,11 @@ func (m *Machine) stopLeading(reason string, out *Output) {
 	m.verifying, m.unacked = false, false
 	out.Stopped, out.Reason = true, reason
 	m.term = 0
+	// The record may still name us, but we no longer lead: until a read
+	// says otherwise, nobody is known to lead.
+	if m.leader == m.cfg.Identity {
+		m.setLeader("", out)
+	}
 }
 
 // follow waits for the holder's lease to run out: on the watch when there is

@@ -110,7 +110,7 @@ func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) 
 	if e.rng == nil {
 		e.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	e.log = e.log.With("identity", cfg.Identity, "lock", b.Describe())
+	e.log = e.log.With("identity", cfg.Identity, "store", b.Describe())
 	return e, nil
 }
 

@@ -339,7 +339,7 @@ func (r *Result) WriteText(w io.Writer) {
 func (a Aggregate) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "%d runs, seeds %d..%d: %d failovers (p50 %s, p99 %s, max %s)\n", a.Runs, a.Seeds[0], a.Seeds[1],
 		a.Failovers, fmtMS(a.FailoverMS.P50), fmtMS(a.FailoverMS.P99), fmtMS(a.FailoverMS.Max))
-	fmt.Fprintf(w, "leaderless %s, dual leadership %s, fenced writes %d accepted / %d rejected / %d stale accepted, %.3f requests/s\n",
+	fmt.Fprintf(w, "summed over the runs: leaderless %s, dual leadership %s, fenced writes %d accepted / %d rejected / %d stale accepted; %.3f requests/s on average\n",
 		fmtMS(a.LeaderlessMSTotal), fmtMS(a.DualLeaderMS), a.FencedWrites.Accepted, a.FencedWrites.Rejected,
 		a.FencedWrites.StaleAccepted, a.RequestsPerSec)
 	if len(a.UnsafeSeeds) == 0 {

@@ -91,8 +91,12 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		width, height, width, height)
 	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
 	p(`<text x="%.0f" y="22" font-size="15" font-weight="bold">%s, seed %d</text>`+"\n", left, html.EscapeString(r.Scenario), r.Seed)
-	p(`<text x="%.0f" y="40" fill="#555">%d failovers, leaderless %s, dual leadership %s, fenced writes %d/%d/%d (accepted/rejected/stale)</text>`+"\n",
-		left, len(r.Failovers), fmtMS(r.LeaderlessMSTotal), fmtMS(r.DualLeaderMS),
+	plural := "s"
+	if len(r.Failovers) == 1 {
+		plural = ""
+	}
+	p(`<text x="%.0f" y="40" fill="#555">%d failover%s, leaderless %s, dual leadership %s, fenced writes %d/%d/%d (accepted/rejected/stale)</text>`+"\n",
+		left, len(r.Failovers), plural, fmtMS(r.LeaderlessMSTotal), fmtMS(r.DualLeaderMS),
 		r.FencedWrites.Accepted, r.FencedWrites.Rejected, r.FencedWrites.StaleAccepted)
 
 	laneY := func(i int) float64 { return top + float64(i)*(lane+gap) }

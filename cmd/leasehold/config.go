@@ -34,7 +34,8 @@ type config struct {
 	Consul consulConfig
 	Kube   kubeConfig
 
-	source string // the file, for messages
+	source string         // the file, for messages
+	lines  map[string]int // line of each key set by the file
 }
 
 type tlsFiles struct{ CA, Cert, Key string }
@@ -89,7 +90,7 @@ type overrides struct {
 func addConfigFlags(fs *flag.FlagSet) *overrides {
 	o := &overrides{flagSet: fs}
 	fs.StringVar(&o.config, "config", "", "config file (YAML, see docs/config.md)")
-	fs.StringVar(&o.backend, "backend", "", "backend: kube, etcd, consul or memory (overrides the file)")
+	fs.StringVar(&o.backend, "backend", "", "backend: etcd or memory; kube and consul are not available yet (overrides the file)")
 	fs.StringVar(&o.name, "name", "", "name of the lock (overrides the file)")
 	fs.StringVar(&o.id, "id", "", "identity of this candidate (default: hostname_random)")
 	fs.DurationVar(&o.lease, "lease-duration", 0, "LeaseDuration (overrides the file)")
@@ -122,6 +123,15 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 	}
 	set := map[string]bool{}
 	o.flagSet.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// A value from a flag was not set at a line of the file.
+	for flagName, key := range map[string]string{"backend": "backend", "name": "name",
+		"lease-duration": "lease.duration", "renew-deadline": "lease.renew_deadline",
+		"retry-period": "lease.retry_period", "etcd-endpoints": "etcd.endpoints"} {
+		if set[flagName] {
+			delete(cfg.lines, key)
+			delete(cfg.lines, "lease")
+		}
+	}
 	if set["backend"] {
 		cfg.Backend = o.backend
 	}
@@ -247,7 +257,12 @@ func (c *config) parse(data []byte) error {
 		return err
 	}
 	p := &yamlx.Parser{}
+	if c.lines == nil {
+		c.lines = map[string]int{}
+	}
+	mark := func(key string, v *yaml.Node) { c.lines[key] = v.Line }
 	p.Mapping(root, "", func(key string, k, v *yaml.Node) {
+		mark(key, v)
 		switch key {
 		case "backend":
 			c.Backend = p.Str(v, key)
@@ -257,6 +272,7 @@ func (c *config) parse(data []byte) error {
 			c.Identity = p.Str(v, key)
 		case "lease":
 			p.Mapping(v, "lease.", func(key string, k, v *yaml.Node) {
+				mark("lease."+key, v)
 				switch key {
 				case "duration":
 					c.Lease.LeaseDuration = p.Positive(v, "lease."+key)
@@ -273,6 +289,7 @@ func (c *config) parse(data []byte) error {
 		case "etcd":
 			p.Mapping(v, "etcd.", func(key string, k, v *yaml.Node) {
 				name := "etcd." + key
+				mark(name, v)
 				switch key {
 				case "endpoints":
 					c.Etcd.Endpoints = p.Strings(v, name)
@@ -354,6 +371,17 @@ func parseTLS(p *yamlx.Parser, n *yaml.Node, prefix string) tlsFiles {
 // suffix, a Consul key segment.
 var lockName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 
+// at says where key was set in the file ("f.yaml: line 4: "), or nothing
+// if it came from a default, the environment or a flag.
+func (c *config) at(keys ...string) string {
+	for _, k := range keys {
+		if l, ok := c.lines[k]; ok && c.source != "" {
+			return fmt.Sprintf("%s: line %d: ", c.source, l)
+		}
+	}
+	return ""
+}
+
 func (c *config) validate() error {
 	known := false
 	for _, b := range backends {
@@ -361,19 +389,21 @@ func (c *config) validate() error {
 	}
 	switch {
 	case !known:
-		return usagef("backend: unknown backend %q (want %s)", c.Backend, strings.Join(backends, ", "))
+		return usagef("%sbackend: unknown backend %q (want %s)", c.at("backend"), c.Backend, strings.Join(backends, ", "))
 	case c.Name == "":
 		return usagef("name: missing: name the lock (for example name: nightly-report)")
 	case !lockName.MatchString(c.Name):
-		return usagef("name: %q is not a valid lock name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)", c.Name)
+		return usagef("%sname: %q is not a valid lock name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)", c.at("name"), c.Name)
 	case c.Lease.LeaseDuration <= c.Lease.RenewDeadline:
-		return usagef("lease.renew_deadline (%v) must be less than lease.duration (%v)", c.Lease.RenewDeadline, c.Lease.LeaseDuration)
+		return usagef("%slease.renew_deadline (%v) must be less than lease.duration (%v)",
+			c.at("lease.renew_deadline", "lease.duration", "lease"), c.Lease.RenewDeadline, c.Lease.LeaseDuration)
 	case float64(c.Lease.RenewDeadline) <= elector.DefaultJitterFactor*float64(c.Lease.RetryPeriod):
-		return usagef("lease.renew_deadline (%v) must be greater than 1.2 × lease.retry_period (%v)", c.Lease.RenewDeadline, c.Lease.RetryPeriod)
+		return usagef("%slease.renew_deadline (%v) must be greater than 1.2 × lease.retry_period (%v)",
+			c.at("lease.renew_deadline", "lease.retry_period", "lease"), c.Lease.RenewDeadline, c.Lease.RetryPeriod)
 	case c.Backend == "etcd" && len(c.Etcd.Endpoints) == 0:
-		return usagef("etcd.endpoints: empty: list at least one endpoint")
+		return usagef("%setcd.endpoints: empty: list at least one endpoint", c.at("etcd.endpoints"))
 	case (c.Etcd.TLS.Cert == "") != (c.Etcd.TLS.Key == ""):
-		return usagef("etcd.tls.cert and etcd.tls.key go together: set both or neither")
+		return usagef("%setcd.tls.cert and etcd.tls.key go together: set both or neither", c.at("etcd.tls"))
 	}
 	return nil
 }

@@ -22,10 +22,17 @@ func loadWith(t *testing.T, file string, env map[string]string, args ...string) 
 		}
 		args = append([]string{"--config", p}, args...)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return config{}, err
 	}
 	return o.load(func(k string) string { return env[k] })
+}
+
+func TestFlagValueErrorsDoNotBlameTheFile(t *testing.T) {
+	_, err := loadWith(t, "backend: etcd\nname: x\n", nil, "--backend", "nope")
+	if err == nil || strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("err = %v: a flag's value was blamed on the file", err)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -36,7 +43,9 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{file: "backend: etcd\nname: x\nbogus: 1\n", want: "line 3: bogus: unknown key"},
-		{file: "backend: zookeeper\nname: x\n", want: `backend: unknown backend "zookeeper"`},
+		{file: "backend: zookeeper\nname: x\n", want: `line 1: backend: unknown backend "zookeeper"`},
+		{file: "name: x\nlease:\n  duration: 5s\n  renew_deadline: 6s\n", want: "line 4: lease.renew_deadline (6s) must be less than lease.duration (5s)"},
+		{file: "backend: etcd\nname: Bad_Name\n", want: `line 2: name: "Bad_Name" is not a valid`},
 		{file: "name: x\nlease: {duration: soon}\n", want: `line 2: lease.duration: "soon" is not a duration`},
 		{file: "name: x\nlease: {duration: 5s, renew_deadline: 5s}\n", want: "lease.renew_deadline (5s) must be less than lease.duration (5s)"},
 		{file: "name: x\nlease: {retry_period: 9s}\n", want: "must be greater than 1.2 × lease.retry_period (9s)"},
@@ -50,7 +59,8 @@ func TestConfigErrors(t *testing.T) {
 		{file: "name: x\nlease: {release_on_cancel: maybe}\n", want: "lease.release_on_cancel: want true or false"},
 		{file: "[1, 2]\n", want: "must be a mapping"},
 		{env: map[string]string{"LEASEHOLD_NAME": "x", "LEASEHOLD_LEASE_DURATION": "long"}, want: `LEASEHOLD_LEASE_DURATION: "long" is not a duration`},
-		{file: "name: x\n", args: []string{"--backend", "nope"}, want: `unknown backend "nope"`},
+		{file: "backend: etcd\nname: x\n", args: []string{"--backend", "nope"}, want: `unknown backend "nope"`},
+		{file: "name: x\n", args: []string{"--lease-duration", "5"}, want: `not a duration (write it like 15s`},
 	} {
 		_, err := loadWith(t, tc.file, tc.env, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !isUsage(err) {

@@ -42,6 +42,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&o.cfg.RetryPeriod, "retry-period", 500*time.Millisecond, "RetryPeriod")
 	fs.DurationVar(&o.hold, "hold", 3*time.Second, "how long each leader leads before the next fault")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the poll jitter")
+	fs.Usage = usageOf(fs, stderr, "leasehold demo [flags]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

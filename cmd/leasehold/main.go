@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -27,7 +28,8 @@ func isUsage(err error) bool {
 	return errors.As(err, &u)
 }
 
-const usage = `leasehold: leader election over Kubernetes Leases, etcd, Consul or memory
+const usage = `leasehold: leader election over etcd or an in-memory store (Kubernetes
+Leases and Consul are next)
 
 Usage:
   leasehold run --config FILE [flags] -- COMMAND [ARGS...]
@@ -101,12 +103,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // parseFlags parses a command's flags; a bad flag is a usage error (exit 2).
+// The flag package's own message is printed once, with a hint, instead of
+// the message and the whole usage; -h prints the usage.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usagef("%v", err)
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
 	}
-	return nil
+	msg := err.Error()
+	if strings.Contains(msg, "parse error") && strings.Contains(msg, "invalid value") {
+		msg = strings.Replace(msg, ": parse error", ": not a duration (write it like 15s, 500ms or 2m)", 1)
+	}
+	return usagef("%s (leasehold %s -h lists the flags)", msg, fs.Name())
+}
+
+// usageOf prints "Usage: line" and the flags.
+func usageOf(fs *flag.FlagSet, w io.Writer, line string) func() {
+	return func() {
+		fmt.Fprintf(w, "Usage: %s\n", line)
+		fs.PrintDefaults()
+	}
 }

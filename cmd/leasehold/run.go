@@ -30,10 +30,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	httpAddr := fs.String("http", "", "serve /, /healthz and /metrics on this address (for example 127.0.0.1:4040)")
 	grace := fs.Duration("grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of lease.duration - lease.renew_deadline, at most 10s)")
 	restart := fs.Bool("restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: leasehold run --config FILE [flags] -- COMMAND [ARGS...]")
-		fs.PrintDefaults()
-	}
+	fs.Usage = usageOf(fs, stderr, "leasehold run --config FILE [flags] -- COMMAND [ARGS...]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -167,12 +164,14 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, l
 	defer t.Stop()
 	select {
 	case err := <-done:
-		return status(err), false
+		code = status(err)
 	case <-t.C:
 		log.Warn("the command did not stop in time; killing it", "grace", grace)
 		syscall.Kill(-pgid, syscall.SIGKILL)
-		return status(<-done), false
+		code = status(<-done)
 	}
+	log.Info("the command stopped", "status", code)
+	return code, false
 }
 
 // status turns a Wait error into an exit status (128+signal when killed).

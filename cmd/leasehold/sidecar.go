@@ -18,6 +18,7 @@ func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	o := addConfigFlags(fs)
 	httpAddr := fs.String("http", "127.0.0.1:4040", "serve /, /healthz and /metrics on this address")
+	fs.Usage = usageOf(fs, stderr, "leasehold sidecar --config FILE [flags]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,6 +48,7 @@ func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 type statusReport struct {
 	Lock            string    `json:"lock"`
 	Backend         string    `json:"backend"`
+	Store           string    `json:"store"`
 	Holder          string    `json:"holder"`
 	Term            int64     `json:"term"`
 	AcquireTime     time.Time `json:"acquire_time"`
@@ -62,6 +64,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	o := addConfigFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = usageOf(fs, stderr, "leasehold status --config FILE [--json] [flags]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,7 +79,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rec, ver, err := ss.backend.Get(cctx)
-	r := statusReport{Lock: ss.cfg.Name, Backend: ss.backend.Describe()}
+	r := statusReport{Lock: ss.cfg.Name, Backend: ss.cfg.Backend, Store: ss.backend.Describe()}
 	switch {
 	case err == nil:
 		r.Holder, r.Term, r.AcquireTime, r.RenewTime = rec.Holder, rec.Term, rec.AcquireTime, rec.RenewTime
@@ -103,7 +106,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func printStatus(w io.Writer, r statusReport, missing bool) {
-	fmt.Fprintf(w, "lock:     %s (%s)\n", r.Lock, r.Backend)
+	fmt.Fprintf(w, "lock:     %s (%s)\n", r.Lock, r.Store)
 	if missing {
 		fmt.Fprintln(w, "holder:   none (no record yet)")
 		return
