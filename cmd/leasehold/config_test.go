@@ -112,6 +112,7 @@ func TestRunBadInput(t *testing.T) {
 	}{
 		{[]string{"run", "--config", cfgPath}, "name the command to run after --"},
 		{[]string{"run", "--config", cfgPath, "--grace", "6s", "--", "true"}, "--grace (6s) must be shorter than lease.duration - lease.renew_deadline (5s)"},
+		{[]string{"run", "--config", cfgPath, "--lease-duration", "30s", "--renew-deadline", "4s", "--grace", "5s", "--", "true"}, "--grace (5s) must be shorter than lease.renew_deadline (4s)"},
 		{[]string{"run", "--config", cfgPath, "--log-format", "xml", "--", "true"}, `--log-format: "xml"`},
 		{[]string{"sidecar", "--config", cfgPath, "extra"}, `unexpected argument "extra"`},
 		{[]string{"status", "--config", "/nonexistent.yaml"}, "config: open /nonexistent.yaml"},

@@ -337,3 +337,41 @@ func TestStatusJSONFields(t *testing.T) {
 		}
 	}
 }
+
+// What the command leaves behind, even a process that ignores SIGTERM, is
+// gone once leasehold has stopped; also after leasehold is SIGKILLed.
+func TestRunLeavesNothingBehind(t *testing.T) {
+	needBinaryAndEtcd(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cfg, _ := writeConfig(t, "")
+			out := filepath.Join(t.TempDir(), "out.txt")
+			stubborn := `(trap "" TERM; while :; do echo x >> "$OUT"; sleep 0.05; done) & wait`
+			p := startLeasehold(t, "x", []string{"OUT=" + out}, "run", "--config", cfg, "--id", "x", "--grace", "200ms",
+				"--", "sh", "-c", stubborn)
+			deadline := time.Now().Add(10 * time.Second)
+			for b, _ := os.ReadFile(out); strings.Count(string(b), "\n") < 3; b, _ = os.ReadFile(out) {
+				if time.Now().After(deadline) {
+					t.Fatal("the command never wrote")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			p.cmd.Process.Signal(sig)
+			<-p.done
+			time.Sleep(600 * time.Millisecond) // grace, then SIGKILL to the group
+			n := len(readRaw(t, out))
+			time.Sleep(300 * time.Millisecond)
+			if m := len(readRaw(t, out)); m != n {
+				t.Fatalf("after %v to leasehold, something still writes: %d -> %d lines", sig, n, m)
+			}
+		})
+	}
+}
+
+func readRaw(t *testing.T, path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}

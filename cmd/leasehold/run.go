@@ -28,7 +28,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	o := addConfigFlags(fs)
 	httpAddr := fs.String("http", "", "serve /, /healthz and /metrics on this address (for example 127.0.0.1:4040)")
-	grace := fs.Duration("grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of lease.duration - lease.renew_deadline, at most 10s)")
+	grace := fs.Duration("grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of the smaller of lease.renew_deadline and lease.duration - lease.renew_deadline, at most 10s)")
 	restart := fs.Bool("restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
 	fs.Usage = usageOf(fs, stderr, "leasehold run --config FILE [flags] -- COMMAND [ARGS...]")
 	if err := parseFlags(fs, args); err != nil {
@@ -39,12 +39,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
 	}
 	ss, err := o.open(ctx, stderr, func(cfg config) error {
+		// After losing the lease the command must be gone before another
+		// replica may start one (the margin), and on shutdown before the
+		// elector gives up waiting to release (the renew deadline).
 		margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
+		limit := min(margin, cfg.Lease.RenewDeadline)
 		if *grace == 0 {
-			*grace = min(margin/2, 10*time.Second)
+			*grace = min(limit/2, 10*time.Second)
 		}
-		if *grace >= margin {
+		switch {
+		case *grace >= margin:
 			return usagef("--grace (%v) must be shorter than lease.duration - lease.renew_deadline (%v): after losing the lease the command must be gone before another replica may start", *grace, margin)
+		case *grace >= cfg.Lease.RenewDeadline:
+			return usagef("--grace (%v) must be shorter than lease.renew_deadline (%v): on shutdown the lock is released only once the command has stopped, and only that long is waited for", *grace, cfg.Lease.RenewDeadline)
 		}
 		return nil
 	})
@@ -115,12 +122,11 @@ func campaign(ctx context.Context, ss *session, command []string, grace time.Dur
 	}
 }
 
-// runChild runs the command while ctx lasts. The command runs under a guard
-// process (leasehold itself) that leads a new process group and receives a
-// parent-death signal: if this process dies, even by SIGKILL, the guard kills
-// the whole group. When ctx is cancelled (leadership lost or shutdown) the
-// group gets SIGTERM, then SIGKILL after grace. onItsOwn reports that the
-// command exited by itself.
+// runChild runs the command while ctx lasts, under a guard process
+// (leasehold itself, see guard.go) that makes sure the command and its
+// children never outlive this process. When ctx is cancelled (leadership
+// lost or shutdown) the guard is told to stop the command: SIGTERM, then
+// SIGKILL after grace. onItsOwn reports that the command exited by itself.
 func runChild(ctx context.Context, command, env []string, grace time.Duration, log *slog.Logger) (code int, onItsOwn bool) {
 	self, err := os.Executable()
 	if err != nil {
@@ -128,7 +134,7 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, l
 		return 127, true
 	}
 	cmd := exec.Command(self, append([]string{guardCommand, "--"}, command...)...)
-	cmd.Env = env
+	cmd.Env = append(env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGUSR1}
 
@@ -136,8 +142,7 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, l
 	done := make(chan error, 1)
 	go func() {
 		// The parent-death signal fires when the thread that started the
-		// child exits: keep this goroutine on its thread until the child
-		// is gone.
+		// guard exits: keep this goroutine on its thread until it is gone.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		if err := cmd.Start(); err != nil {
@@ -151,23 +156,22 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, l
 		log.Error("cannot start the command", "command", command, "err", err)
 		return 127, true
 	}
-	pgid := cmd.Process.Pid
-	log.Info("started the command", "pid", pgid, "command", command)
+	log.Info("started the command", "guard", cmd.Process.Pid, "command", command)
 	select {
 	case err := <-done:
 		return status(err), true
 	case <-ctx.Done():
 	}
 	log.Info("stopping the command", "grace", grace)
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	t := time.NewTimer(grace)
+	cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace + 5*time.Second)
 	defer t.Stop()
 	select {
 	case err := <-done:
 		code = status(err)
 	case <-t.C:
-		log.Warn("the command did not stop in time; killing it", "grace", grace)
-		syscall.Kill(-pgid, syscall.SIGKILL)
+		log.Error("the command's guard did not finish; killing it", "waited", grace+5*time.Second)
+		cmd.Process.Kill()
 		code = status(<-done)
 	}
 	log.Info("the command stopped", "status", code)
