@@ -65,6 +65,20 @@ type Client struct {
 	ctx    context.Context // cancelled by Close: ends the watch loops
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	watchMu sync.Mutex
+	watches map[string]*watchState // one watch loop per key, shared by its Backends
+}
+
+// watchState is the latest state of one key as its watch loop saw it.
+type watchState struct {
+	mu   sync.Mutex
+	seen bool  // the loop has read the key at least once
+	rev  int64 // revision of that state: the ModRevision, or where the key was found missing or deleted
+	rec  elector.Record
+	ver  elector.Version
+	err  error
+	wake chan struct{}
 }
 
 // New connects to etcd and checks, within DialTimeout, that it answers (and
@@ -118,7 +132,8 @@ func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Dura
 		requestTimeout = DefaultRequestTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cli: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default(), ctx: ctx, cancel: cancel}
+	return &Client{cli: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default(), ctx: ctx, cancel: cancel,
+		watches: map[string]*watchState{}}
 }
 
 func tlsConfig(ca, cert, key string) (*tls.Config, error) {
@@ -197,14 +212,6 @@ type Backend struct {
 	c    *Client
 	name string
 	key  string
-
-	once sync.Once
-	mu   sync.Mutex
-	seen bool // the watch loop has read the key at least once
-	wrec elector.Record
-	wver elector.Version
-	werr error
-	wake chan struct{}
 }
 
 var (
@@ -286,27 +293,23 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	return version(resp.Header.Revision), nil
 }
 
-// Watch returns once the key's revision differs from v. The first call
-// starts one watch on the key that lives until the Client is closed; a
-// compacted revision or a broken stream is recovered by reading the key and
-// watching again from there.
+// Watch returns once the key's state is newer than revision v. The first
+// Watch on a key starts one etcd watch on it, shared by every Backend of
+// the key on this Client and ended by Client.Close; a compacted revision
+// or a broken stream is recovered by reading the key and watching again
+// from there.
 func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
-	b.once.Do(func() {
-		b.mu.Lock()
-		b.wake = make(chan struct{})
-		b.mu.Unlock()
-		b.c.wg.Add(1)
-		go b.watchLoop()
-	})
+	ws := b.c.watchOf(b)
+	after, _ := strconv.ParseInt(string(v), 10, 64)
 	for {
-		b.mu.Lock()
-		if b.seen && b.wver != v {
-			r, ver, err := b.wrec, b.wver, b.werr
-			b.mu.Unlock()
+		ws.mu.Lock()
+		if ws.seen && ws.rev > after {
+			r, ver, err := ws.rec, ws.ver, ws.err
+			ws.mu.Unlock()
 			return r, ver, err
 		}
-		wake := b.wake
-		b.mu.Unlock()
+		wake := ws.wake
+		ws.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
@@ -317,22 +320,37 @@ func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record,
 	}
 }
 
-// publish records the latest state of the key and wakes the waiters.
-func (b *Backend) publish(rec elector.Record, ver elector.Version, err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.seen && ver == b.wver && (err == nil) == (b.werr == nil) {
-		return
+// watchOf returns the key's watch state, starting its loop the first time.
+func (c *Client) watchOf(b *Backend) *watchState {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	ws := c.watches[b.key]
+	if ws == nil {
+		ws = &watchState{wake: make(chan struct{})}
+		c.watches[b.key] = ws
+		c.wg.Add(1)
+		go b.watchLoop(ws)
 	}
-	b.seen, b.wrec, b.wver, b.werr = true, rec, ver, err
-	close(b.wake)
-	b.wake = make(chan struct{})
+	return ws
 }
 
-func (b *Backend) watchLoop() {
+// publish records a newer state of the key and wakes the waiters.
+func (ws *watchState) publish(rev int64, rec elector.Record, ver elector.Version, err error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.seen && rev <= ws.rev {
+		return
+	}
+	ws.seen, ws.rev, ws.rec, ws.ver, ws.err = true, rev, rec, ver, err
+	close(ws.wake)
+	ws.wake = make(chan struct{})
+}
+
+func (b *Backend) watchLoop(ws *watchState) {
 	defer b.c.wg.Done()
 	ctx := b.c.ctx
 	backoff := 100 * time.Millisecond
+	missing := func() error { return fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound) }
 	for ctx.Err() == nil {
 		rctx, cancel := b.ctx(ctx)
 		resp, err := b.c.cli.Get(rctx, b.key)
@@ -349,11 +367,11 @@ func (b *Backend) watchLoop() {
 		}
 		backoff = 100 * time.Millisecond
 		if len(resp.Kvs) == 0 {
-			b.publish(elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound))
+			ws.publish(resp.Header.Revision, elector.Record{}, "", missing())
 		} else {
 			kv := resp.Kvs[0]
 			r, _, err := b.decode(kv.Value, kv.ModRevision)
-			b.publish(r, version(kv.ModRevision), err)
+			ws.publish(kv.ModRevision, r, version(kv.ModRevision), err)
 		}
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := b.c.cli.Watch(wctx, b.key, clientv3.WithRev(resp.Header.Revision+1))
@@ -366,11 +384,11 @@ func (b *Backend) watchLoop() {
 			}
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					b.publish(elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound))
+					ws.publish(ev.Kv.ModRevision, elector.Record{}, "", missing())
 					continue
 				}
 				r, _, err := b.decode(ev.Kv.Value, ev.Kv.ModRevision)
-				b.publish(r, version(ev.Kv.ModRevision), err)
+				ws.publish(ev.Kv.ModRevision, r, version(ev.Kv.ModRevision), err)
 			}
 		}
 		wcancel()

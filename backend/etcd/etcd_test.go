@@ -443,3 +443,31 @@ func TestWatchSurvivesServerRestart(t *testing.T) {
 		t.Fatalf("watch after an etcd restart: %v (version %s)", err, v2)
 	}
 }
+
+// A watch never answers with a state older than the version it was given,
+// even when its loop has not yet caught up with a read the caller made.
+func TestWatchNeverGoesBackwards(t *testing.T) {
+	writer, reader := client(t), client(t)
+	ctx := context.Background()
+	for i := range 50 {
+		lock := fmt.Sprintf("%s-%d", lockName(t), i)
+		w, r := writer.Lock(lock), reader.Lock(lock)
+		v1, err := w.Create(ctx, elector.Record{Holder: "a", LeaseDuration: time.Second, Term: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := r.Watch(ctx, ""); err != nil || got != v1 { // starts the loop at v1
+			t.Fatalf("first watch: %v %v", got, err)
+		}
+		v2, err := w.Update(ctx, elector.Record{Holder: "b", LeaseDuration: time.Second, Term: 2}, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		rec, got, err := r.Watch(wctx, v2)
+		cancel()
+		if err == nil {
+			t.Fatalf("Watch(%s) returned %s (holder %q): nothing newer was written", v2, got, rec.Holder)
+		}
+	}
+}
