@@ -66,7 +66,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
+	// With --restart, a command that keeps exiting quickly is restarted
+	// after a growing pause (RetryPeriod doubling up to LeaseDuration), so a
+	// broken job does not hammer the store with acquire/release cycles.
+	pause := time.Duration(0)
 	for {
+		began := time.Now()
 		code, exited, err := campaign(ctx, ss, command, *grace)
 		switch {
 		case err != nil:
@@ -83,7 +88,17 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			return nil
 		}
-		log.Info("command exited; lock released; campaigning again", "status", code)
+		if time.Since(began) > ss.cfg.Lease.LeaseDuration {
+			pause = 0
+		} else {
+			pause = min(max(2*pause, ss.cfg.Lease.RetryPeriod), ss.cfg.Lease.LeaseDuration)
+		}
+		log.Info("command exited; lock released; campaigning again", "status", code, "after", pause)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
 	}
 }
 

@@ -46,7 +46,8 @@ type leaderResponse struct {
 
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	// Any other path answers the leader, as the classic leader-elector did.
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		name := ""
 		if e := s.e.Load(); e != nil {
 			name = e.Leader()

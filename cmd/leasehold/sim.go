@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -38,9 +39,12 @@ func parseSimFlags(args []string, stderr io.Writer) (simFlags, error) {
 		fs.PrintDefaults()
 	}
 	fs.Func("seed", "seed of the run (overrides the scenario's seed)", func(s string) error {
-		_, err := fmt.Sscan(s, &f.seed)
-		f.seedSet = true
-		return err
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		f.seed, f.seedSet = n, true
+		return nil
 	})
 	fs.IntVar(&f.runs, "runs", 1, "number of runs, with seeds seed..seed+runs-1, in parallel")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
