@@ -56,24 +56,33 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
 				s.stopNow(n)
 			}
 		case Partition:
+			// Overlapping partitions: the cut lasts until the last one heals.
+			if d == 0 {
+				n.cutForever = true
+			} else {
+				n.cutUntil = max(n.cutUntil, s.now+d)
+				s.push(event{at: s.now + d, kind: evRecover, node: int32(i), what: Partition})
+			}
 			if n.cut {
 				continue
 			}
 			s.markFault(n, Partition)
 			n.cut = true
-			s.regs[i].active = false
-			s.mark(n)
-			if d > 0 {
-				s.push(event{at: s.now + d, kind: evRecover, node: int32(i), what: Partition})
+			if s.regs[i].active {
+				s.regs[i].active = false
+				s.watchLost(n) // its watch stream breaks
 			}
+			s.mark(n)
 		case Pause:
+			// Overlapping pauses: it resumes when the last one ends.
+			n.pauseUntil = max(n.pauseUntil, s.now+d)
+			s.push(event{at: s.now + d, kind: evRecover, node: int32(i), inc: n.inc, what: Pause})
 			if n.paused {
 				continue
 			}
 			s.markFault(n, Pause)
 			n.paused = true
 			s.mark(n)
-			s.push(event{at: s.now + d, kind: evRecover, node: int32(i), inc: n.inc, what: Pause})
 		case ClockJump:
 			n.jump += by
 		}
@@ -97,6 +106,7 @@ func (s *sim) crash(n *node, restart time.Duration) {
 	n.state = crashed
 	n.m = nil
 	n.paused, n.deferred, n.inCall, n.stopReq = false, nil, false, false
+	n.pauseUntil, n.watching = 0, false
 	s.regs[n.idx].active = false
 	s.mark(n)
 	if restart > 0 {
@@ -127,7 +137,7 @@ func (s *sim) recover(n *node, e event) {
 			s.err = err
 		}
 	case Partition:
-		if n.cut {
+		if n.cut && !n.cutForever && s.now >= n.cutUntil {
 			n.cut = false
 			s.mark(n)
 			if s.trace != nil {
@@ -135,7 +145,7 @@ func (s *sim) recover(n *node, e event) {
 			}
 		}
 	case Pause:
-		if e.inc != n.inc || !n.paused {
+		if e.inc != n.inc || !n.paused || s.now < n.pauseUntil {
 			return
 		}
 		n.paused = false

@@ -20,10 +20,11 @@ const (
 	evFault                        // a fault from the scenario's timeline
 	evRandomFault                  // the next random fault
 	evRecover                      // the end of a fault: restart, heal, resume
+	evWatchRetry                   // a node re-registers a watch that was lost
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
-	"fence-tick", "fence-write", "fault", "random-fault", "recover"}
+	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry"}
 
 // event is one thing that happens at a true instant. Node-bound events carry
 // the node's incarnation (inc) and a generation or call id (gen) so that

@@ -188,6 +188,20 @@ func (s *sim) finish() {
 	if s.believers >= 2 {
 		s.closeDual()
 	}
+	// A faulted leader that still believes it leads at the end (a long
+	// pause) was replaced if another node started leading after the fault.
+	for _, n := range s.nodes {
+		if !n.leading || n.fault == "" || s.pending != nil {
+			continue
+		}
+		for _, o := range s.nodes {
+			if o != n && o.leading && o.leadStart >= n.faultAt {
+				s.res.Failovers = append(s.res.Failovers, Failover{Cause: string(n.fault), From: n.id, To: o.id,
+					AtMS: ms(n.faultAt), FailoverMS: ms(o.leadStart - n.faultAt)})
+				break
+			}
+		}
+	}
 	if f := s.pending; f != nil {
 		f.Unfinished = true
 		f.FailoverMS = ms(s.now - time.Duration(f.AtMS*1e6))

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/leasehold-go/leasehold/internal/yamlx"
@@ -112,18 +113,21 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			sc.Nodes = p.Integer(v, key, 1, 1000)
 		case "duration":
 			sc.Duration = p.Positive(v, key)
+			if p.Err == nil && sc.Duration > maxDuration {
+				p.Fail(v, key, "at most %v", maxDuration)
+			}
 		case "seed":
 			sc.Seed, sc.HasSeed = uint64(p.Integer(v, key, 0, math.MaxInt64)), true
 		case "lease":
 			p.Mapping(v, "lease.", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "duration":
-					sc.LeaseDuration = p.Positive(v, "lease."+key)
+					sc.LeaseDuration = p.bounded(v, "lease."+key, maxLease)
 				case "renew_deadline":
-					sc.RenewDeadline = p.Positive(v, "lease."+key)
+					sc.RenewDeadline = p.bounded(v, "lease."+key, maxLease)
 					p.rdLine = v.Line
 				case "retry_period":
-					sc.RetryPeriod = p.Positive(v, "lease."+key)
+					sc.RetryPeriod = p.bounded(v, "lease."+key, maxLease)
 				case "release_on_cancel":
 					sc.ReleaseOnCancel = p.Boolean(v, "lease."+key)
 				default:
@@ -137,8 +141,10 @@ func ParseScenario(data []byte) (*Scenario, error) {
 				switch key {
 				case "latency":
 					sc.Latency = p.NonNegative(v, "network."+key)
+					p.bounded(v, "network."+key, maxLease)
 				case "jitter":
 					sc.Jitter = p.NonNegative(v, "network."+key)
+					p.bounded(v, "network."+key, maxLease)
 				case "loss":
 					sc.Loss = p.Float(v, "network."+key, 0, 0.99)
 				default:
@@ -171,7 +177,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			p.Mapping(v, "clocks."+id+".", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "offset":
-					sc.Clocks[i].Offset = p.Duration(v, "clocks."+id+".offset")
+					sc.Clocks[i].Offset = p.within(v, "clocks."+id+".offset")
 				case "rate":
 					sc.Clocks[i].Rate = p.Float(v, "clocks."+id+".rate", 0.01, 100)
 				default:
@@ -205,6 +211,31 @@ func (p *parser) timing(sc *Scenario) error {
 		return fmt.Errorf("%slease.renew_deadline (%v) must be greater than 1.2 × lease.retry_period (%v)", line, sc.RenewDeadline, sc.RetryPeriod)
 	}
 	return nil
+}
+
+// Bounds that keep every instant of a run, on every node's clock, far from
+// overflowing a time.Duration.
+const (
+	maxDuration = 1000 * time.Hour
+	maxLease    = 24 * time.Hour
+)
+
+// bounded reads a positive duration of at most limit.
+func (p *parser) bounded(v *yaml.Node, key string, limit time.Duration) time.Duration {
+	d := p.Duration(v, key)
+	if p.Err == nil && (d <= 0 && !strings.HasPrefix(key, "network.") || d > limit) {
+		p.Fail(v, key, "must be between 0 and %v, got %v", limit, d)
+	}
+	return d
+}
+
+// within reads a duration, negative or not, of at most maxDuration either way.
+func (p *parser) within(v *yaml.Node, key string) time.Duration {
+	d := p.Duration(v, key)
+	if p.Err == nil && (d > maxDuration || d < -maxDuration) {
+		p.Fail(v, key, "must be within ±%v, got %v", maxDuration, d)
+	}
+	return d
 }
 
 // parser adds the scenario's own rules to the generic YAML reader.
@@ -242,9 +273,9 @@ func (p *parser) random(n *yaml.Node) *RandomFaults {
 		name := "random_faults." + key
 		switch key {
 		case "every":
-			r.Every = p.Positive(v, name)
+			r.Every = p.bounded(v, name, maxDuration)
 		case "max_down":
-			r.MaxDown = p.Positive(v, name)
+			r.MaxDown = p.bounded(v, name, maxDuration)
 		case "kinds":
 			kinds = true
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
@@ -303,9 +334,9 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 					return
 				}
 				modifier, modLine, modNode = key, name, v
-				f.For = p.Positive(v, name)
+				f.For = p.bounded(v, name, maxDuration)
 			case "by":
-				f.By = p.Duration(v, name)
+				f.By = p.within(v, name)
 				if p.Err == nil && f.By == 0 {
 					p.Fail(v, name, "must not be zero")
 				}

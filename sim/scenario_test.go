@@ -31,6 +31,9 @@ func TestParseErrors(t *testing.T) {
 		{"nodes: 3\nnodes: 4\n", "line 2: nodes: given twice"},
 		{"", "the scenario is empty"},
 		{"nodes: [\n", "not valid YAML"},
+		{"duration: 30000h\n", "duration: at most 1000h0m0s"},
+		{"lease: {duration: 30000h}\n", "lease.duration: must be between 0 and 24h0m0s"},
+		{"clocks:\n  n1: {offset: 5000h}\n", "clocks.n1.offset: must be within"},
 	} {
 		_, err := ParseScenario([]byte(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

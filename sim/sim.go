@@ -50,11 +50,16 @@ type node struct {
 	state nodeState
 	inc   uint32 // incarnation: bumped by a crash, drops the old life's events
 
-	paused   bool
-	deferred []event // node-bound events held while paused
-	cut      bool    // partitioned from the store
+	paused     bool
+	pauseUntil time.Duration
+	deferred   []event // node-bound events held while paused
+	cut        bool    // partitioned from the store
+	cutUntil   time.Duration
+	cutForever bool
 
 	waitGen  uint64 // current wait; timers and notifications of older waits are stale
+	watching bool   // the current wait includes a watch past watchVer
+	watchVer elector.Version
 	callGen  uint64 // current call
 	inCall   bool
 	fenceGen uint64
@@ -214,7 +219,11 @@ func (s *sim) nowAt(n *node) elector.Now {
 // trueAt is the first true instant at which the node's monotonic clock reads
 // at least m.
 func (s *sim) trueAt(n *node, m time.Duration) time.Duration {
-	t := time.Duration(math.Ceil(float64(m) / n.clock.Rate))
+	f := math.Ceil(float64(m) / n.clock.Rate)
+	if f > float64(s.sc.Duration) {
+		return s.sc.Duration + 1 // after the end of the run: never happens
+	}
+	t := time.Duration(f)
 	for time.Duration(float64(t)*n.clock.Rate) < m {
 		t++
 	}
@@ -285,12 +294,30 @@ func (s *sim) send(n *node, c elector.Call) {
 
 func (s *sim) wait(n *node, w elector.Wait) {
 	n.waitGen++
+	n.watching = false
 	s.push(event{at: s.trueAt(n, w.Until), kind: evTimer, node: int32(n.idx), inc: n.inc, gen: n.waitGen})
 	if w.Watch {
-		s.res.Requests.Watch++
-		if !s.lost(n) {
-			s.push(event{at: s.now + s.delay(), kind: evWatchReg, node: int32(n.idx), inc: n.inc, gen: n.waitGen, ver: w.Version})
-		}
+		n.watching, n.watchVer = true, w.Version
+		s.registerWatch(n)
+	}
+}
+
+// registerWatch sends the node's watch registration to the store.
+func (s *sim) registerWatch(n *node) {
+	s.res.Requests.Watch++
+	if s.lost(n) {
+		s.watchLost(n)
+		return
+	}
+	s.push(event{at: s.now + s.delay(), kind: evWatchReg, node: int32(n.idx), inc: n.inc, gen: n.waitGen, ver: n.watchVer})
+}
+
+// watchLost: a registration or a notification was lost. Like a watch
+// client that notices its stream is gone, the node registers again one
+// RetryPeriod later (on its own clock) if it is still waiting.
+func (s *sim) watchLost(n *node) {
+	if n.watching {
+		s.push(event{at: s.trueAt(n, s.mono(n)+s.sc.RetryPeriod), kind: evWatchRetry, node: int32(n.idx), inc: n.inc, gen: n.waitGen})
 	}
 }
 
@@ -356,6 +383,7 @@ func (s *sim) dispatch(e event) {
 			return
 		}
 		n.waitGen++
+		n.watching = false
 		s.regs[n.idx].active = false
 		if s.trace != nil {
 			s.tracef(n, "tick")
@@ -369,6 +397,7 @@ func (s *sim) dispatch(e event) {
 			return
 		}
 		n.waitGen++
+		n.watching = false
 		if s.trace != nil {
 			s.tracef(n, "watch: holder=%q term=%d version=%s", e.rec.Holder, e.rec.Term, e.ver)
 		}
@@ -396,6 +425,14 @@ func (s *sim) dispatch(e event) {
 			n.fault = "" // renewed: whatever hit it is over
 		}
 		s.afterInput(n, out)
+	case evWatchRetry:
+		if e.gen != n.waitGen || !n.watching || n.inCall {
+			return
+		}
+		if s.trace != nil {
+			s.tracef(n, "watch lost; registering again")
+		}
+		s.registerWatch(n)
 	case evFenceTick:
 		if e.gen != n.fenceGen || !n.leading {
 			if s.trace != nil {
@@ -479,6 +516,9 @@ func (s *sim) register(e event) {
 		if s.trace != nil {
 			s.tracef(n, "watch registration lost: partitioned")
 		}
+		if e.inc == n.inc && e.gen == n.waitGen {
+			s.watchLost(n)
+		}
 		return
 	}
 	if s.trace != nil {
@@ -502,7 +542,10 @@ func (s *sim) notifyAll(rec elector.Record, ver elector.Version) {
 func (s *sim) notify(i int, rec elector.Record, ver elector.Version, err error) {
 	r := s.regs[i]
 	s.regs[i].active = false
-	if s.lost(s.nodes[i]) {
+	if n := s.nodes[i]; s.lost(n) {
+		if r.inc == n.inc && r.gen == n.waitGen {
+			s.watchLost(n)
+		}
 		return
 	}
 	s.push(event{at: s.now + s.delay(), kind: evNotify, node: int32(i), inc: r.inc, gen: r.gen, rec: rec, ver: ver, err: err})
