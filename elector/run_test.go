@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
 )
@@ -56,20 +57,6 @@ type span struct {
 	start, stop time.Duration
 }
 
-// noWatch hides the memory backend's Watcher, so followers poll.
-type noWatch struct{ b *memory.Backend }
-
-func (n noWatch) Get(ctx context.Context) (elector.Record, elector.Version, error) {
-	return n.b.Get(ctx)
-}
-func (n noWatch) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
-	return n.b.Create(ctx, r)
-}
-func (n noWatch) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
-	return n.b.Update(ctx, r, v)
-}
-func (n noWatch) Describe() string { return n.b.Describe() }
-
 func newCluster(t *testing.T, n int, watch bool) *cluster {
 	c := &cluster{t: t, clk: clock.NewMock(), active: map[string]int{}}
 	c.clk.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -87,7 +74,7 @@ func (c *cluster) now() time.Duration { return c.clk.Now().Sub(c.start) }
 func (c *cluster) add(id string, watch bool, seed uint64) *node {
 	var b elector.Backend = c.store.Backend("lock", id)
 	if !watch {
-		b = noWatch{c.store.Backend("lock", id)}
+		b = backendtest.PollOnly(c.store.Backend("lock", id))
 	}
 	return c.addWith(id, b, seed, nil)
 }

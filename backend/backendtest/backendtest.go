@@ -345,3 +345,20 @@ func testElection(t *testing.T, h Harness) {
 		}
 	}
 }
+
+// PollOnly hides a backend's Watcher, so electors on it poll: tests compare
+// the two modes with it.
+func PollOnly(b elector.Backend) elector.Backend { return pollOnly{b} }
+
+type pollOnly struct{ b elector.Backend }
+
+func (p pollOnly) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	return p.b.Get(ctx)
+}
+func (p pollOnly) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	return p.b.Create(ctx, r)
+}
+func (p pollOnly) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	return p.b.Update(ctx, r, v)
+}
+func (p pollOnly) Describe() string { return p.b.Describe() }

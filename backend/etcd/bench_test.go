@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -136,7 +137,7 @@ func handoff(b *testing.B, watch bool) time.Duration {
 	<-leaderUp
 	var fb elector.Backend = cb.Lock(lock)
 	if !watch {
-		fb = pollOnly{cb.Lock(lock)}
+		fb = backendtest.PollOnly(cb.Lock(lock))
 	}
 	cancelB, doneB := run("b", fb, func() { followerUp <- time.Now() })
 	defer func() { cancelB(); <-doneB }()
@@ -302,7 +303,7 @@ func followerRate(b *testing.B, watch bool) float64 {
 	cnt := &counter{}
 	var be elector.Backend = client(b, grpcCounter(cnt)).Lock(lock)
 	if !watch {
-		be = pollOnly{be.(*etcd.Backend)}
+		be = backendtest.PollOnly(be)
 	}
 	stopB := run("b", be)
 	defer stopB()

@@ -125,7 +125,7 @@ func start(t *testing.T, lock, id string, cfg elector.Config, watch bool) *candi
 	c.client = client(t, grpc.WithChainUnaryInterceptor(cnt.interceptor()))
 	var b elector.Backend = c.client.Lock(lock)
 	if !watch {
-		b = pollOnly{c.client.Lock(lock)}
+		b = backendtest.PollOnly(c.client.Lock(lock))
 	}
 	e, err := elector.New(cfg, b, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) { c.started <- term },
@@ -144,20 +144,6 @@ func start(t *testing.T, lock, id string, cfg elector.Config, watch bool) *candi
 	t.Cleanup(func() { cancel(); <-c.done })
 	return c
 }
-
-// pollOnly hides the Watcher.
-type pollOnly struct{ b *etcd.Backend }
-
-func (p pollOnly) Get(ctx context.Context) (elector.Record, elector.Version, error) {
-	return p.b.Get(ctx)
-}
-func (p pollOnly) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
-	return p.b.Create(ctx, r)
-}
-func (p pollOnly) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
-	return p.b.Update(ctx, r, v)
-}
-func (p pollOnly) Describe() string { return p.b.Describe() }
 
 // waitLeader returns the first candidate to start leading within limit.
 func waitLeader(t *testing.T, limit time.Duration, cs ...*candidate) (*candidate, int64) {
