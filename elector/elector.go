@@ -21,7 +21,8 @@ import (
 // people and tools to read; the core never compares them across machines.
 // Term counts leadership acquisitions: it strictly increases every time a
 // candidate starts leading, so a leader can hand it to the resources it
-// writes as a fencing token.
+// writes as a fencing token. The record carries it: deleting the record by
+// hand forgets it (candidates continue from the highest term they saw).
 type Record struct {
 	Holder        string
 	LeaseDuration time.Duration
@@ -56,9 +57,12 @@ type Backend interface {
 // nothing changes; they wake on a write or when the lease they observed runs
 // out.
 type Watcher interface {
-	// Watch blocks until the stored version differs from v and returns the
-	// new record and version (ErrNotFound if the record was deleted), or
-	// returns ctx's error when ctx is done.
+	// Watch blocks until the stored record is newer than version v and
+	// returns the new record and version (ErrNotFound if it was deleted),
+	// or returns ctx's error when ctx is done. It must never answer with a
+	// state older than v: a follower takes a changed version as a renewal
+	// and keeps waiting. Followers treat errors and "not found" from a
+	// watch as a reason to poll, never to write.
 	Watch(ctx context.Context, v Version) (Record, Version, error)
 }
 

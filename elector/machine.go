@@ -212,10 +212,10 @@ func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
 	case err == nil:
 		m.observe(now, rec, ver, &out)
 		m.evaluate(now, &out)
-	case errors.Is(err, ErrNotFound):
-		m.missingRecord(&out)
-		m.evaluate(now, &out)
 	default:
+		// An error, or "not found" from a watch (deletions are rare; a
+		// watch that says so while the record exists is broken): poll,
+		// and let a Get decide.
 		m.watchFailed = true
 		m.poll(now, &out)
 	}
@@ -345,7 +345,10 @@ func (m *Machine) evaluate(now Now, out *Output) {
 		}
 		if cur == m.conflicted {
 			// The store already refused a write against what this read
-			// shows: the read is stale. Ask again after a while.
+			// shows: the read is stale. Ask again after a while; then the
+			// read is trusted again (a record deleted after a refused
+			// create must still be created eventually).
+			m.conflictSet = false
 			m.poll(now, out)
 			return
 		}
@@ -425,14 +428,22 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	}
 	conflict := errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound)
 	if m.phase == leading {
+		// The refused renewal did not land. If an earlier renewal is still
+		// unanswered, it may have landed and moved the version (its reply
+		// lost): read to tell. Otherwise someone else wrote.
 		if conflict {
-			// Either someone else wrote, or an earlier renewal of ours
-			// landed and only its reply was lost: read to tell.
+			m.unacked = m.unacked && m.unackedFrom < m.sentAt
+		}
+		switch {
+		case conflict && m.unacked:
 			m.verifying = true
 			m.get(now, out)
-			return
+		case conflict:
+			m.stopLeading(ReasonConflict, out)
+			m.get(now, out)
+		default:
+			m.lead(now, out)
 		}
-		m.lead(now, out)
 		return
 	}
 	if conflict {
@@ -447,24 +458,25 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	m.poll(now, out)
 }
 
-// verified handles the read a leader makes after a conflicting renewal. If
-// the record still names it with its term, the conflicting write was one of
-// its own renewals whose reply was lost: it adopts the version and keeps
-// leading, its lease now measured from the earliest renewal that could have
-// made that write. Otherwise it stops leading and follows what it read.
+// verified handles the read a leader makes after a conflicting renewal
+// while an earlier renewal was unanswered. If the record names it with its
+// term at another version, it adopts that version and renews with it at
+// once; the lease is extended only when a renewal is acknowledged, never by
+// a read (a read may be stale). A read showing the very version the store
+// just refused is stale for sure: it reads again a RetryPeriod later,
+// within its lease. Anything else means someone else wrote: it stops
+// leading and follows.
 func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Output) {
 	switch {
 	case now.Mono >= m.validUntil:
 		m.stopLeading(ReasonDeadline, out)
 		m.gotRecord(now, rec, ver, err, out)
+	case err == nil && ver == m.ver:
+		m.lead(now, out) // stale read: try again at the next retry
 	case err == nil && rec.Holder == m.cfg.Identity && rec.Term == m.term:
 		m.verifying = false
 		m.rec, m.ver = rec, ver
-		if m.unacked {
-			m.validUntil = max(m.validUntil, m.unackedFrom+m.cfg.RenewDeadline)
-			m.unacked = false
-		}
-		m.lastAttempt = now.Mono - m.cfg.RetryPeriod // renew with it at once
+		m.lastAttempt = now.Mono - m.cfg.RetryPeriod // renew with it now
 		m.lead(now, out)
 	case err == nil || errors.Is(err, ErrNotFound):
 		m.stopLeading(ReasonConflict, out)

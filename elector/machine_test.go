@@ -263,46 +263,91 @@ func TestRenewConflictStops(t *testing.T) {
 	m := newM(t, false)
 	lead(t, m)
 	m.Tick(at(rp))
+	// No earlier renewal is unanswered: someone else wrote.
 	out := m.Result(at(rp), Record{}, "", ErrConflict)
-	// It first reads the record, still leading: the write may have been its own.
+	if !out.Stopped || out.Reason != ReasonConflict {
+		t.Fatalf("got %s, want stopped on conflict", show(out))
+	}
+	wantCall(t, out, OpGet)
+	out = m.Result(at(rp+time.Millisecond), foreign("other", 2), "v9", nil)
+	if out.Call.Op != OpNone || out.Leader != "other" {
+		t.Fatalf("got %s, want following other", show(out))
+	}
+}
+
+// unanswered brings a leader (lease valid until 10s) to a renewal sent at
+// 4s that conflicts after an earlier one, sent at 2s, timed out: the
+// verification read is pending.
+func unanswered(t *testing.T) *Machine {
+	t.Helper()
+	m := newM(t, false)
+	lead(t, m)
+	wantCall(t, m.Tick(at(2*time.Second)), OpUpdate)
+	wantCall(t, m.Result(at(4*time.Second), Record{}, "", context.DeadlineExceeded), OpUpdate)
+	out := m.Result(at(4*time.Second+time.Millisecond), Record{}, "", ErrConflict)
 	if out.Stopped {
-		t.Fatalf("stopped before reading who wrote: %s", show(out))
+		t.Fatalf("stopped although an earlier renewal may have landed: %s", show(out))
 	}
 	wantCall(t, out, OpGet)
 	if out.Call.Deadline > rd {
 		t.Fatalf("verification read may run until %v, past the lease %v", out.Call.Deadline, rd)
 	}
-	out = m.Result(at(rp+time.Millisecond), foreign("other", 2), "v9", nil)
-	if !out.Stopped || out.Reason != ReasonConflict || out.Leader != "other" {
-		t.Fatalf("got %s, want stopped on conflict, following other", show(out))
-	}
-	if out.Call.Op != OpNone {
-		t.Fatalf("wrote over a fresh foreign record: %s", show(out))
-	}
+	return m
 }
 
 func TestRenewConflictWithOwnWriteKeepsLeading(t *testing.T) {
-	m := newM(t, false)
-	lead(t, m)
-	m.Tick(at(rp))
-	m.Result(at(rp), Record{}, "", ErrConflict)
-	own := foreign("me", 1)
-	out := m.Result(at(rp+time.Millisecond), own, "v2", nil)
+	m := unanswered(t)
+	out := m.Result(at(4*time.Second+2*time.Millisecond), foreign("me", 1), "v2", nil)
 	if out.Stopped {
 		t.Fatalf("stopped although the record is its own: %s", show(out))
 	}
-	wantCall(t, out, OpUpdate)
-	if out.Call.Version != "v2" || out.Call.Record.Term != 1 {
-		t.Fatalf("renewal after adopting: %s, want expect=v2 term 1", show(out))
+	if out.Call.Op != OpUpdate || out.Call.Version != "v2" || out.Call.Record.Term != 1 {
+		t.Fatalf("after reading its own write: %s, want a renewal expecting v2, term 1", show(out))
 	}
 	if term, ok := m.Leading(); !ok || term != 1 {
 		t.Fatalf("Leading() = %d, %v", term, ok)
 	}
-	// A verification read that errors keeps it leading until the deadline.
-	m.Result(at(rp+2*time.Millisecond), Record{}, "", ErrConflict)
-	out = m.Result(at(rp+3*time.Millisecond), Record{}, "", errors.New("unreachable"))
-	if out.Stopped || out.Call.Op != OpNone || out.Wait.Until > rd {
-		t.Fatalf("after a failed verification read: %s", show(out))
+	// Acknowledged: the lease now runs from this renewal.
+	out = m.Result(at(4*time.Second+3*time.Millisecond), Record{}, "v3", nil)
+	if out.Stopped || out.Wait.Until != 4*time.Second+2*time.Millisecond+rp {
+		t.Fatalf("after the acknowledged renewal: %s", show(out))
+	}
+}
+
+// A verification read showing the version the store just refused is stale:
+// no lease is gained from it, it reads again later, and it never spins.
+func TestVerificationIgnoresStaleRead(t *testing.T) {
+	m := unanswered(t)
+	now := 4*time.Second + 2*time.Millisecond
+	for i := 0; i < 10; i++ {
+		out := m.Result(at(now), foreign("me", 1), "v1", nil) // stale: v1 was refused
+		if out.Stopped {
+			if now < rd {
+				t.Fatalf("stopped at %v, before its lease ended", now)
+			}
+			return
+		}
+		if out.Call.Op != OpNone || out.Wait.Until <= now || out.Wait.Until > rd {
+			t.Fatalf("after a stale verification read at %v: %s, want a wait within the lease", now, show(out))
+		}
+		now = out.Wait.Until
+		out = m.Tick(at(now))
+		if out.Stopped {
+			if now != rd {
+				t.Fatalf("stopped at %v, want at the lease end %v", now, rd)
+			}
+			return
+		}
+		wantCall(t, out, OpGet)
+	}
+	t.Fatal("a stale read kept the leader past its lease")
+}
+
+func TestVerificationFindsAnotherWriter(t *testing.T) {
+	m := unanswered(t)
+	out := m.Result(at(4*time.Second+2*time.Millisecond), foreign("other", 2), "v5", nil)
+	if !out.Stopped || out.Reason != ReasonConflict || out.Leader != "other" || out.Call.Op != OpNone {
+		t.Fatalf("got %s, want stopped and following other", show(out))
 	}
 }
 
@@ -470,36 +515,29 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// Adopting its own lost write moves the lease to the send time of the first
-// renewal after the last acknowledged one, and no further.
-func TestAdoptedWriteExtendsLeaseConservatively(t *testing.T) {
-	m := newM(t, false)
-	lead(t, m) // acknowledged write sent at 0: valid until 10s
-	wantCall(t, m.Tick(at(2*time.Second)), OpUpdate)
-	out := m.Result(at(4*time.Second), Record{}, "", context.DeadlineExceeded)
-	wantCall(t, out, OpUpdate) // retried at once, sent at 4s
-	wantCall(t, m.Result(at(4*time.Second+time.Millisecond), Record{}, "", ErrConflict), OpGet)
-	out = m.Result(at(4*time.Second+2*time.Millisecond), foreign("me", 1), "v2", nil)
-	wantCall(t, out, OpUpdate)
-	// Every later renewal fails; the lease now ends at 2s + RenewDeadline.
+// Adopting a version from a read never extends the lease by itself: only
+// an acknowledged renewal does. If every renewal fails, the lease ends
+// RenewDeadline after the last acknowledged write.
+func TestAdoptionAloneDoesNotExtendLease(t *testing.T) {
+	m := unanswered(t) // acknowledged write sent at 0
+	out := m.Result(at(4*time.Second+2*time.Millisecond), foreign("me", 1), "v2", nil)
 	now := 4*time.Second + 2*time.Millisecond
-	for {
-		now = min(out.Call.Deadline, now+rp)
-		out = m.Result(at(now), Record{}, "", context.DeadlineExceeded)
-		if out.Stopped {
-			break
-		}
-		if out.Call.Op == OpNone {
+	for i := 0; i < 50; i++ {
+		switch {
+		case out.Stopped:
+			if now != rd {
+				t.Fatalf("stopped at %v, want %v (last acknowledged write + RenewDeadline)", now, rd)
+			}
+			return
+		case out.Call.Op != OpNone:
+			now = out.Call.Deadline
+			out = m.Result(at(now), Record{}, "", context.DeadlineExceeded)
+		default:
 			now = out.Wait.Until
 			out = m.Tick(at(now))
 		}
-		if now > 20*time.Second {
-			t.Fatal("never stopped")
-		}
 	}
-	if want := 2*time.Second + rd; now != want {
-		t.Fatalf("stopped at %v, want %v (first unacknowledged renewal + RenewDeadline)", now, want)
-	}
+	t.Fatal("never stopped")
 }
 
 // A stale read after a conflict (the store refused a write against the

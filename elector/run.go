@@ -43,7 +43,8 @@ type Elector struct {
 	log     *slog.Logger
 	rng     Rand
 
-	running atomic.Bool
+	running   atomic.Bool
+	lingering chan struct{} // leader work a finished Run left running
 
 	obs Observer
 
@@ -157,7 +158,9 @@ func (e *Elector) Leader() string {
 	return e.leader
 }
 
-// Run campaigns until ctx is cancelled. While leading it renews every
+// Run campaigns until ctx is cancelled. If a previous Run of this Elector
+// left leader work running (it ignored its context past RenewDeadline),
+// Run first waits for that work to return. While leading it renews every
 // RetryPeriod and steps down when RenewDeadline passes without a successful
 // write; after losing leadership it waits for OnStartedLeading to return and
 // campaigns again. When ctx is cancelled while leading, it cancels the
@@ -173,17 +176,29 @@ func (e *Elector) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Leader work that outlived the previous Run (it ignored its context)
+	// must finish before this candidate may lead again.
+	if l := e.lingering; l != nil {
+		select {
+		case <-l:
+			e.lingering = nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	d := driver{e: e, m: m, start: e.clk.Now()}
-	defer d.watches.Wait()
-	return d.loop(ctx)
+	err = d.loop(ctx)
+	if d.leadDone != nil {
+		e.lingering = d.leadDone
+	}
+	return err
 }
 
 // driver is the state of one Run: the Machine and the leader's goroutine.
 type driver struct {
-	e       *Elector
-	m       *Machine
-	start   time.Time
-	watches sync.WaitGroup
+	e     *Elector
+	m     *Machine
+	start time.Time
 
 	leadCancel context.CancelFunc
 	leadDone   chan struct{}
@@ -340,6 +355,12 @@ func (d *driver) awaitLeaderWork(ctx context.Context) bool {
 func (d *driver) call(ctx context.Context, c Call) (Record, Version, error) {
 	e := d.e
 	left := c.Deadline - d.now().Mono
+	if left <= 0 {
+		// The driver was held up (callbacks) past the call's deadline: a
+		// write sent now could land after the Machine stopped counting on
+		// it. Do not send it.
+		return Record{}, "", fmt.Errorf("elector: %s on %s: deadline passed before it was sent: %w", c.Op, e.backend.Describe(), context.DeadlineExceeded)
+	}
 	cctx, cancel := e.clk.WithTimeout(context.WithoutCancel(ctx), left)
 	defer cancel()
 	// The backend runs the call on its own goroutine so that the driver
@@ -409,9 +430,9 @@ func (d *driver) wait(ctx context.Context, w Wait) Output {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		events = make(chan watchResult, 1)
-		d.watches.Add(1)
+		// Not waited for: a Watcher that ignores its context leaks this
+		// goroutine, as a backend call that ignores it does.
 		go func() {
-			defer d.watches.Done()
 			rec, ver, err := e.watcher.Watch(wctx, w.Version)
 			events <- watchResult{rec, ver, err}
 		}()

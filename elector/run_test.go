@@ -439,7 +439,7 @@ func TestRunLostRenewalReplyKeepsLeadership(t *testing.T) {
 	c.until(ld, "a leader", func() bool { return c.leader() != nil })
 	l := c.leader()
 	term := l.e.Term()
-	c.store.LoseReplies(l.id, 2)
+	c.store.LoseReplies(l.id, 1)
 	c.advance(3 * ld)
 	if c.leader() != l || l.e.Term() != term || len(c.leaderships()) != 1 {
 		t.Fatalf("after lost replies: leader %v term %d, leaderships %+v; want %s still, term %d",
@@ -512,4 +512,55 @@ func TestRunLeaderStopsOnTimeWithHungBackend(t *testing.T) {
 	c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
 	sb.stuck.Store(true)
 	c.until(rd+2*step, "stepping down", func() bool { return !n.e.IsLeader() })
+}
+
+// staleReads serves Gets from a frozen snapshot once frozen (a lagging
+// replica or cache) while writes go to the store.
+type staleReads struct {
+	*memory.Backend
+	frozen atomic.Bool
+	rec    elector.Record
+	ver    elector.Version
+	gets   atomic.Int64
+}
+
+func (s *staleReads) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	if s.frozen.Load() {
+		s.gets.Add(1)
+		return s.rec, s.ver, nil
+	}
+	return s.Backend.Get(ctx)
+}
+
+func (s *staleReads) freeze(t *testing.T) {
+	r, v, err := s.Backend.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rec, s.ver = r, v
+	s.frozen.Store(true)
+}
+
+// A leader whose reads are stale and whose renewal reply is lost must not
+// keep leading on the strength of a stale read: it steps down by its lease
+// and never spins; another takes over; never two at once.
+func TestRunStaleReadsDoNotExtendLeadership(t *testing.T) {
+	c := newCluster(t, 0, true)
+	sr := &staleReads{Backend: c.store.Backend("lock", "a")}
+	a := c.addWith("a", sr, 1, nil)
+	c.until(ld, "a leading", func() bool { return a.e.IsLeader() })
+	c.add("b", true, 2)
+	c.advance(rp)
+	sr.freeze(t)
+	c.store.LoseReplies("a", 1)
+	c.advance(3 * ld) // advance checks that no two lead at once
+	if a.e.IsLeader() {
+		t.Fatal("a still leads on stale reads")
+	}
+	if c.leader() == nil || c.leader().id != "b" {
+		t.Fatalf("leader %v, want b", c.leader())
+	}
+	if n := sr.gets.Load(); n > int64(3*ld/rp)*3 {
+		t.Fatalf("%d stale reads in %v: spinning", n, 3*ld)
+	}
 }
