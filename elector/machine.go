@@ -3,6 +3,7 @@ package elector
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -142,11 +143,13 @@ type Machine struct {
 	leader      string
 	leaderKnown bool
 	watchFailed bool
-	// An acquiring write was rejected against version conflicted ("" for
-	// a create). Reading that version again (a stale read) must not
-	// trigger another write at once: that would spin.
-	conflictSet bool
-	conflicted  Version
+	// The store last refused a write at conflictAt. No acquiring write and
+	// no renewal with an adopted version goes out until a RetryPeriod
+	// later: reads that lag behind (stale replicas, caches) could otherwise
+	// make it write, be refused and read again without end.
+	conflicted bool
+	conflictAt time.Duration
+	adopted    bool // leading: a version was adopted since the last acknowledged renewal
 }
 
 // NewMachine returns a Machine for cfg. watch tells it whether the driver can
@@ -338,36 +341,31 @@ func (m *Machine) setLeader(holder string, out *Output) {
 // evaluate decides, from fresh knowledge, whether to follow or to write
 // (steps 2, 4 and 5).
 func (m *Machine) evaluate(now Now, out *Output) {
-	if m.conflictSet {
-		cur := m.ver
-		if m.missing {
-			cur = ""
-		}
-		if cur == m.conflicted {
-			// The store already refused a write against what this read
-			// shows: the read is stale. Ask again after a while; then the
-			// read is trusted again (a record deleted after a refused
-			// create must still be created eventually).
-			m.conflictSet = false
-			m.poll(now, out)
-			return
-		}
-		m.conflictSet = false
-	}
-	if m.missing {
-		r := m.newRecord(now, m.maxTerm+1)
-		m.write(now, OpCreate, r, "", out)
+	holder := m.rec.Holder
+	if !m.missing && holder != "" && holder != m.cfg.Identity && now.Mono < m.expiry() {
+		m.follow(now, out)
 		return
 	}
-	holder := m.rec.Holder
-	if holder != "" && holder != m.cfg.Identity && now.Mono < m.expiry() {
-		m.follow(now, out)
+	if m.conflicted && now.Mono < m.conflictAt+m.cfg.RetryPeriod {
+		// Refused a moment ago: what this read shows may be stale. Read
+		// again a RetryPeriod after the refusal before writing.
+		out.Wait = Wait{Until: m.conflictAt + m.cfg.RetryPeriod}
+		return
+	}
+	term := max(m.maxTerm, m.rec.Term)
+	if term >= math.MaxInt64-1 {
+		// The next term would not fit (or not decode): never write a
+		// fencing token that wraps around.
+		m.poll(now, out)
+		return
+	}
+	if m.missing {
+		m.write(now, OpCreate, m.newRecord(now, term+1), "", out)
 		return
 	}
 	// Released, expired as measured from our own observation, or ours (a
 	// restart with the same identity): take it with a new term.
-	r := m.newRecord(now, max(m.maxTerm, m.rec.Term)+1)
-	m.write(now, OpUpdate, r, m.ver, out)
+	m.write(now, OpUpdate, m.newRecord(now, term+1), m.ver, out)
 }
 
 func (m *Machine) newRecord(now Now, term int64) Record {
@@ -407,7 +405,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		m.maxTerm = max(m.maxTerm, m.sent.Term)
 		m.lastAttempt = m.sentAt
 		m.validUntil = m.sentAt + m.cfg.RenewDeadline
-		m.verifying, m.unacked, m.conflictSet = false, false, false
+		m.verifying, m.unacked, m.adopted = false, false, false
 		if now.Mono >= m.validUntil {
 			// The answer came back too late to count: the lease it
 			// bought has already run out on our clock.
@@ -427,7 +425,15 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		return
 	}
 	conflict := errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound)
+	if conflict {
+		m.conflicted, m.conflictAt = true, now.Mono
+	}
 	if m.phase == leading {
+		if now.Mono >= m.validUntil {
+			m.stopLeading(ReasonDeadline, out)
+			m.get(now, out)
+			return
+		}
 		// The refused renewal did not land. If an earlier renewal is still
 		// unanswered, it may have landed and moved the version (its reply
 		// lost): read to tell. Otherwise someone else wrote.
@@ -448,10 +454,6 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	}
 	if conflict {
 		// Someone else wrote first: read what they wrote and follow it.
-		m.conflictSet, m.conflicted = true, m.ver
-		if m.missing {
-			m.conflicted = ""
-		}
 		m.get(now, out)
 		return
 	}
@@ -476,7 +478,13 @@ func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Out
 	case err == nil && rec.Holder == m.cfg.Identity && rec.Term == m.term:
 		m.verifying = false
 		m.rec, m.ver = rec, ver
-		m.lastAttempt = now.Mono - m.cfg.RetryPeriod // renew with it now
+		// Renew with it at once the first time; if that is refused too
+		// (the read was stale after all), only a RetryPeriod after.
+		m.lastAttempt = now.Mono - m.cfg.RetryPeriod
+		if m.adopted {
+			m.lastAttempt = m.conflictAt
+		}
+		m.adopted = true
 		m.lead(now, out)
 	case err == nil || errors.Is(err, ErrNotFound):
 		m.stopLeading(ReasonConflict, out)
@@ -514,7 +522,7 @@ func (m *Machine) lead(now Now, out *Output) {
 
 func (m *Machine) stopLeading(reason string, out *Output) {
 	m.phase = following
-	m.verifying, m.unacked = false, false
+	m.verifying, m.unacked, m.adopted = false, false, false
 	out.Stopped, out.Reason = true, reason
 	m.term = 0
 	// The record may still name us, but we no longer lead: until a read

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -548,7 +549,7 @@ func TestStaleReadAfterConflictDoesNotSpin(t *testing.T) {
 	wantCall(t, m.Result(at(0), foreign("", 1), "v1", nil), OpUpdate)
 	wantCall(t, m.Result(at(time.Millisecond), Record{}, "", ErrConflict), OpGet)
 	out := m.Result(at(2*time.Millisecond), foreign("", 1), "v1", nil) // stale
-	if out.Call.Op != OpNone || out.Wait.Until < 2*time.Millisecond+rp {
+	if out.Call.Op != OpNone || out.Wait.Until < time.Millisecond+rp {
 		t.Fatalf("after a stale read: %s, want a wait of at least RetryPeriod", show(out))
 	}
 	// Fresh data again: it may write.
@@ -602,8 +603,84 @@ func TestTermsSurviveDeletion(t *testing.T) {
 		t.Fatalf("create after deletion: %s, want term 6", show(out))
 	}
 	m.Result(at(time.Second), Record{}, "", ErrConflict)
-	out = m.Result(at(time.Second), foreign("", 2), "v9", nil) // recreated with a lower term
+	m.Result(at(time.Second), foreign("", 2), "v9", nil) // recreated with a lower term
+	m.Tick(at(time.Second + rp))                         // a RetryPeriod after the refusal
+	out = m.Result(at(time.Second+rp), foreign("", 2), "v9", nil)
 	if out.Call.Op != OpUpdate || out.Call.Record.Term != 6 {
 		t.Fatalf("takeover of a recreated record: %s, want term 6", show(out))
+	}
+}
+
+// spins counts consecutive calls answered with another call at the same
+// instant; a Machine must wait somewhere.
+func noSpin(t *testing.T, steps func(i int) Output) {
+	t.Helper()
+	calls := 0
+	for i := 0; i < 200; i++ {
+		out := steps(i)
+		if out.Call.Op == OpNone {
+			return
+		}
+		if calls++; calls > 6 {
+			t.Fatalf("call after call without a wait: %s", show(out))
+		}
+	}
+}
+
+// A conflict answered after the lease ended stops the leader then and there.
+func TestConflictPastLeaseStops(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m)
+	m.Tick(at(2 * time.Second))
+	m.Result(at(4*time.Second), Record{}, "", context.DeadlineExceeded)
+	m.Result(at(6*time.Second), Record{}, "", context.DeadlineExceeded)
+	m.Result(at(8*time.Second), Record{}, "", context.DeadlineExceeded)
+	out := m.Result(at(15*time.Second), Record{}, "", ErrConflict)
+	if !out.Stopped {
+		t.Fatalf("still leading at 15s with a lease until 10s: %s", show(out))
+	}
+}
+
+// Verification reads alternating between old versions of its own record
+// do not make the leader renew again and again.
+func TestVerificationWithAlternatingStaleReadsDoesNotSpin(t *testing.T) {
+	m := unanswered(t)
+	now := at(4*time.Second + 2*time.Millisecond)
+	vers := []Version{"v7", "v8"}
+	var out Output
+	noSpin(t, func(i int) Output {
+		if i == 0 || out.Call.Op == OpGet {
+			out = m.Result(now, foreign("me", 1), vers[i%2], nil)
+		} else {
+			out = m.Result(now, Record{}, "", ErrConflict)
+		}
+		return out
+	})
+}
+
+// A follower whose reads alternate between released states that the store
+// keeps refusing writes against waits between attempts.
+func TestFollowerWithAlternatingStaleReadsDoesNotSpin(t *testing.T) {
+	m := newM(t, false)
+	out := m.Start(at(0))
+	vers := []Version{"v1", "v2"}
+	noSpin(t, func(i int) Output {
+		switch out.Call.Op {
+		case OpGet, OpNone:
+			out = m.Result(at(0), foreign("", 1), vers[i%2], nil)
+		default:
+			out = m.Result(at(0), Record{}, "", ErrConflict)
+		}
+		return out
+	})
+}
+
+// No term that cannot grow (or would not decode) is ever written.
+func TestNoTermOverflow(t *testing.T) {
+	m := newM(t, false)
+	m.Start(at(0))
+	out := m.Result(at(0), foreign("", math.MaxInt64-1), "v1", nil)
+	if out.Call.Op != OpNone {
+		t.Fatalf("wrote past the largest term: %s", show(out))
 	}
 }
