@@ -269,6 +269,10 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 	if out.Started {
 		e.mu.Lock()
 		e.term = out.Term
+		if out.LeaderChanged {
+			// Leader() agrees with IsLeader() by the time the work starts.
+			e.leader = out.Leader
+		}
 		e.mu.Unlock()
 		e.log.Info("started leading", "term", out.Term)
 		if e.obs != nil {
