@@ -123,12 +123,20 @@ func (c *cluster) addWith(id string, b elector.Backend, seed uint64, hold <-chan
 	return nd
 }
 
+// returned reports whether the node's Run has returned.
+func (nd *node) returned() bool {
+	select {
+	case <-nd.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *cluster) running() int32 {
 	n := int32(0)
 	for _, nd := range c.nodes {
-		select {
-		case <-nd.done:
-		default:
+		if !nd.returned() {
 			n++
 		}
 	}
@@ -404,14 +412,7 @@ func TestRunReleaseWaitsForLeaderWork(t *testing.T) {
 			if returns {
 				close(hold)
 			}
-			c.until(2*rd, "Run returning", func() bool {
-				select {
-				case <-n.done:
-					return true
-				default:
-					return false
-				}
-			})
+			c.until(2*rd, "Run returning", n.returned)
 			want := ""
 			if !returns {
 				want = "n1"
@@ -475,14 +476,7 @@ func TestRunReturnsWhenWorkIgnoresContext(t *testing.T) {
 		t.Fatal("still leading past the renew deadline")
 	}
 	n.cancel()
-	c.until(2*rd, "Run returning", func() bool {
-		select {
-		case <-n.done:
-			return true
-		default:
-			return false
-		}
-	})
+	c.until(2*rd, "Run returning", n.returned)
 }
 
 // stuckBackend ignores contexts: its Update blocks until released.

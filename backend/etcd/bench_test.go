@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,37 +118,25 @@ func handoff(b *testing.B, watch bool) time.Duration {
 	defer b.StartTimer()
 	lock := fmt.Sprintf("handoff-%d", time.Now().UnixNano())
 	leaderUp, followerUp := make(chan struct{}), make(chan time.Time, 1)
-	run := func(id string, be elector.Backend, started func()) (context.CancelFunc, chan struct{}) {
-		cfg := elector.Config{Identity: id, LeaseDuration: 10 * time.Second, RenewDeadline: 8 * time.Second,
+	lease := func(id string) elector.Config {
+		return elector.Config{Identity: id, LeaseDuration: 10 * time.Second, RenewDeadline: 8 * time.Second,
 			RetryPeriod: time.Second, ReleaseOnCancel: true}
-		e, err := elector.New(cfg, be, elector.Callbacks{
-			OnStartedLeading: func(ctx context.Context, _ int64) { started(); <-ctx.Done() },
-			OnStoppedLeading: func() {},
-		}, elector.WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); e.Run(ctx) }()
-		return cancel, done
 	}
 	ca, cb := client(b), client(b)
-	cancelA, doneA := run("a", ca.Lock(lock), func() { close(leaderUp) })
+	stopA := runElector(b, lease("a"), ca.Lock(lock), func() { close(leaderUp) })
 	<-leaderUp
 	var fb elector.Backend = cb.Lock(lock)
 	if !watch {
 		fb = backendtest.PollOnly(cb.Lock(lock))
 	}
-	cancelB, doneB := run("b", fb, func() { followerUp <- time.Now() })
-	defer func() { cancelB(); <-doneB }()
+	stopB := runElector(b, lease("b"), fb, func() { followerUp <- time.Now() })
+	defer stopB()
 	time.Sleep(300 * time.Millisecond) // b has read the record and set up its watch
 	b.StartTimer()
 	t0 := time.Now()
-	cancelA()
+	stopA() // releases on the way out
 	t1 := <-followerUp
 	b.StopTimer()
-	<-doneA
 	return t1.Sub(t0)
 }
 
@@ -217,34 +206,18 @@ func crashFailover(b *testing.B) (time.Duration, float64) {
 	cnt := &counter{}
 	cb := client(b, grpcCounter(cnt))
 	up := make(chan struct{})
-	cfgA := cfg
-	cfgA.Identity = "a"
-	ea, _ := elector.New(cfgA, ca.Lock(lock), elector.Callbacks{
-		OnStartedLeading: func(ctx context.Context, _ int64) { close(up); <-ctx.Done() },
-		OnStoppedLeading: func() {},
-	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
-	ctxA, cancelA := context.WithCancel(context.Background())
-	doneA := make(chan struct{})
-	go func() { defer close(doneA); ea.Run(ctxA) }()
+	cfgA, cfgB := cfg, cfg
+	cfgA.Identity, cfgB.Identity = "a", "b"
+	stopA := runElector(b, cfgA, ca.Lock(lock), func() { close(up) })
 	<-up
 	won := make(chan time.Time, 1)
-	cfgB := cfg
-	cfgB.Identity = "b"
-	eb, _ := elector.New(cfgB, cb.Lock(lock), elector.Callbacks{
-		OnStartedLeading: func(ctx context.Context, _ int64) { won <- time.Now(); <-ctx.Done() },
-		OnStoppedLeading: func() {},
-	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
-	ctxB, cancelB := context.WithCancel(context.Background())
-	doneB := make(chan struct{})
-	go func() { defer close(doneB); eb.Run(ctxB) }()
-	defer func() { cancelB(); <-doneB }()
+	defer runElector(b, cfgB, cb.Lock(lock), func() { won <- time.Now() })()
 	time.Sleep(600 * time.Millisecond)
 	before := cnt.total()
 	t0 := time.Now()
 	time.Sleep(time.Second)
 	rps := float64(cnt.total()-before) / time.Since(t0).Seconds()
-	cancelA() // no release: the lease must run out
-	<-doneA
+	stopA() // no release: the lease must run out
 	rec, _, err := ca.Lock(lock).Get(context.Background())
 	if err != nil {
 		b.Fatal(err)
@@ -275,29 +248,10 @@ func followerRate(b *testing.B, watch bool) float64 {
 	lock := fmt.Sprintf("rate-%d", time.Now().UnixNano())
 	cfg := elector.Config{LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond}
 	up := make(chan struct{})
-	var leaderUp bool
-	run := func(id string, be elector.Backend) func() {
-		c := cfg
-		c.Identity = id
-		e, err := elector.New(c, be, elector.Callbacks{
-			OnStartedLeading: func(ctx context.Context, _ int64) {
-				if !leaderUp {
-					leaderUp = true
-					close(up)
-				}
-				<-ctx.Done()
-			},
-			OnStoppedLeading: func() {},
-		}, elector.WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); e.Run(ctx) }()
-		return func() { cancel(); <-done }
-	}
-	stopA := run("a", client(b).Lock(lock))
+	cfgA, cfgB := cfg, cfg
+	cfgA.Identity, cfgB.Identity = "a", "b"
+	var once sync.Once
+	stopA := runElector(b, cfgA, client(b).Lock(lock), func() { once.Do(func() { close(up) }) })
 	defer stopA()
 	<-up
 	cnt := &counter{}
@@ -305,10 +259,26 @@ func followerRate(b *testing.B, watch bool) float64 {
 	if !watch {
 		be = backendtest.PollOnly(be)
 	}
-	stopB := run("b", be)
+	stopB := runElector(b, cfgB, be, func() {})
 	defer stopB()
 	time.Sleep(500 * time.Millisecond)
 	before, t0 := cnt.total(), time.Now()
 	time.Sleep(2 * time.Second)
 	return float64(cnt.total()-before) / time.Since(t0).Seconds()
+}
+
+// runElector starts an elector whose leader work calls started and then
+// waits for its context; the returned stop cancels Run and waits for it.
+func runElector(tb testing.TB, cfg elector.Config, be elector.Backend, started func()) (stop func()) {
+	e, err := elector.New(cfg, be, elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, _ int64) { started(); <-ctx.Done() },
+		OnStoppedLeading: func() {},
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	return func() { cancel(); <-done }
 }

@@ -43,11 +43,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.DurationVar(&o.hold, "hold", 3*time.Second, "how long each leader leads before the next fault")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the poll jitter")
 	fs.Usage = usageOf(fs, stderr, "leasehold demo [flags]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if o.nodes < 2 {
 		return usagef("-nodes must be at least 2, got %d", o.nodes)

@@ -131,3 +131,24 @@ func usageOf(fs *flag.FlagSet, w io.Writer, line string) func() {
 		fs.PrintDefaults()
 	}
 }
+
+// configCommand makes the flag set of a command that reads the config: the
+// shared flags and a usage line.
+func configCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *overrides) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := addConfigFlags(fs)
+	fs.Usage = usageOf(fs, stderr, usage)
+	return fs, o
+}
+
+// parseNoArgs parses flags for a command that takes no arguments.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,13 +23,10 @@ type exitCode int
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o := addConfigFlags(fs)
+	fs, o := configCommand("run", "leasehold run --config FILE [flags] -- COMMAND [ARGS...]", stderr)
 	httpAddr := fs.String("http", "", "serve /, /healthz and /metrics on this address (for example 127.0.0.1:4040)")
 	grace := fs.Duration("grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of the smaller of lease.renew_deadline and lease.duration - lease.renew_deadline, at most 10s)")
 	restart := fs.Bool("restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
-	fs.Usage = usageOf(fs, stderr, "leasehold run --config FILE [flags] -- COMMAND [ARGS...]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -14,16 +13,10 @@ import (
 // sidecarCmd campaigns and serves who leads, like the classic leader-elector
 // sidecar: GET / answers {"name":"<leader>"}.
 func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sidecar", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o := addConfigFlags(fs)
+	fs, o := configCommand("sidecar", "leasehold sidecar --config FILE [flags]", stderr)
 	httpAddr := fs.String("http", "127.0.0.1:4040", "serve /, /healthz and /metrics on this address")
-	fs.Usage = usageOf(fs, stderr, "leasehold sidecar --config FILE [flags]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	ss, err := o.open(ctx, stderr, nil)
 	if err != nil {
@@ -60,16 +53,10 @@ type statusReport struct {
 
 // statusCmd reads the lock once and reports it; exit 1 when nobody holds it.
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o := addConfigFlags(fs)
+	fs, o := configCommand("status", "leasehold status --config FILE [--json] [flags]", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = usageOf(fs, stderr, "leasehold status --config FILE [--json] [flags]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	ss, err := o.open(ctx, stderr, nil)
 	if err != nil {
