@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"time"
 )
 
@@ -17,26 +16,34 @@ const RecordFormat = "leasehold.record/v1"
 type wireRecord struct {
 	Format          string    `json:"format"`
 	Holder          string    `json:"holder"`
+	Instance        string    `json:"instance,omitempty"`
 	LeaseDurationMS int64     `json:"lease_duration_ms"`
 	AcquireTime     time.Time `json:"acquire_time"`
 	RenewTime       time.Time `json:"renew_time"`
 	Term            int64     `json:"term"`
 }
 
-// EncodeRecord returns the stored form of r.
+// EncodeRecord returns the stored form of r. The lease duration is stored in
+// whole milliseconds, rounded up: a reader never waits less than the writer
+// meant.
 func EncodeRecord(r Record) []byte {
+	ms := r.LeaseDuration.Milliseconds()
+	if r.LeaseDuration > time.Duration(ms)*time.Millisecond {
+		ms++
+	}
 	b, err := json.Marshal(wireRecord{
 		Format:          RecordFormat,
 		Holder:          r.Holder,
-		LeaseDurationMS: r.LeaseDuration.Milliseconds(),
+		Instance:        r.Instance,
+		LeaseDurationMS: ms,
 		AcquireTime:     r.AcquireTime.UTC(),
 		RenewTime:       r.RenewTime.UTC(),
 		Term:            r.Term,
 	})
 	if err != nil {
 		// Only unencodable times (years outside 0..9999) get here.
-		b, _ = json.Marshal(wireRecord{Format: RecordFormat, Holder: r.Holder,
-			LeaseDurationMS: r.LeaseDuration.Milliseconds(), Term: r.Term})
+		b, _ = json.Marshal(wireRecord{Format: RecordFormat, Holder: r.Holder, Instance: r.Instance,
+			LeaseDurationMS: ms, Term: r.Term})
 	}
 	return b
 }
@@ -57,13 +64,14 @@ func DecodeRecord(b []byte) (Record, error) {
 		return Record{}, fmt.Errorf("%w: format is %q, want %q", ErrCorrupt, w.Format, RecordFormat)
 	case w.LeaseDurationMS < 0 || w.LeaseDurationMS > int64(time.Duration(1<<62)/time.Millisecond):
 		return Record{}, fmt.Errorf("%w: lease_duration_ms %d out of range", ErrCorrupt, w.LeaseDurationMS)
-	case w.Term < 0 || w.Term == math.MaxInt64:
+	case w.Term < 0 || w.Term > MaxTerm:
 		// MaxInt64 leaves no room for the next term: a takeover would wrap
 		// the fencing token around.
 		return Record{}, fmt.Errorf("%w: term %d out of range", ErrCorrupt, w.Term)
 	}
 	return Record{
 		Holder:        w.Holder,
+		Instance:      w.Instance,
 		LeaseDuration: time.Duration(w.LeaseDurationMS) * time.Millisecond,
 		AcquireTime:   w.AcquireTime,
 		RenewTime:     w.RenewTime,

@@ -11,6 +11,7 @@ package elector
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 )
 
@@ -24,12 +25,25 @@ import (
 // writes as a fencing token. The record carries it: deleting the record by
 // hand forgets it (candidates continue from the highest term they saw).
 type Record struct {
-	Holder        string
+	Holder string
+	// Instance is the holder's process instance (Config.Instance): two
+	// processes sharing one identity are told apart by it. Empty in
+	// records written by tools that do not know it.
+	Instance      string
 	LeaseDuration time.Duration
 	AcquireTime   time.Time
 	RenewTime     time.Time
 	Term          int64
 }
+
+// MaxTerm is the highest term a record can carry. A record at MaxTerm-1
+// leaves no room for another takeover: see Record.TermExhausted.
+const MaxTerm = math.MaxInt64 - 1
+
+// TermExhausted reports whether no candidate can take this record over any
+// more: the next term would not fit. An operator has to delete the record
+// (and reset whatever is fenced with the term) to use the lock again.
+func (r Record) TermExhausted() bool { return r.Term >= MaxTerm }
 
 // Version identifies one stored state of a record. It is opaque to the core:
 // a Kubernetes resourceVersion, an etcd ModRevision, a Consul ModifyIndex or a

@@ -82,8 +82,9 @@ type watchState struct {
 }
 
 // New connects to etcd and checks, within DialTimeout, that it answers (and
-// that the credentials are accepted).
-func New(cfg Config) (*Client, error) {
+// that the credentials are accepted). It gives up as soon as ctx is done, so
+// a process told to stop while its store is unreachable stops at once.
+func New(ctx context.Context, cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd: no endpoints configured")
 	}
@@ -109,9 +110,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), friendly(err))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
-	if _, err := cli.Get(ctx, "/leasehold-ping", clientv3.WithCountOnly()); err != nil {
+	if _, err := cli.Get(pctx, "/leasehold-ping", clientv3.WithCountOnly()); err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w", strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, friendly(err))
 	}

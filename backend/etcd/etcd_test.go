@@ -73,7 +73,7 @@ func (c *counter) total() int {
 func client(t testing.TB, opts ...grpc.DialOption) *etcd.Client {
 	t.Helper()
 	s := need(t)
-	c, err := etcd.New(etcd.Config{Endpoints: []string{s.Endpoint}, Prefix: "/leasehold-test/", DialOptions: opts,
+	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{s.Endpoint}, Prefix: "/leasehold-test/", DialOptions: opts,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +230,7 @@ func TestLeaderCutOffStepsDown(t *testing.T) {
 	own, err := servers.StartEtcd()
 	servers.Require(t, err)
 	defer own.Stop()
-	c, err := etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, DialTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{own.Endpoint}, DialTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	_, err = etcd.New(etcd.Config{Endpoints: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DialTimeout: 500 * time.Millisecond})
+	_, err = etcd.New(context.Background(), etcd.Config{Endpoints: []string{fmt.Sprintf("127.0.0.1:%d", port)}, DialTimeout: 500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "no answer from") {
 		t.Fatalf("err = %v, want no answer", err)
 	}
@@ -344,14 +344,14 @@ func TestBadCredentials(t *testing.T) {
 		calls.Add(1)
 		return inv(ctx, method, req, reply, cc, o...)
 	})
-	_, err = etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "wrong", DialOptions: []grpc.DialOption{cnt}})
+	_, err = etcd.New(context.Background(), etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "wrong", DialOptions: []grpc.DialOption{cnt}})
 	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
 		t.Fatalf("err = %v, want authentication failed", err)
 	}
 	if n := calls.Load(); n > 3 {
 		t.Fatalf("%d requests for one failed login: a retry storm", n)
 	}
-	ok, err := etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "pw"})
+	ok, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "pw"})
 	if err != nil {
 		t.Fatalf("right credentials: %v", err)
 	}
@@ -384,7 +384,7 @@ func TestWatchSurvivesServerRestart(t *testing.T) {
 	servers.Require(t, err)
 	defer own.Stop()
 	mk := func() *etcd.Client {
-		c, err := etcd.New(etcd.Config{Endpoints: []string{own.Endpoint}, Logger: slog.New(slog.DiscardHandler)})
+		c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{own.Endpoint}, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -443,7 +443,7 @@ func (c *config) openBackend(ctx context.Context, log *slog.Logger) (b elector.B
 		if err != nil {
 			return nil, nil, err
 		}
-		cli, err := etcd.New(etcd.Config{
+		cli, err := etcd.New(ctx, etcd.Config{
 			Endpoints: c.Etcd.Endpoints, Prefix: c.Etcd.Prefix,
 			DialTimeout: c.Etcd.DialTimeout, RequestTimeout: c.Etcd.RequestTimeout,
 			CAFile: c.Etcd.TLS.CA, CertFile: c.Etcd.TLS.Cert, KeyFile: c.Etcd.TLS.Key,

@@ -386,7 +386,7 @@ func readRaw(t *testing.T, path string) []string {
 // empty, and returns how long that took.
 func watchHolder(t *testing.T, lock, from string, limit time.Duration) time.Duration {
 	t.Helper()
-	c, err := etcd.New(etcd.Config{Endpoints: []string{etcdSrv.Endpoint}, Prefix: "/e2e/"})
+	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{etcdSrv.Endpoint}, Prefix: "/e2e/"})
 	if err != nil {
 		t.Fatal(err)
 	}
