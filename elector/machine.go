@@ -3,7 +3,6 @@ package elector
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -76,6 +75,15 @@ type Output struct {
 	// LeaderChanged: the holder of the record is now Leader ("" = nobody).
 	LeaderChanged bool
 	Leader        string
+	// Renewed: a write that made or kept this candidate the leader was
+	// acknowledged; the leadership is valid until the monotonic instant
+	// ValidUntil (its send time + RenewDeadline) unless renewed again. A
+	// watchdog outside the process (leasehold run's guard) enforces it.
+	Renewed    bool
+	ValidUntil time.Duration
+	// Problem is a condition an operator has to hear about, reported once
+	// when it is first seen (ProblemNone otherwise).
+	Problem Problem
 
 	// Exactly one of Call (Op != OpNone), Wait (when Done is false) or Done.
 	Call Call
@@ -95,6 +103,34 @@ const (
 	ReasonConflict = "the record was changed by someone else"
 	ReasonStopped  = "stopped"
 )
+
+// Problem is a condition that needs a person, reported in Output.Problem.
+type Problem uint8
+
+// The problems a Machine reports.
+const (
+	ProblemNone Problem = iota
+	// ProblemSharedIdentity: the record names this candidate's identity
+	// with another instance. Another live process uses the same identity;
+	// this one waits its lease out instead of taking the lock from it.
+	ProblemSharedIdentity
+	// ProblemTermExhausted: the record's term leaves no room for another
+	// takeover (Record.TermExhausted). Nobody can acquire the lock until an
+	// operator deletes the record (and resets what is fenced with the term)
+	// and restarts the candidates.
+	ProblemTermExhausted
+)
+
+// String says what the problem is and what to do about it.
+func (p Problem) String() string {
+	switch p {
+	case ProblemSharedIdentity:
+		return "another process uses this identity (the record names it with another instance); waiting for its lease to run out: give every process its own identity"
+	case ProblemTermExhausted:
+		return "the term has reached its limit, so no candidate can take the lock over: delete the record, reset whatever is fenced with the term, and restart the candidates"
+	}
+	return "none"
+}
 
 type phase uint8
 
@@ -150,6 +186,8 @@ type Machine struct {
 	conflicted bool
 	conflictAt time.Duration
 	adopted    bool // leading: a version was adopted since the last acknowledged renewal
+
+	reported [ProblemTermExhausted + 1]bool // problems already reported (once each)
 }
 
 // NewMachine returns a Machine for cfg. watch tells it whether the driver can
@@ -261,7 +299,7 @@ func (m *Machine) Stop(now Now) Output {
 	if m.phase == leading && m.cfg.ReleaseOnCancel {
 		m.stopLeading(ReasonStopped, &out)
 		r := m.rec
-		r.Holder = ""
+		r.Holder, r.Instance = "", ""
 		r.RenewTime = now.Wall
 		m.phase = stopping
 		m.pending = OpUpdate
@@ -305,10 +343,26 @@ func (m *Machine) gotRecord(now Now, rec Record, ver Version, err error, out *Ou
 		m.missingRecord(out)
 	default:
 		// Unreachable store or undecodable record: never write blindly.
-		m.poll(now, out)
+		m.unreadable(now, out)
 		return
 	}
 	m.evaluate(now, out)
+}
+
+// unreadable handles a failed read while following: poll again, and once
+// the lease of the holder last observed has run out, name nobody as the
+// leader (it may well have stepped down). The poll wakes at that expiry at
+// the latest, so the leader is not named for longer than a read takes.
+func (m *Machine) unreadable(now Now, out *Output) {
+	named := m.leaderKnown && m.leader != ""
+	if named && now.Mono >= m.expiry() {
+		m.setLeader("", out)
+		named = false
+	}
+	m.poll(now, out)
+	if named {
+		out.Wait.Until = min(out.Wait.Until, m.expiry())
+	}
 }
 
 // observe records what was read. Only a change of version restarts the
@@ -342,7 +396,10 @@ func (m *Machine) setLeader(holder string, out *Output) {
 // (steps 2, 4 and 5).
 func (m *Machine) evaluate(now Now, out *Output) {
 	holder := m.rec.Holder
-	if !m.missing && holder != "" && holder != m.cfg.Identity && now.Mono < m.expiry() {
+	if !m.missing && holder != "" && !m.owns(m.rec) && now.Mono < m.expiry() {
+		if holder == m.cfg.Identity {
+			m.report(ProblemSharedIdentity, out)
+		}
 		m.follow(now, out)
 		return
 	}
@@ -353,9 +410,10 @@ func (m *Machine) evaluate(now Now, out *Output) {
 		return
 	}
 	term := max(m.maxTerm, m.rec.Term)
-	if term >= math.MaxInt64-1 {
+	if term >= MaxTerm {
 		// The next term would not fit (or not decode): never write a
-		// fencing token that wraps around.
+		// fencing token that wraps around. Say so: only a person can fix it.
+		m.report(ProblemTermExhausted, out)
 		m.poll(now, out)
 		return
 	}
@@ -363,18 +421,34 @@ func (m *Machine) evaluate(now Now, out *Output) {
 		m.write(now, OpCreate, m.newRecord(now, term+1), "", out)
 		return
 	}
-	// Released, expired as measured from our own observation, or ours (a
-	// restart with the same identity): take it with a new term.
+	// Released, expired as measured from our own observation, or written
+	// by this very process (identity and instance): take it with a new term.
 	m.write(now, OpUpdate, m.newRecord(now, term+1), m.ver, out)
 }
 
 func (m *Machine) newRecord(now Now, term int64) Record {
 	return Record{
 		Holder:        m.cfg.Identity,
+		Instance:      m.cfg.Instance,
 		LeaseDuration: m.cfg.LeaseDuration,
 		AcquireTime:   now.Wall,
 		RenewTime:     now.Wall,
 		Term:          term,
+	}
+}
+
+// owns reports whether r names this very candidate: its identity and, when
+// it has one, its instance. A record with this identity and another
+// instance belongs to another process.
+func (m *Machine) owns(r Record) bool {
+	return r.Holder == m.cfg.Identity && (m.cfg.Instance == "" || r.Instance == m.cfg.Instance)
+}
+
+// report sets out.Problem to p the first time p is seen.
+func (m *Machine) report(p Problem, out *Output) {
+	if !m.reported[p] {
+		m.reported[p] = true
+		out.Problem = p
 	}
 }
 
@@ -421,6 +495,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 			out.Started, out.Term = true, m.term
 			m.setLeader(m.cfg.Identity, out)
 		}
+		out.Renewed, out.ValidUntil = true, m.validUntil
 		m.lead(now, out)
 		return
 	}
@@ -475,7 +550,7 @@ func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Out
 		m.gotRecord(now, rec, ver, err, out)
 	case err == nil && ver == m.ver:
 		m.lead(now, out) // stale read: try again at the next retry
-	case err == nil && rec.Holder == m.cfg.Identity && rec.Term == m.term:
+	case err == nil && rec.Holder == m.cfg.Identity && rec.Instance == m.cfg.Instance && rec.Term == m.term:
 		m.verifying = false
 		m.rec, m.ver = rec, ver
 		// Renew with it at once the first time; if that is refused too

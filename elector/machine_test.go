@@ -77,6 +77,12 @@ func show(o Output) string {
 	if o.LeaderChanged {
 		fmt.Fprintf(&b, "leader=%q ", o.Leader)
 	}
+	if o.Renewed {
+		fmt.Fprintf(&b, "valid<%v ", o.ValidUntil)
+	}
+	if o.Problem != ProblemNone {
+		fmt.Fprintf(&b, "problem(%d) ", o.Problem)
+	}
 	switch {
 	case o.Call.Op != OpNone:
 		c := o.Call
@@ -84,6 +90,9 @@ func show(o Output) string {
 		if c.Op != OpGet {
 			fmt.Fprintf(&b, " holder=%q term=%d acquired=%s renewed=%s", c.Record.Holder, c.Record.Term,
 				c.Record.AcquireTime.Sub(epoch), c.Record.RenewTime.Sub(epoch))
+			if c.Record.Instance != "" {
+				fmt.Fprintf(&b, " instance=%s", c.Record.Instance)
+			}
 		}
 		if c.Op == OpUpdate {
 			fmt.Fprintf(&b, " expect=%s", c.Version)

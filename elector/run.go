@@ -2,6 +2,8 @@ package elector
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +32,14 @@ type Callbacks struct {
 	// this candidate and to "" (released or no record). Optional; it must
 	// return quickly.
 	OnNewLeader func(identity string)
+	// OnRenewed is called after every acknowledged write that made or kept
+	// this candidate the leader (before OnStartedLeading for the acquiring
+	// one), with the instant on the Elector's clock until which the
+	// leadership is valid: the send time of that write + RenewDeadline. A
+	// watchdog in another process can stop the leader's work at that
+	// instant even if this process is paused. Optional; it must return
+	// quickly.
+	OnRenewed func(term int64, validUntil time.Time)
 }
 
 // Elector campaigns for one lock on one Backend. Create it with New and start
@@ -97,6 +107,11 @@ func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) 
 	if cb.OnStoppedLeading == nil {
 		return nil, fmt.Errorf("%w: Callbacks.OnStoppedLeading is nil", ErrInvalidConfig)
 	}
+	if cfg.Instance == "" {
+		var id [8]byte
+		crand.Read(id[:])
+		cfg.Instance = hex.EncodeToString(id[:])
+	}
 	e := &Elector{cfg: cfg, backend: b, cb: cb}
 	e.watcher, _ = b.(Watcher)
 	for _, o := range opts {
@@ -111,7 +126,7 @@ func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) 
 	if e.rng == nil {
 		e.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	e.log = e.log.With("identity", cfg.Identity, "store", b.Describe())
+	e.log = e.log.With("identity", cfg.Identity, "instance", cfg.Instance, "store", b.Describe())
 	return e, nil
 }
 
@@ -148,7 +163,8 @@ func (e *Elector) LastRenewal() time.Time {
 	return e.renewed
 }
 
-// Config returns the configuration the Elector runs with.
+// Config returns the configuration the Elector runs with, including the
+// Instance New chose when the caller left it empty.
 func (e *Elector) Config() Config { return e.cfg }
 
 // Leader returns the holder last observed in the record ("" if none).
@@ -252,6 +268,20 @@ func (d *driver) loop(ctx context.Context) error {
 func (d *driver) transitions(ctx context.Context, out Output) bool {
 	e := d.e
 	ok := true
+	switch out.Problem {
+	case ProblemNone:
+	case ProblemSharedIdentity:
+		e.log.Warn(out.Problem.String())
+	default:
+		e.log.Error(out.Problem.String())
+	}
+	if out.Renewed && e.cb.OnRenewed != nil {
+		term := out.Term
+		if !out.Started {
+			term, _ = d.m.Leading()
+		}
+		e.cb.OnRenewed(term, d.start.Add(out.ValidUntil))
+	}
 	if out.Stopped {
 		e.mu.Lock()
 		e.term = 0

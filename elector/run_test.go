@@ -37,10 +37,19 @@ type cluster struct {
 	parked atomic.Int32
 	stuck  atomic.Int32 // calls held by a test backend that ignores its context
 	nodes  []*node
+	// identity of a node added next, when it is not the node's name.
+	identity map[string]string
 
-	mu     sync.Mutex
-	spans  []span // leaderships, in start order
-	active map[string]int
+	mu      sync.Mutex
+	spans   []span // leaderships, in start order
+	active  map[string]int
+	renewed []renewal
+}
+
+// renewal is one OnRenewed call on the mock clock.
+type renewal struct {
+	id        string
+	at, until time.Duration
 }
 
 type node struct {
@@ -58,7 +67,7 @@ type span struct {
 }
 
 func newCluster(t *testing.T, n int, watch bool) *cluster {
-	c := &cluster{t: t, clk: clock.NewMock(), active: map[string]int{}}
+	c := &cluster{t: t, clk: clock.NewMock(), active: map[string]int{}, identity: map[string]string{}}
 	c.clk.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c.start = c.clk.Now()
 	c.store = memory.New(memory.WithClock(c.clk))
@@ -82,7 +91,11 @@ func (c *cluster) add(id string, watch bool, seed uint64) *node {
 // addWith starts a candidate on backend b. With hold set, its leader work
 // keeps running after its context is cancelled until hold is closed.
 func (c *cluster) addWith(id string, b elector.Backend, seed uint64, hold <-chan struct{}) *node {
-	cfg := elector.Config{Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, ReleaseOnCancel: true}
+	identity := id
+	if x, ok := c.identity[id]; ok {
+		identity = x
+	}
+	cfg := elector.Config{Identity: identity, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, ReleaseOnCancel: true}
 	nd := &node{id: id, done: make(chan struct{})}
 	e, err := elector.New(cfg, b, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) {
@@ -99,6 +112,11 @@ func (c *cluster) addWith(id string, b elector.Backend, seed uint64, hold <-chan
 			c.mu.Unlock()
 		},
 		OnStoppedLeading: func() {},
+		OnRenewed: func(term int64, until time.Time) {
+			c.mu.Lock()
+			c.renewed = append(c.renewed, renewal{id: id, at: c.now(), until: until.Sub(c.start)})
+			c.mu.Unlock()
+		},
 	}, elector.WithClock(c.clk), elector.WithRand(rand.New(rand.NewPCG(seed, 1))),
 		elector.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -312,6 +330,68 @@ func TestRunPartitionedLeaderStepsDown(t *testing.T) {
 	}
 	if got := old.e.Leader(); got != now.id {
 		t.Fatalf("the healed node sees leader %q, want %q", got, now.id)
+	}
+}
+
+// OnRenewed tells, after every acknowledged write, until when the
+// leadership is valid: the write's send time + RenewDeadline. A leader cut
+// off from the store stops leading at the last instant it was told, so a
+// watchdog holding the leader's work to it never stops the work late.
+func TestRunOnRenewedBoundsLeadership(t *testing.T) {
+	c := newCluster(t, 2, true)
+	c.until(ld, "a leader", func() bool { return c.leader() != nil })
+	c.advance(5 * time.Second)
+	old := c.leader()
+	c.store.Partition(old.id)
+	c.until(ld+3*rp, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
+	spans := c.leaderships()
+	c.mu.Lock()
+	var mine []renewal
+	for _, r := range c.renewed {
+		if r.id == old.id {
+			mine = append(mine, r)
+		}
+	}
+	c.mu.Unlock()
+	// One acquisition plus a renewal every RetryPeriod over 5s.
+	if len(mine) < int(5*time.Second/rp) {
+		t.Fatalf("%d OnRenewed calls in 5s of leading (RetryPeriod %v)", len(mine), rp)
+	}
+	for i, r := range mine {
+		if r.until > r.at+rd || r.until < r.at+rd-step {
+			t.Fatalf("renewal %d at %v: valid until %v, want its send time + %v", i, r.at, r.until, rd)
+		}
+		if i > 0 && r.until <= mine[i-1].until {
+			t.Fatalf("renewal %d: valid until %v, not after the previous %v", i, r.until, mine[i-1].until)
+		}
+	}
+	last := mine[len(mine)-1].until
+	if spans[0].stop < 0 || spans[0].stop > last+step {
+		t.Fatalf("told valid until %v, the old leader stopped at %v", last, spans[0].stop)
+	}
+	if spans[1].start <= last {
+		t.Fatalf("the new leader started at %v, while the old one was told it led until %v", spans[1].start, last)
+	}
+}
+
+// Two processes with one identity: the second waits out the first's lease
+// instead of taking the record naming "its" identity at once. Before
+// instances, they took the lock from each other every RetryPeriod.
+func TestRunSharedIdentityOneLeader(t *testing.T) {
+	c := newCluster(t, 0, true)
+	c.identity["p1"], c.identity["p2"] = "same", "same"
+	c.add("p1", true, 1)
+	c.until(ld, "a leader", func() bool { return c.leader() != nil })
+	c.add("p2", true, 2)
+	c.advance(20 * time.Second) // checks one leader at every step
+	if s := c.leaderships(); len(s) != 1 || s[0].id != "p1" {
+		t.Fatalf("leaderships %+v, want p1's alone", s)
+	}
+	// p1 stops without releasing: p2 takes over once the lease has run out.
+	c.store.Partition("p1")
+	c.until(ld+3*rp, "p2 leading", func() bool { return c.leader() == c.nodes[1] })
+	if s := c.leaderships(); len(s) != 2 || s[1].term <= s[0].term {
+		t.Fatalf("leaderships %+v, want p1 then p2 with a higher term", s)
 	}
 }
 

@@ -77,7 +77,7 @@ func apply(mp **Machine, cmd string) (string, error) {
 		return d
 	}
 	now := at(dur("t"))
-	rec := Record{Holder: args["holder"], LeaseDuration: ld, AcquireTime: epoch, RenewTime: epoch}
+	rec := Record{Holder: args["holder"], Instance: args["instance"], LeaseDuration: ld, AcquireTime: epoch, RenewTime: epoch}
 	if args["ld"] != "" {
 		rec.LeaseDuration = dur("ld")
 	}
@@ -95,6 +95,7 @@ func apply(mp **Machine, cmd string) (string, error) {
 	}
 	if fields[0] == "new" {
 		cfg := DefaultConfig(args["id"])
+		cfg.Instance = args["instance"]
 		cfg.ReleaseOnCancel = args["release"] != "false"
 		f, _ := strconv.ParseFloat(args["rand"], 64)
 		m, err := NewMachine(cfg, fixedRand(f), args["watch"] == "true")
