@@ -33,6 +33,11 @@ type Scenario struct {
 	Loss    float64       // probability a message is lost
 
 	Clocks []Clock // one per node, index 0 = n1
+	// Identities are the nodes' identities, index 0 = n1; a node's id
+	// unless the file gives it another (two nodes may share one, as two
+	// processes started with the same --id do). Every boot of a node is a
+	// new process with an instance of its own.
+	Identities []string
 	Faults []Fault
 	Random *RandomFaults
 }
@@ -103,7 +108,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		return nil, errors.New("the scenario is empty")
 	}
 	p := parser{}
-	var clocks *yaml.Node
+	var clocks, identities *yaml.Node
 	var faults *yaml.Node
 	p.Mapping(doc.Content[0], "", func(key string, k, v *yaml.Node) {
 		switch key {
@@ -153,6 +158,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			})
 		case "clocks":
 			clocks = v
+		case "identities":
+			identities = v
 		case "faults":
 			faults = v
 		case "random_faults":
@@ -184,6 +191,21 @@ func ParseScenario(data []byte) (*Scenario, error) {
 					p.Unknown(k, "clocks."+id+"."+key)
 				}
 			})
+		})
+	}
+	sc.Identities = make([]string, sc.Nodes)
+	for i := range sc.Identities {
+		sc.Identities[i] = NodeID(i)
+	}
+	if identities != nil {
+		p.Mapping(identities, "identities.", func(id string, k, v *yaml.Node) {
+			if i := p.node(k, "identities", id, sc.Nodes); i >= 0 {
+				if x := p.Str(v, "identities."+id); x != "" {
+					sc.Identities[i] = x
+				} else if p.Err == nil {
+					p.Fail(v, "identities."+id, "must not be empty")
+				}
+			}
 		})
 	}
 	if faults != nil {

@@ -189,7 +189,8 @@ func (s *sim) push(e event) {
 // boot starts a node's elector (at the beginning or on restart).
 func (s *sim) boot(n *node) error {
 	cfg := elector.Config{
-		Identity: n.id, LeaseDuration: s.sc.LeaseDuration, RenewDeadline: s.sc.RenewDeadline,
+		Identity: s.identity(n), Instance: fmt.Sprintf("%s.%d", n.id, n.inc),
+		LeaseDuration: s.sc.LeaseDuration, RenewDeadline: s.sc.RenewDeadline,
 		RetryPeriod: s.sc.RetryPeriod, ReleaseOnCancel: s.sc.ReleaseOnCancel,
 	}
 	m, err := elector.NewMachine(cfg, rngAdapter{s.rng}, s.sc.Watch)
@@ -480,7 +481,11 @@ func (s *sim) arrive(e event) {
 	}
 	switch {
 	case e.op != elector.OpGet && err == nil:
-		s.holder, s.version = s.nodeIndex(e.rec.Holder), ver
+		// A write names its writer, or nobody (a release).
+		s.holder, s.version = -1, ver
+		if e.rec.Holder != "" {
+			s.holder = n.idx
+		}
 		if s.trace != nil {
 			s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", e.op, n.id, e.rec.Holder, e.rec.Term, ver)
 		}
@@ -497,6 +502,14 @@ func (s *sim) arrive(e event) {
 		return
 	}
 	s.push(event{at: s.now + s.delay(), kind: evReply, node: e.node, inc: e.inc, gen: e.gen, rec: rec, ver: ver, err: err})
+}
+
+// identity is the identity node n campaigns with.
+func (s *sim) identity(n *node) string {
+	if n.idx < len(s.sc.Identities) && s.sc.Identities[n.idx] != "" {
+		return s.sc.Identities[n.idx]
+	}
+	return n.id
 }
 
 func (s *sim) nodeIndex(id string) int {

@@ -111,7 +111,7 @@ func TestExamplesGolden(t *testing.T) {
 func TestExampleOutcomes(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		for _, name := range []string{"leader-crash", "graceful-stop", "partition-leader", "lossy-network",
-			"wall-clock-jump", "rate-skew-within-bound", "random-chaos"} {
+			"wall-clock-jump", "rate-skew-within-bound", "random-chaos", "shared-identity"} {
 			if r := run(t, load(t, name), seed); !r.Safe() || r.DualLeaderMS != 0 {
 				t.Errorf("%s seed %d: violations %+v", name, seed, r.Violations)
 			}
@@ -168,6 +168,25 @@ func TestPartitionedLeaderStopsFirst(t *testing.T) {
 		r := run(t, sc, seed)
 		if r.DualLeaderMS != 0 || len(r.Failovers) != 1 || r.Failovers[0].LeaderlessMS <= 0 {
 			t.Fatalf("seed %d: dual %vms, failovers %+v; want one failover with a leaderless gap", seed, r.DualLeaderMS, r.Failovers)
+		}
+	}
+}
+
+// Nodes sharing an identity never lead at once, and a crashed leader that
+// comes back as a new process with its identity waits out its own lease.
+func TestSharedIdentity(t *testing.T) {
+	sc := load(t, "shared-identity")
+	if sc.Identities[0] != "worker" || sc.Identities[1] != "worker" || sc.Identities[2] != "n3" {
+		t.Fatalf("identities %q", sc.Identities)
+	}
+	lo := float64(sc.LeaseDuration-sc.RetryPeriod) / 1e6
+	for seed := uint64(1); seed <= 50; seed++ {
+		r := run(t, sc, seed)
+		if r.DualLeaderMS != 0 || !r.Safe() {
+			t.Fatalf("seed %d: dual leadership %vms, violations %+v", seed, r.DualLeaderMS, r.Violations)
+		}
+		if len(r.Failovers) == 0 || r.Failovers[0].Cause != "crash" || r.Failovers[0].FailoverMS < lo {
+			t.Fatalf("seed %d: failovers %+v; want a crash failover of about the lease (at least %vms)", seed, r.Failovers, lo)
 		}
 	}
 }
