@@ -87,6 +87,9 @@ func startLeasehold(t *testing.T, id string, env []string, args ...string) *proc
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	// A command that outlived leasehold would hold its output open: do
+	// not let that hang the test.
+	p.cmd.WaitDelay = 2 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,19 +1,35 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // guardCommand is the hidden command under which run starts the user's
-// command. The guard keeps the command from outliving leasehold:
+// command. The guard keeps the command from outliving its leadership:
 //
+//   - it is a watchdog: leasehold tells it, after every acknowledged
+//     renewal, the instant on the machine's monotonic clock until which the
+//     lease is valid; when that instant passes with no newer word (leasehold
+//     paused, stuck or starved), the guard stops the command by itself:
+//     SIGTERM, SIGKILL after the grace. Since grace < lease duration − renew
+//     deadline, the command is gone before any other replica may start;
 //   - it gets SIGUSR1 when leasehold dies, even by SIGKILL (a parent-death
-//     signal), and then kills the command's process group;
+//     signal), and its control socket reaches end of file; either way it
+//     kills the command's process group at once;
+//   - the command gets SIGKILL when the guard dies (its own parent-death
+//     signal), and leasehold, told the command's process group, kills that
+//     group and waits for it to be empty before it releases the lock;
 //   - it is a child subreaper, so the command's own children that lose
 //     their parent are reparented to it and waited for, not to init;
 //   - on SIGTERM it forwards SIGTERM to the command's group and sends
@@ -28,15 +44,46 @@ const guardCommand = "__guard"
 
 // Environment of the guard, set by run and removed before the command runs.
 const (
-	guardParentEnv = "LEASEHOLD_GUARD_PARENT" // pid of the leasehold that started it
-	guardGraceEnv  = "LEASEHOLD_GUARD_GRACE"  // SIGTERM → SIGKILL delay
+	guardParentEnv   = "LEASEHOLD_GUARD_PARENT"   // pid of the leasehold that started it
+	guardGraceEnv    = "LEASEHOLD_GUARD_GRACE"    // SIGTERM → SIGKILL delay
+	guardDeadlineEnv = "LEASEHOLD_GUARD_DEADLINE" // the lease's first deadline, monotonic nanoseconds
 )
 
+// The guard's control socket is its file descriptor 3. leasehold writes
+// "D <ns>" (a new lease deadline, CLOCK_MONOTONIC nanoseconds); the guard
+// writes "P <pid>" (the command's pid, which is its process group) and
+// "W" (the watchdog stopped the command).
+const guardControlFD = 3
+
 const prSetChildSubreaper = 36 // prctl(2) PR_SET_CHILD_SUBREAPER
+
+// monoNow reads CLOCK_MONOTONIC: one clock for leasehold and its guard, so
+// a deadline one computes means the same instant to the other.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+// monoDeadline turns an instant of the elector's clock into CLOCK_MONOTONIC
+// nanoseconds. The raw clock is read before the remaining time is measured,
+// so a pause between the two readings makes the deadline earlier, never
+// later.
+func monoDeadline(until time.Time) int64 {
+	raw := monoNow()
+	return raw + int64(time.Until(until))
+}
 
 type reaped struct {
 	pid int
 	ws  syscall.WaitStatus
+}
+
+func guardFail(format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "leasehold guard: "+format+"\n", args...)
+	return 1
 }
 
 func guard(args []string) int {
@@ -52,12 +99,23 @@ func guard(args []string) int {
 	if parent, err := strconv.Atoi(os.Getenv(guardParentEnv)); err != nil || os.Getppid() != parent {
 		return 1
 	}
+	// Never compute a wait from an unchecked value: run checked these.
 	grace, err := time.ParseDuration(os.Getenv(guardGraceEnv))
 	if err != nil || grace <= 0 {
-		grace = 5 * time.Second
+		return guardFail("%s=%q is not a positive duration", guardGraceEnv, os.Getenv(guardGraceEnv))
+	}
+	deadline, err := strconv.ParseInt(os.Getenv(guardDeadlineEnv), 10, 64)
+	if err != nil || deadline <= 0 {
+		return guardFail("%s=%q is not a deadline", guardDeadlineEnv, os.Getenv(guardDeadlineEnv))
 	}
 	os.Unsetenv(guardParentEnv)
 	os.Unsetenv(guardGraceEnv)
+	os.Unsetenv(guardDeadlineEnv)
+	ctl := os.NewFile(guardControlFD, "control")
+	if ctl == nil {
+		return guardFail("no control socket on fd %d", guardControlFD)
+	}
+	syscall.CloseOnExec(guardControlFD) // the command does not get it
 	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
 
 	path, err := exec.LookPath(args[0])
@@ -65,16 +123,37 @@ func guard(args []string) int {
 		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
 		return 127
 	}
+	if monoNow() >= deadline {
+		return guardFail("the lease ran out before the command could start")
+	}
+	// The command's parent-death signal fires when the thread that forked
+	// it exits: keep this goroutine on its thread for good.
+	runtime.LockOSThread()
 	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
 		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
 		return 127
 	}
 	group := -pid // the command leads its own group
+	fmt.Fprintf(ctl, "P %d\n", pid)
+
+	// Deadlines from leasehold; end of file means leasehold is gone.
+	deadlines := make(chan int64, 16)
+	go func() {
+		defer close(deadlines)
+		sc := bufio.NewScanner(ctl)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "D "); ok {
+				if d, err := strconv.ParseInt(v, 10, 64); err == nil {
+					deadlines <- d
+				}
+			}
+		}
+	}()
 
 	reaps := make(chan reaped, 16)
 	go func() { // reap every child, the command and adopted orphans alike
@@ -103,16 +182,42 @@ func guard(args []string) int {
 			kill = time.After(grace)
 		}
 	}
+	killNow := func() {
+		syscall.Kill(group, syscall.SIGKILL)
+		stopping, kill = true, nil
+		if giveUp == nil {
+			giveUp = time.After(time.Second)
+		}
+	}
+	watchdog := time.NewTimer(time.Duration(deadline - monoNow()))
+	defer watchdog.Stop()
 	for {
 		select {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGUSR1: // leasehold died: no grace
-				syscall.Kill(group, syscall.SIGKILL)
-				stopping, kill = true, nil
-				giveUp = time.After(time.Second)
+				killNow()
 			default:
 				stop(sig.(syscall.Signal))
+			}
+		case d, ok := <-deadlines:
+			switch {
+			case !ok:
+				deadlines = nil
+				killNow() // leasehold is gone: no grace
+			case d > deadline && !stopping:
+				deadline = d
+				watchdog.Reset(time.Duration(deadline - monoNow()))
+			}
+		case <-watchdog.C:
+			if monoNow() < deadline { // a reset raced with the firing
+				watchdog.Reset(time.Duration(deadline - monoNow()))
+				continue
+			}
+			if !stopping {
+				os.Stderr.WriteString("leasehold guard: the lease ran out with no word of a renewal from leasehold (paused or stuck?); stopping the command\n")
+				ctl.Write([]byte("W\n"))
+				stop(syscall.SIGTERM)
 			}
 		case r, ok := <-reaps:
 			if !ok {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +12,8 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,14 +38,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(command) == 0 {
 		return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
 	}
+	graceSet := false
+	fs.Visit(func(f *flag.Flag) { graceSet = graceSet || f.Name == "grace" })
+	if graceSet && *grace <= 0 {
+		return usagef("--grace (%v) must be positive: it is how long the command gets between SIGTERM and SIGKILL", *grace)
+	}
 	ss, err := o.open(ctx, stderr, func(cfg config) error {
 		// After losing the lease the command must be gone before another
 		// replica may start one (the margin), and on shutdown before the
 		// elector gives up waiting to release (the renew deadline).
 		margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
 		limit := min(margin, cfg.Lease.RenewDeadline)
-		if *grace == 0 {
-			*grace = min(limit/2, 10*time.Second)
+		if !graceSet {
+			*grace = max(min(limit/2, 10*time.Second), time.Millisecond)
 		}
 		switch {
 		case *grace >= margin:
@@ -56,6 +65,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer ss.close()
 	log := ss.log
+	becomeSubreaper()
 	if *httpAddr != "" {
 		if _, err := ss.srv.listen(ctx, *httpAddr); err != nil {
 			return err
@@ -68,14 +78,26 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pause := time.Duration(0)
 	for {
 		began := time.Now()
-		code, exited, err := campaign(ctx, ss, command, *grace)
+		end, err := campaign(ctx, ss, command, *grace)
+		code := end.code
 		switch {
 		case err != nil:
 			return err
 		case ctx.Err() != nil:
 			log.Info("stopped on signal")
 			return nil
-		case !exited:
+		case end.watchdog:
+			// Not the command's doing: campaign again, after a pause so a
+			// starved process does not churn the lock.
+			pause = ss.cfg.Lease.RetryPeriod
+			log.Info("campaigning again after the watchdog stopped the command", "after", pause)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(pause):
+			}
+			continue
+		case !end.exited:
 			return nil
 		case !*restart:
 			log.Info("command exited; lock released", "status", code)
@@ -98,55 +120,115 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
-// campaign runs one Elector until ctx is cancelled or the command exits on
-// its own while leading (then the lock is released).
-func campaign(ctx context.Context, ss *session, command []string, grace time.Duration) (code int, exited bool, err error) {
+// campaignEnd is how one campaign ended.
+type campaignEnd struct {
+	code     int  // the command's status, when it ended
+	exited   bool // the command exited on its own (or its guard died)
+	watchdog bool // the guard's watchdog stopped the command: campaign again
+}
+
+// campaign runs one Elector until ctx is cancelled, the command exits on its
+// own while leading, or the guard's watchdog stops it (then the lock is
+// released, if it is still held).
+func campaign(ctx context.Context, ss *session, command []string, grace time.Duration) (campaignEnd, error) {
 	cfg, log := ss.cfg, ss.log
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	childExit := make(chan int, 1)
+	ended := make(chan campaignEnd, 1)
+	feed := newLeaseFeed()
 	e, err := elector.New(cfg.Lease, ss.backend, elector.Callbacks{
 		OnStartedLeading: func(lctx context.Context, term int64) {
 			env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
 				"LEASEHOLD_IDENTITY="+cfg.Identity, "LEASEHOLD_LOCK="+cfg.Name)
-			c, onItsOwn := runChild(lctx, command, env, grace, log.With("term", term))
-			if onItsOwn {
-				childExit <- c
+			c, how := runChild(lctx, command, env, grace, feed, log.With("term", term))
+			switch how {
+			case endExited, endGuardDied:
+				ended <- campaignEnd{code: c, exited: true}
+				stop()
+			case endWatchdog:
+				ended <- campaignEnd{code: c, watchdog: true}
 				stop()
 			}
 		},
 		OnStoppedLeading: func() {},
 		OnNewLeader:      func(string) {},
+		OnRenewed:        func(_ int64, until time.Time) { feed.renewed(until) },
 	}, elector.WithLogger(ss.base), elector.WithObserver(ss.srv.obs))
 	if err != nil {
-		return 0, false, usagef("%v", err)
+		return campaignEnd{}, usagef("%v", err)
 	}
 	ss.srv.e.Store(e)
 	if err := e.Run(runCtx); err != nil {
-		return 0, false, err
+		return campaignEnd{}, err
 	}
 	select {
-	case c := <-childExit:
-		return c, true, nil
+	case c := <-ended:
+		return c, nil
 	default:
-		return 0, false, nil
+		return campaignEnd{}, nil
 	}
 }
 
+// leaseFeed carries the lease deadlines of the elector to the guard: the
+// latest deadline, in CLOCK_MONOTONIC nanoseconds, and a wake-up for the
+// goroutine that writes it to the guard.
+type leaseFeed struct {
+	deadline atomic.Int64
+	notify   chan struct{}
+}
+
+func newLeaseFeed() *leaseFeed { return &leaseFeed{notify: make(chan struct{}, 1)} }
+
+// renewed records a new deadline; it never blocks (OnRenewed must not).
+func (f *leaseFeed) renewed(until time.Time) {
+	d := monoDeadline(until)
+	for {
+		old := f.deadline.Load()
+		if d <= old || f.deadline.CompareAndSwap(old, d) {
+			break
+		}
+	}
+	select {
+	case f.notify <- struct{}{}:
+	default:
+	}
+}
+
+// childEnd says how runChild ended.
+type childEnd int
+
+const (
+	endStopped   childEnd = iota // leadership ended: the command was stopped
+	endExited                    // the command exited on its own
+	endWatchdog                  // the guard stopped it: the lease ran out with no renewal
+	endGuardDied                 // the guard itself died; the command's group was killed
+)
+
 // runChild runs the command while ctx lasts, under a guard process
 // (leasehold itself, see guard.go) that makes sure the command and its
-// children never outlive this process. When ctx is cancelled (leadership
-// lost or shutdown) the guard is told to stop the command: SIGTERM, then
-// SIGKILL after grace. onItsOwn reports that the command exited by itself.
-func runChild(ctx context.Context, command, env []string, grace time.Duration, log *slog.Logger) (code int, onItsOwn bool) {
+// children never outlive this process nor the lease. When ctx is cancelled
+// (leadership lost or shutdown) the guard is told to stop the command:
+// SIGTERM, then SIGKILL after grace. Whatever way the guard ends, runChild
+// returns only once no process of the command's group runs any more, so the
+// lock is never released while one may.
+func runChild(ctx context.Context, command, env []string, grace time.Duration, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
 	self, err := os.Executable()
 	if err != nil {
 		log.Error("cannot find the leasehold executable to start the command under", "err", err)
-		return 127, true
+		return 127, endExited
 	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		log.Error("cannot make the guard's control socket", "err", err)
+		return 127, endExited
+	}
+	ctl, theirs := os.NewFile(uintptr(fds[0]), "guard-control"), os.NewFile(uintptr(fds[1]), "guard-control")
+	defer ctl.Close()
 	cmd := exec.Command(self, append([]string{guardCommand, "--"}, command...)...)
-	cmd.Env = append(env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String())
+	cmd.Env = append(env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String(),
+		guardDeadlineEnv+"="+strconv.FormatInt(feed.deadline.Load(), 10))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3 of the guard
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGUSR1}
 
 	started := make(chan error, 1)
@@ -163,30 +245,99 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, l
 		started <- nil
 		done <- cmd.Wait()
 	}()
-	if err := <-started; err != nil {
+	err = <-started
+	theirs.Close()
+	if err != nil {
 		log.Error("cannot start the command", "command", command, "err", err)
-		return 127, true
+		return 127, endExited
 	}
 	log.Info("started the command", "guard", cmd.Process.Pid, "command", command)
+
+	// What the guard says: the command's process group, and whether its
+	// watchdog fired. It closes at the guard's exit.
+	var group atomic.Int64
+	var fired atomic.Bool
+	said := make(chan struct{})
+	go func() {
+		defer close(said)
+		sc := bufio.NewScanner(ctl)
+		for sc.Scan() {
+			switch line := sc.Text(); {
+			case line == "W":
+				fired.Store(true)
+			case strings.HasPrefix(line, "P "):
+				if p, err := strconv.Atoi(line[2:]); err == nil && p > 0 {
+					group.Store(int64(p))
+				}
+			}
+		}
+	}()
+	// Every new deadline goes to the guard.
+	feeding := make(chan struct{})
+	defer close(feeding)
+	go func() {
+		for {
+			select {
+			case <-feeding:
+				return
+			case <-feed.notify:
+				fmt.Fprintf(ctl, "D %d\n", feed.deadline.Load())
+			}
+		}
+	}()
+	// The guard is gone: make sure its command's group is too.
+	finish := func(err error) int {
+		<-said
+		code := status(err)
+		if pg := int(group.Load()); pg > 0 {
+			if !groupGone(pg) {
+				log.Warn("processes of the command's group outlived its guard; killing them", "group", pg)
+			}
+			awaitGroup(pg, log)
+		}
+		return code
+	}
 	select {
 	case err := <-done:
-		return status(err), true
+		code := finish(err)
+		switch {
+		case fired.Load():
+			log.Warn("the guard stopped the command: the lease ran out with no renewal from leasehold (paused or starved?)", "status", code)
+			return code, endWatchdog
+		case guardKilled(err):
+			log.Error("the command's guard was killed; killed the command's process group", "err", err)
+			return code, endGuardDied
+		}
+		return code, endExited
 	case <-ctx.Done():
 	}
 	log.Info("stopping the command", "grace", grace)
 	cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace + 5*time.Second)
+	wait := grace + 5*time.Second
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case err := <-done:
-		code = status(err)
+		code = finish(err)
 	case <-t.C:
-		log.Error("the command's guard did not finish; killing it", "waited", grace+5*time.Second)
+		log.Error("the command's guard did not finish; killing it", "waited", wait)
 		cmd.Process.Kill()
-		code = status(<-done)
+		code = finish(<-done)
 	}
 	log.Info("the command stopped", "status", code)
-	return code, false
+	return code, endStopped
+}
+
+// guardKilled reports whether the guard ended by a signal rather than by
+// passing its command's status on.
+func guardKilled(err error) bool {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true
+		}
+	}
+	return false
 }
 
 // status turns a Wait error into an exit status (128+signal when killed).

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The promise of `leasehold run`, tested with real processes on a real
+// etcd: the command never runs while another replica leads.
+
+// writeLeaseConfig writes an etcd config for a fresh lock with the given
+// lease flow-style mapping, e.g. "{duration: 4s, renew_deadline: 3s, retry_period: 1s}".
+func writeLeaseConfig(t *testing.T, lease string) (path, lock string) {
+	t.Helper()
+	lock = fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+	path = filepath.Join(t.TempDir(), "leasehold.yaml")
+	cfg := fmt.Sprintf("backend: etcd\nname: %s\nlease: %s\netcd:\n  endpoints: [%q]\n  prefix: /e2e/\n",
+		lock, lease, strings.TrimPrefix(etcdSrv.Endpoint, "http://"))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, lock
+}
+
+// childrenOf lists the pids whose parent is pid, from /proc.
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
+		if len(f) > 1 && string(f[0]) != "Z" && string(f[1]) == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// overlap is how long the lines of one writer went on after another's
+// first line (0 or less: none).
+func overlap(ls []line, old, next string) (lastOld, firstNext time.Time) {
+	for _, l := range ls {
+		if l.id == old {
+			lastOld = l.at
+		}
+		if l.id == next && firstNext.IsZero() {
+			firstNext = l.at
+		}
+	}
+	return lastOld, firstNext
+}
+
+// A leasehold paused (SIGSTOP) while it leads cannot renew; its guard keeps
+// running and stops the command when the lease it was last told about runs
+// out, before another replica's lease may start. Lease 4s / 3s / 1s and
+// pauses of 8s and 12s, as in the report that found the command going on
+// for 3.9s and 8.4s alongside the new leader's.
+func TestRunPausedLeaderStopsItsCommand(t *testing.T) {
+	needBinaryAndEtcd(t)
+	for _, pause := range []time.Duration{8 * time.Second, 12 * time.Second} {
+		t.Run(pause.String(), func(t *testing.T) {
+			t.Parallel()
+			cfg, _ := writeLeaseConfig(t, "{duration: 4s, renew_deadline: 3s, retry_period: 1s}")
+			out := filepath.Join(t.TempDir(), "out.txt")
+			procs := map[string]*proc{}
+			for _, id := range []string{"a", "b"} {
+				procs[id] = startLeasehold(t, id, []string{"OUT=" + out},
+					"run", "--config", cfg, "--id", id, "--", "sh", "-c", writer)
+			}
+			ls := waitFor(t, out, 15*time.Second, "a first leader writing", func(ls []line) bool { return len(ls) >= 5 })
+			first := lastID(ls)
+			next := map[string]string{"a": "b", "b": "a"}[first]
+			paused := time.Now()
+			procs[first].cmd.Process.Signal(syscall.SIGSTOP)
+			waitFor(t, out, pause, "the other replica writing", func(ls []line) bool { return lastID(ls) == next })
+			if rest := pause - time.Since(paused); rest > 0 {
+				time.Sleep(rest)
+			}
+			ls = readLines(t, out)
+			lastOld, firstNext := overlap(ls, first, next)
+			procs[first].cmd.Process.Signal(syscall.SIGCONT)
+			t.Logf("pause %v: %s's command wrote last %v after the pause began; %s's first line %v after it; overlap %v",
+				pause, first, lastOld.Sub(paused).Round(time.Millisecond), next,
+				firstNext.Sub(paused).Round(time.Millisecond), max(0, lastOld.Sub(firstNext)).Round(time.Millisecond))
+			if !lastOld.Before(firstNext) {
+				t.Fatalf("%s's command wrote at %v, after %s's command started at %v: two commands at once",
+					first, lastOld.Format(time.StampMicro), next, firstNext.Format(time.StampMicro))
+			}
+			// Resumed, the old leader follows: its command does not come back
+			// while the other leads.
+			time.Sleep(3 * time.Second)
+			ls = readLines(t, out)
+			for _, l := range ls {
+				if l.id == first && l.at.After(firstNext) {
+					t.Fatalf("%s's command wrote again at %v while %s leads", first, l.at.Format(time.StampMicro), next)
+				}
+			}
+			if !strings.Contains(procs[first].logs.String(), "lease ran out") {
+				t.Errorf("%s's logs do not say that the guard stopped the command:\n%s", first, procs[first].logs.String())
+			}
+		})
+	}
+}
+
+// kill -9 of the guard: its command dies with it (its parent-death signal),
+// and whatever else of the command's process group ran, even ignoring
+// SIGTERM, is killed by leasehold before it releases the lock.
+func TestRunGuardKilled(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, _ := writeConfig(t, "")
+	out := filepath.Join(t.TempDir(), "out.txt")
+	// The loop runs in a background subshell that ignores SIGTERM: it is
+	// not the guard's direct child, so only the group kill reaches it.
+	stubborn := `(trap "" TERM; while :; do echo "$LEASEHOLD_TERM $LEASEHOLD_IDENTITY $(date +%s%N)" >> "$OUT"; sleep 0.1; done) & wait`
+	procs := map[string]*proc{}
+	for _, id := range []string{"a", "b"} {
+		procs[id] = startLeasehold(t, id, []string{"OUT=" + out},
+			"run", "--config", cfg, "--id", id, "--grace", "300ms", "--", "sh", "-c", stubborn)
+	}
+	ls := waitFor(t, out, 10*time.Second, "a first leader writing", func(ls []line) bool { return len(ls) >= 5 })
+	first := lastID(ls)
+	next := map[string]string{"a": "b", "b": "a"}[first]
+	guards := childrenOf(t, procs[first].cmd.Process.Pid)
+	if len(guards) != 1 {
+		t.Fatalf("leasehold %s has children %v, want its one guard", first, guards)
+	}
+	killed := time.Now()
+	syscall.Kill(guards[0], syscall.SIGKILL)
+	ls = waitFor(t, out, 10*time.Second, "the other replica writing", func(ls []line) bool { return lastID(ls) == next })
+	t.Logf("guard of %s killed: %s writing after %v", first, next, time.Since(killed).Round(time.Millisecond))
+	select {
+	case <-procs[first].done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("leasehold did not exit after its guard was killed")
+	}
+	if code := procs[first].cmd.ProcessState.ExitCode(); code != 137 {
+		t.Errorf("leasehold exited %d after its guard was killed, want 137", code)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ls = readLines(t, out)
+	lastOld, firstNext := overlap(ls, first, next)
+	if !lastOld.Before(firstNext) {
+		t.Fatalf("%s's command wrote at %v, after %s's started at %v", first,
+			lastOld.Format(time.StampMicro), next, firstNext.Format(time.StampMicro))
+	}
+	if !strings.Contains(procs[first].logs.String(), "guard was killed") {
+		t.Errorf("%s's logs do not say the guard was killed:\n%s", first, procs[first].logs.String())
+	}
+}
+
+// Two processes started with the same identity: the second waits while the
+// first leads (it warns once) instead of taking the record "it" holds.
+func TestRunSameIdentityTwice(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, _ := writeConfig(t, "")
+	out := filepath.Join(t.TempDir(), "out.txt")
+	one := startLeasehold(t, "A#1", []string{"OUT=" + out}, "run", "--config", cfg, "--id", "A", "--", "sh", "-c", writer)
+	waitFor(t, out, 10*time.Second, "the first writing", func(ls []line) bool { return len(ls) >= 3 })
+	two := startLeasehold(t, "A#2", []string{"OUT=" + out}, "run", "--config", cfg, "--id", "A", "--", "sh", "-c", writer)
+	time.Sleep(5 * time.Second) // 2.5 leases: before instances, terms went up every RetryPeriod
+	ls := readLines(t, out)
+	for _, l := range ls {
+		if l.term != 1 {
+			t.Fatalf("a command ran with term %d: the lock changed hands between the two processes", l.term)
+		}
+	}
+	if c := strings.Count(two.logs.String(), "another process uses this identity"); c != 1 {
+		t.Errorf("the second process warned %d times about the shared identity, want once:\n%s", c, two.logs.String())
+	}
+	// The first stops and releases: the second takes over with term 2.
+	one.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, out, 5*time.Second, "the second writing", func(ls []line) bool { return ls[len(ls)-1].term == 2 })
+}
+
+// --grace must be positive: a negative one used to make leasehold wait a
+// negative time, release, and leave a TERM-ignoring command running.
+func TestRunGraceMustBePositive(t *testing.T) {
+	for _, g := range []string{"-10s", "0", "0s"} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"run", "--backend", "memory", "--name", "x", "--grace", g, "--", "true"}, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), "--grace") || !strings.Contains(errb.String(), "positive") {
+			t.Errorf("--grace %s: exit %d, stderr %q; want exit 2 naming --grace", g, code, errb.String())
+		}
+	}
+}
