@@ -38,8 +38,8 @@ type Scenario struct {
 	// processes started with the same --id do). Every boot of a node is a
 	// new process with an instance of its own.
 	Identities []string
-	Faults []Fault
-	Random *RandomFaults
+	Faults     []Fault
+	Random     *RandomFaults
 }
 
 // Clock describes one node's clock: Rate is its speed relative to true
