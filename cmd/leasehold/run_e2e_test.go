@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/elector"
 )
 
 // The promise of `leasehold run`, tested with real processes on a real
@@ -200,5 +203,37 @@ func TestRunGraceMustBePositive(t *testing.T) {
 		if code != 2 || !strings.Contains(errb.String(), "--grace") || !strings.Contains(errb.String(), "positive") {
 			t.Errorf("--grace %s: exit %d, stderr %q; want exit 2 naming --grace", g, code, errb.String())
 		}
+	}
+}
+
+// A record whose term has reached its limit cannot be taken over. leasehold
+// says so at ERROR, once, with what to do, instead of idling silently.
+func TestRunTermExhaustedIsAnError(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, lock := writeConfig(t, "")
+	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{etcdSrv.Endpoint}, Prefix: "/e2e/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Lock(lock).Create(context.Background(), elector.Record{Holder: "", LeaseDuration: time.Second, Term: elector.MaxTerm}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.txt")
+	p := startLeasehold(t, "x", []string{"OUT=" + out}, "run", "--config", cfg, "--id", "x", "--", "sh", "-c", writer)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logs.String(), "term has reached its limit") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the exhausted term within 5s:\n%s", p.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a few more polls
+	logs := p.logs.String()
+	if n := strings.Count(logs, "term has reached its limit"); n != 1 || !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "delete the record") {
+		t.Fatalf("want one ERROR saying what to do, got %d mentions:\n%s", n, logs)
+	}
+	if ls := readLines(t, out); len(ls) != 0 {
+		t.Fatalf("the command ran %d times with an exhausted term", len(ls))
 	}
 }
