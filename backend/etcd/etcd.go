@@ -26,6 +26,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Defaults.
@@ -33,6 +34,18 @@ const (
 	DefaultPrefix         = "/leasehold/"
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultRequestTimeout = 2 * time.Second
+	// DefaultMaxReconnectDelay caps the reconnect backoff when
+	// Config.MaxReconnectDelay is zero.
+	DefaultMaxReconnectDelay = time.Second
+)
+
+// Reconnect backoff: the first retry after a lost connection waits at most
+// reconnectBaseDelay, each next one reconnectMultiplier times longer, up to
+// the cap; every delay is randomised by ±reconnectJitter.
+const (
+	reconnectBaseDelay  = 100 * time.Millisecond
+	reconnectMultiplier = 1.6
+	reconnectJitter     = 0.2
 )
 
 // Config says how to reach etcd.
@@ -47,8 +60,17 @@ type Config struct {
 	// TLS: file paths; all empty for plain TCP.
 	CAFile, CertFile, KeyFile string
 	Username, Password        string
+	// MaxReconnectDelay caps the client's reconnect backoff: how long, at
+	// most, the client waits between two attempts to reach etcd (jitter
+	// included), however long etcd has been away, and so how long after
+	// etcd answers again a request can go through. gRPC's own cap is 120s,
+	// which kept leadership away for many seconds after a long outage.
+	// The watch loops back off no longer either. Zero means
+	// DefaultMaxReconnectDelay; the CLI sets the lease's RetryPeriod.
+	MaxReconnectDelay time.Duration
 	// DialOptions are passed to the gRPC dialer (tests count requests with
-	// an interceptor).
+	// an interceptor). They come after the client's own, so a
+	// grpc.WithConnectParams here replaces the MaxReconnectDelay backoff.
 	DialOptions []grpc.DialOption
 	// Logger receives watch recoveries; default slog.Default().
 	Logger *slog.Logger
@@ -56,11 +78,12 @@ type Config struct {
 
 // Client is a connection to etcd from which locks are opened.
 type Client struct {
-	cli     *clientv3.Client
-	owned   bool
-	prefix  string
-	timeout time.Duration
-	log     *slog.Logger
+	cli      *clientv3.Client
+	owned    bool
+	prefix   string
+	timeout  time.Duration
+	maxDelay time.Duration // cap of the watch loops' retry backoff
+	log      *slog.Logger
 
 	ctx    context.Context // cancelled by Close: ends the watch loops
 	cancel context.CancelFunc
@@ -91,12 +114,18 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
+	if cfg.MaxReconnectDelay < 0 {
+		return nil, fmt.Errorf("etcd: MaxReconnectDelay %v is negative", cfg.MaxReconnectDelay)
+	}
+	if cfg.MaxReconnectDelay == 0 {
+		cfg.MaxReconnectDelay = DefaultMaxReconnectDelay
+	}
 	cc := clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
 		Username:    cfg.Username,
 		Password:    cfg.Password,
-		DialOptions: cfg.DialOptions,
+		DialOptions: append([]grpc.DialOption{reconnect(cfg.MaxReconnectDelay, cfg.DialTimeout)}, cfg.DialOptions...),
 		Logger:      zap.NewNop(),
 	}
 	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
@@ -118,13 +147,36 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := NewFromClient(cli, cfg.Prefix, cfg.RequestTimeout)
 	c.owned = true
+	c.maxDelay = cfg.MaxReconnectDelay
 	if cfg.Logger != nil {
 		c.log = cfg.Logger
 	}
 	return c, nil
 }
 
-// NewFromClient uses a ready client; Close will not close it.
+// reconnect is the gRPC connection backoff capped at maxDelay. gRPC's
+// default (1s, growing 1.6 times up to 120s) left a client whose etcd had been
+// down for 25s waiting another 18s after etcd was back. Jitter is applied
+// on top of gRPC's MaxDelay, so that is set below maxDelay to make maxDelay
+// a true bound. One connection attempt (TCP, TLS and HTTP/2 handshake) may
+// take dialTimeout, the time New gives the first one; gRPC's default of 20s
+// would let an attempt stuck on a silent network hold the next one back.
+func reconnect(maxDelay, dialTimeout time.Duration) grpc.DialOption {
+	top := time.Duration(float64(maxDelay) / (1 + reconnectJitter))
+	return grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff: backoff.Config{
+			BaseDelay:  min(reconnectBaseDelay, top),
+			Multiplier: reconnectMultiplier,
+			Jitter:     reconnectJitter,
+			MaxDelay:   top,
+		},
+		MinConnectTimeout: dialTimeout,
+	})
+}
+
+// NewFromClient uses a ready client; Close will not close it. Its watch
+// loops back off at most DefaultMaxReconnectDelay; the client's own
+// reconnect backoff is whatever cli was built with.
 func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Duration) *Client {
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -133,8 +185,8 @@ func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Dura
 		requestTimeout = DefaultRequestTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cli: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default(), ctx: ctx, cancel: cancel,
-		watches: map[string]*watchState{}}
+	return &Client{cli: cli, prefix: prefix, timeout: requestTimeout, maxDelay: DefaultMaxReconnectDelay,
+		log: slog.Default(), ctx: ctx, cancel: cancel, watches: map[string]*watchState{}}
 }
 
 func tlsConfig(ca, cert, key string) (*tls.Config, error) {
@@ -350,23 +402,24 @@ func (ws *watchState) publish(rev int64, rec elector.Record, ver elector.Version
 func (b *Backend) watchLoop(ws *watchState) {
 	defer b.c.wg.Done()
 	ctx := b.c.ctx
-	backoff := 100 * time.Millisecond
+	first := min(reconnectBaseDelay, b.c.maxDelay)
+	wait := first
 	missing := func() error { return fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound) }
 	for ctx.Err() == nil {
 		rctx, cancel := b.ctx(ctx)
 		resp, err := b.c.cli.Get(rctx, b.key)
 		cancel()
 		if err != nil {
-			b.c.log.Warn("etcd: watch: cannot read the key; retrying", "key", b.key, "err", err, "in", backoff)
+			b.c.log.Warn("etcd: watch: cannot read the key; retrying", "key", b.key, "err", err, "in", wait)
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
-			backoff = min(2*backoff, 2*time.Second)
+			wait = min(2*wait, b.c.maxDelay)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		wait = first
 		if len(resp.Kvs) == 0 {
 			ws.publish(resp.Header.Revision, elector.Record{}, "", missing())
 		} else {

@@ -13,16 +13,29 @@ import (
 	"time"
 )
 
-// Etcd is a running single-member etcd.
+// Etcd is a single-member etcd on loopback ports: running from StartEtcd,
+// down after Kill, up again on the same ports and data after Start, gone
+// after Stop. Its methods may be called from any goroutine.
 type Etcd struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Version  string
 
-	cmd    *exec.Cmd
+	args   []string // the binary and its arguments, the same at every start
+	health string   // base URL whose /health says etcd is ready
 	dir    string
 	logs   *lockedBuffer
-	once   sync.Once
-	exited chan error
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd  // nil while etcd is down
+	exited  chan error // receives cmd's exit status once
+	stopped bool
+}
+
+// healthClient checks /health directly (never through a proxy) and gives
+// up on a check that hangs, so a starting etcd cannot stall the wait.
+var healthClient = &http.Client{
+	Timeout:   time.Second,
+	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 }
 
 type lockedBuffer struct {
@@ -97,97 +110,137 @@ func startEtcd(bin, dir string, t *EtcdTLS) (*Etcd, error) {
 	cu := fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
 	pu := fmt.Sprintf("http://127.0.0.1:%d", peer)
 	data := filepath.Join(dir, fmt.Sprintf("data-%d", client))
-	logs := &lockedBuffer{}
-	cmd := exec.Command(bin,
+	args := []string{bin,
 		"--name", "leasehold-test",
 		"--data-dir", data,
 		"--listen-client-urls", cu, "--advertise-client-urls", cu,
 		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
-		"--initial-cluster", "leasehold-test="+pu,
+		"--initial-cluster", "leasehold-test=" + pu,
 		"--log-level", "error",
 		"--unsafe-no-fsync",
-	)
-	hc := http.DefaultClient
-	if t != nil {
-		cmd.Args = append(cmd.Args, "--cert-file", t.Cert, "--key-file", t.Key,
-			"--trusted-ca-file", t.CA, "--client-cert-auth",
-			"--listen-metrics-urls", fmt.Sprintf("http://127.0.0.1:%d", metricsPort))
 	}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("servers: start %s: %w", bin, err)
-	}
-	e := &Etcd{Endpoint: cu, cmd: cmd, dir: dir, logs: logs}
-	exited := make(chan error, 1)
-	e.exited = exited
-	go func() { exited <- cmd.Wait() }()
 	health := cu
 	if t != nil {
+		// Client certificates are required on the client port: check
+		// health on a plain metrics port instead.
 		health = fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
+		args = append(args, "--cert-file", t.Cert, "--key-file", t.Key,
+			"--trusted-ca-file", t.CA, "--client-cert-auth",
+			"--listen-metrics-urls", health)
 	}
+	e := &Etcd{Endpoint: cu, args: args, health: health, dir: dir, logs: &lockedBuffer{}}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.launch(); err != nil {
+		return nil, err
+	}
+	if v, err := healthClient.Get(health + "/version"); err == nil {
+		vb := new(bytes.Buffer)
+		vb.ReadFrom(v.Body)
+		v.Body.Close()
+		e.Version = vb.String()
+	}
+	return e, nil
+}
+
+// launch starts the etcd process and waits until it is healthy; on failure
+// etcd is not left running. e.mu is held.
+func (e *Etcd) launch() error {
+	cmd := exec.Command(e.args[0], e.args[1:]...)
+	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("servers: start %s: %w", e.args[0], err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	e.cmd, e.exited = cmd, exited
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("servers: etcd exited during start: %v\n%s", err, logs.String())
+			e.cmd, e.exited = nil, nil
+			return fmt.Errorf("servers: etcd exited during start: %v\n%s", err, e.logs.String())
 		default:
 		}
-		resp, err := hc.Get(health + "/health")
-		if err == nil {
-			body := new(bytes.Buffer)
-			body.ReadFrom(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.Contains(body.String(), `"health":"true"`) {
-				if v, err := hc.Get(health + "/version"); err == nil {
-					vb := new(bytes.Buffer)
-					vb.ReadFrom(v.Body)
-					v.Body.Close()
-					e.Version = vb.String()
-				}
-				return e, nil
-			}
+		if e.healthy() {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	cmd.Process.Kill()
-	return nil, fmt.Errorf("servers: etcd did not become healthy within 30s\n%s", logs.String())
+	e.kill()
+	return fmt.Errorf("servers: etcd did not become healthy within 30s\n%s", e.logs.String())
+}
+
+// healthy reports whether etcd's /health says it is healthy (it has a
+// leader and answers).
+func (e *Etcd) healthy() bool {
+	resp, err := healthClient.Get(e.health + "/health")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body := new(bytes.Buffer)
+	body.ReadFrom(resp.Body)
+	return resp.StatusCode == http.StatusOK && strings.Contains(body.String(), `"health":"true"`)
+}
+
+// kill SIGKILLs the process group and waits for the process to exit. e.mu
+// is held.
+func (e *Etcd) kill() {
+	if e.cmd == nil {
+		return
+	}
+	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+	<-e.exited
+	e.cmd, e.exited = nil, nil
+}
+
+// Kill SIGKILLs etcd (its whole process group) and waits for it to exit,
+// keeping its ports and data directory for Start: an outage or a crash of
+// the server. Killing an etcd that is down does nothing.
+func (e *Etcd) Kill() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.kill()
+}
+
+// Start starts a killed etcd again with the same arguments, so on the same
+// ports and data, and returns once it answers its health check (within
+// 30s), as a restarted server would come back.
+func (e *Etcd) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.stopped:
+		return fmt.Errorf("servers: etcd %s was stopped: its data is gone", e.Endpoint)
+	case e.cmd != nil:
+		return fmt.Errorf("servers: etcd %s is already running", e.Endpoint)
+	}
+	if err := e.launch(); err != nil {
+		return fmt.Errorf("servers: restart etcd %s: %w", e.Endpoint, err)
+	}
+	return nil
 }
 
 // Restart kills etcd and starts it again on the same ports and data, as a
-// crash and restart of the server would.
+// crash and restart of the server would: Kill then Start.
 func (e *Etcd) Restart() error {
-	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-	<-e.exited
-	cmd := exec.Command(e.cmd.Path, e.cmd.Args[1:]...)
-	cmd.Stdout, cmd.Stderr = e.logs, e.logs
-	cmd.SysProcAttr = e.cmd.SysProcAttr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	e.cmd = cmd
-	e.exited = make(chan error, 1)
-	go func(ch chan error) { ch <- cmd.Wait() }(e.exited)
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(e.Endpoint + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("servers: etcd did not come back within 30s\n%s", e.logs.String())
+	e.Kill()
+	return e.Start()
 }
 
 // Logs returns what etcd printed (errors only).
 func (e *Etcd) Logs() string { return e.logs.String() }
 
-// Stop kills etcd and removes its data.
+// Stop kills etcd and removes its data; Start cannot bring it back.
 func (e *Etcd) Stop() {
-	e.once.Do(func() {
-		if e.cmd.Process != nil {
-			syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		}
-		os.RemoveAll(e.dir)
-	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	e.kill()
+	os.RemoveAll(e.dir)
 }
