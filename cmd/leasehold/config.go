@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/leasehold-go/leasehold/backend/etcd"
@@ -34,8 +35,9 @@ type config struct {
 	Consul consulConfig
 	Kube   kubeConfig
 
-	source string         // the file, for messages
-	lines  map[string]int // line of each key set by the file
+	source string            // the file, for messages
+	lines  map[string]int    // line of each key set by the file
+	setBy  map[string]string // the flag or LEASEHOLD_* variable that set a key, for messages
 }
 
 type tlsFiles struct{ CA, Cert, Key string }
@@ -104,32 +106,45 @@ func addConfigFlags(fs *flag.FlagSet) *overrides {
 	return o
 }
 
+// flagKeys maps the shared flags to the keys they set.
+var flagKeys = []struct{ flag, key string }{
+	{"backend", "backend"}, {"name", "name"}, {"id", "identity"},
+	{"lease-duration", "lease.duration"}, {"renew-deadline", "lease.renew_deadline"},
+	{"retry-period", "lease.retry_period"}, {"release-on-cancel", "lease.release_on_cancel"},
+	{"etcd-endpoints", "etcd.endpoints"}, {"namespace", "kube.namespace"},
+}
+
 // load builds the config: defaults, then LEASEHOLD_* environment variables,
-// then the file, then the flags that were set. Errors name the key.
+// then the file, then the flags that were set. Everything is checked here,
+// before anything is connected. Errors name the flag, variable or key (with
+// its line in the file).
 func (o *overrides) load(getenv func(string) string) (config, error) {
+	set := map[string]bool{}
+	o.flagSet.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// An empty --id is a mistake (an unset variable in a script, say), not a
+	// request for the default: leave --id out for that.
+	if set["id"] && o.id == "" {
+		return config{}, usagef("--id: empty: give this candidate an identity, or leave --id out for the default (hostname_<random>)")
+	}
 	cfg := defaultConfig()
 	if err := cfg.applyEnv(getenv); err != nil {
 		return cfg, err
 	}
 	if o.config != "" {
-		data, err := os.ReadFile(o.config)
+		data, err := readSmallFile(o.config)
 		if err != nil {
-			return cfg, usagef("config: %v", err)
+			return cfg, usagef("--config %s: %v", o.config, err)
 		}
 		if err := cfg.parse(data); err != nil {
 			return cfg, usagef("%s: %v", o.config, err)
 		}
 		cfg.source = o.config
 	}
-	set := map[string]bool{}
-	o.flagSet.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	// A value from a flag was not set at a line of the file.
-	for flagName, key := range map[string]string{"backend": "backend", "name": "name",
-		"lease-duration": "lease.duration", "renew-deadline": "lease.renew_deadline",
-		"retry-period": "lease.retry_period", "etcd-endpoints": "etcd.endpoints"} {
-		if set[flagName] {
-			delete(cfg.lines, key)
-			delete(cfg.lines, "lease")
+	for _, fk := range flagKeys {
+		if set[fk.flag] {
+			delete(cfg.lines, fk.key)
+			cfg.setBy[fk.key] = "--" + fk.flag
 		}
 	}
 	if set["backend"] {
@@ -159,15 +174,17 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 	if set["namespace"] {
 		cfg.Kube.Namespace = o.kubeNS
 	}
-	if err := cfg.validate(); err != nil {
-		return cfg, err
-	}
+	// An empty identity from the file or the environment means the default;
+	// the identity is validated with the rest once it is filled in.
 	if cfg.Identity == "" {
 		id, err := defaultIdentity()
 		if err != nil {
 			return cfg, err
 		}
 		cfg.Identity = id
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, err
 	}
 	cfg.Lease.Identity = cfg.Identity
 	return cfg, nil
@@ -184,20 +201,27 @@ func splitList(s string) []string {
 }
 
 // envKeys maps LEASEHOLD_* variables to the keys they set.
-var envKeys = []string{
-	"LEASEHOLD_BACKEND", "LEASEHOLD_NAME", "LEASEHOLD_IDENTITY",
-	"LEASEHOLD_LEASE_DURATION", "LEASEHOLD_RENEW_DEADLINE", "LEASEHOLD_RETRY_PERIOD", "LEASEHOLD_RELEASE_ON_CANCEL",
-	"LEASEHOLD_ETCD_ENDPOINTS", "LEASEHOLD_ETCD_PREFIX", "LEASEHOLD_ETCD_USERNAME", "LEASEHOLD_ETCD_PASSWORD_FILE",
-	"LEASEHOLD_CONSUL_ADDRESS", "LEASEHOLD_CONSUL_TOKEN_FILE",
-	"LEASEHOLD_KUBE_KUBECONFIG", "LEASEHOLD_KUBE_NAMESPACE",
+var envKeys = []struct{ env, key string }{
+	{"LEASEHOLD_BACKEND", "backend"}, {"LEASEHOLD_NAME", "name"}, {"LEASEHOLD_IDENTITY", "identity"},
+	{"LEASEHOLD_LEASE_DURATION", "lease.duration"}, {"LEASEHOLD_RENEW_DEADLINE", "lease.renew_deadline"},
+	{"LEASEHOLD_RETRY_PERIOD", "lease.retry_period"}, {"LEASEHOLD_RELEASE_ON_CANCEL", "lease.release_on_cancel"},
+	{"LEASEHOLD_ETCD_ENDPOINTS", "etcd.endpoints"}, {"LEASEHOLD_ETCD_PREFIX", "etcd.prefix"},
+	{"LEASEHOLD_ETCD_USERNAME", "etcd.username"}, {"LEASEHOLD_ETCD_PASSWORD_FILE", "etcd.password_file"},
+	{"LEASEHOLD_CONSUL_ADDRESS", "consul.address"}, {"LEASEHOLD_CONSUL_TOKEN_FILE", "consul.token_file"},
+	{"LEASEHOLD_KUBE_KUBECONFIG", "kube.kubeconfig"}, {"LEASEHOLD_KUBE_NAMESPACE", "kube.namespace"},
 }
 
 func (c *config) applyEnv(getenv func(string) string) error {
-	for _, k := range envKeys {
+	if c.setBy == nil {
+		c.setBy = map[string]string{}
+	}
+	for _, ek := range envKeys {
+		k := ek.env
 		v := getenv(k)
 		if v == "" {
 			continue
 		}
+		c.setBy[ek.key] = k
 		dur := func(d *time.Duration) error {
 			x, err := time.ParseDuration(v)
 			if err != nil {
@@ -260,7 +284,11 @@ func (c *config) parse(data []byte) error {
 	if c.lines == nil {
 		c.lines = map[string]int{}
 	}
-	mark := func(key string, v *yaml.Node) { c.lines[key] = v.Line }
+	if c.setBy == nil {
+		c.setBy = map[string]string{}
+	}
+	// The file overrides the environment: the key is now set at its line.
+	mark := func(key string, v *yaml.Node) { c.lines[key] = v.Line; delete(c.setBy, key) }
 	p.Mapping(root, "", func(key string, k, v *yaml.Node) {
 		mark(key, v)
 		switch key {
@@ -382,6 +410,19 @@ func (c *config) at(keys ...string) string {
 	return ""
 }
 
+// name is how messages call key: the flag or LEASEHOLD_* variable that set
+// its value, or the key itself (then at gives the line, if from the file).
+func (c *config) name(key string) string {
+	if n := c.setBy[key]; n != "" {
+		return n
+	}
+	return key
+}
+
+// maxEtcdTimeout bounds etcd.dial_timeout and etcd.request_timeout: longer
+// is a unit typo, and would keep a stop or a failover waiting that long.
+const maxEtcdTimeout = time.Hour
+
 func (c *config) validate() error {
 	known := false
 	for _, b := range backends {
@@ -389,23 +430,62 @@ func (c *config) validate() error {
 	}
 	switch {
 	case !known:
-		return usagef("%sbackend: unknown backend %q (want %s)", c.at("backend"), c.Backend, strings.Join(backends, ", "))
+		return usagef("%s%s: unknown backend %q (want %s)", c.at("backend"), c.name("backend"), c.Backend, strings.Join(backends, ", "))
 	case c.Name == "":
 		return usagef("name: missing: name the lock (for example name: nightly-report)")
 	case !lockName.MatchString(c.Name):
-		return usagef("%sname: %q is not a valid lock name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)", c.at("name"), c.Name)
-	case c.Lease.LeaseDuration <= c.Lease.RenewDeadline:
-		return usagef("%slease.renew_deadline (%v) must be less than lease.duration (%v)",
-			c.at("lease.renew_deadline", "lease.duration", "lease"), c.Lease.RenewDeadline, c.Lease.LeaseDuration)
-	case float64(c.Lease.RenewDeadline) <= elector.DefaultJitterFactor*float64(c.Lease.RetryPeriod):
-		return usagef("%slease.renew_deadline (%v) must be greater than 1.2 × lease.retry_period (%v)",
-			c.at("lease.renew_deadline", "lease.retry_period", "lease"), c.Lease.RenewDeadline, c.Lease.RetryPeriod)
+		return usagef("%s%s: %q is not a valid lock name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)", c.at("name"), c.name("name"), c.Name)
+	}
+	if err := c.validateLease(); err != nil {
+		return err
+	}
+	switch {
 	case c.Backend == "etcd" && len(c.Etcd.Endpoints) == 0:
-		return usagef("%setcd.endpoints: empty: list at least one endpoint", c.at("etcd.endpoints"))
+		return usagef("%s%s: empty: list at least one endpoint", c.at("etcd.endpoints"), c.name("etcd.endpoints"))
 	case (c.Etcd.TLS.Cert == "") != (c.Etcd.TLS.Key == ""):
 		return usagef("%setcd.tls.cert and etcd.tls.key go together: set both or neither", c.at("etcd.tls"))
+	case c.Etcd.DialTimeout > maxEtcdTimeout:
+		return usagef("%setcd.dial_timeout (%v) must be at most %v", c.at("etcd.dial_timeout"), c.Etcd.DialTimeout, maxEtcdTimeout)
+	case c.Etcd.RequestTimeout > maxEtcdTimeout:
+		return usagef("%setcd.request_timeout (%v) must be at most %v", c.at("etcd.request_timeout"), c.Etcd.RequestTimeout, maxEtcdTimeout)
 	}
 	return nil
+}
+
+// leaseFields maps elector.Config fields to the keys that set them.
+var leaseFields = map[string]string{
+	"Identity":      "identity",
+	"LeaseDuration": "lease.duration",
+	"RenewDeadline": "lease.renew_deadline",
+	"RetryPeriod":   "lease.retry_period",
+}
+
+// validateLease checks identity and timing with the elector's own rule
+// (elector.Config.Validate, so the CLI and the library cannot disagree),
+// and says it in the config's words: the message's field names become the
+// flags, variables or keys that set them, and the line of the first one set
+// in the file leads.
+func (c *config) validateLease() error {
+	l := c.Lease
+	l.Identity = c.Identity
+	err := l.Validate()
+	if err == nil {
+		return nil
+	}
+	var ce *elector.ConfigError
+	if !errors.As(err, &ce) {
+		return usagef("%v", err)
+	}
+	var keys, pairs []string
+	for _, f := range ce.Fields {
+		if k, ok := leaseFields[f]; ok {
+			keys = append(keys, k)
+			pairs = append(pairs, f, c.name(k))
+		}
+	}
+	// Not a setting of the CLI (always the default); named for what it is.
+	pairs = append(pairs, "JitterFactor", "the jitter factor")
+	return usagef("%s%s", c.at(keys...), strings.NewReplacer(pairs...).Replace(ce.Msg))
 }
 
 func defaultIdentity() (string, error) {
@@ -420,15 +500,93 @@ func defaultIdentity() (string, error) {
 	return host + "_" + hex.EncodeToString(b), nil
 }
 
-func readSecret(key, path string) (string, error) {
+// maxFileSize bounds the config and secret files leasehold reads.
+const maxFileSize = 1 << 20
+
+var errTooLarge = errors.New("larger than 1 MiB")
+
+// readSmallFile reads a regular file of at most maxFileSize bytes. It opens
+// with O_NONBLOCK, so that a FIFO cannot block the open, and refuses
+// anything but a regular file (a FIFO, a device like /dev/zero, a
+// directory) before reading a byte; the read itself stops past the limit.
+// Errors are the bare reason ("not a regular file (a directory)"), for the
+// caller to prefix with the flag or key and the path.
+func readSmallFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, bare(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, bare(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
+	}
+	if fi.Size() > maxFileSize {
+		return nil, errTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, bare(err)
+	}
+	if len(b) > maxFileSize { // it grew after the fstat
+		return nil, errTooLarge
+	}
+	return b, nil
+}
+
+// bare drops the operation and path from a *PathError: the caller names the
+// path already.
+func bare(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	}
+	return "mode " + m.String()
+}
+
+// readSecret reads the secret in the file named by key (content trimmed).
+func (c *config) readSecret(key, path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := readSmallFile(path)
 	if err != nil {
-		return "", usagef("%s: %v", key, err)
+		return "", usagef("%s%s %s: %v", c.at(key), c.name(key), path, err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// checkTLSFiles refuses TLS files that are not small regular files before
+// the etcd client reads them (which would hang on a FIFO).
+func (c *config) checkTLSFiles(prefix string, t tlsFiles) error {
+	for _, f := range []struct{ key, path string }{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := readSmallFile(f.path); err != nil {
+			return usagef("%s%s.tls.%s %s: %v", c.at(prefix+".tls"), prefix, f.key, f.path, err)
+		}
+	}
+	return nil
 }
 
 // openBackend connects to the configured backend. close releases the
@@ -439,15 +597,21 @@ func (c *config) openBackend(ctx context.Context, log *slog.Logger) (b elector.B
 		log.Warn("the memory backend lives inside this process: no other process sees the lock")
 		return memory.New().Backend(c.Name, c.Identity), func() {}, nil
 	case "etcd":
-		pw, err := readSecret("etcd.password_file", c.Etcd.PasswordFile)
+		pw, err := c.readSecret("etcd.password_file", c.Etcd.PasswordFile)
 		if err != nil {
 			return nil, nil, err
 		}
-		cli, err := etcd.New(ctx, etcd.Config{
+		if err := c.checkTLSFiles("etcd", c.Etcd.TLS); err != nil {
+			return nil, nil, err
+		}
+		cli, err := dialEtcd(ctx, etcd.Config{
 			Endpoints: c.Etcd.Endpoints, Prefix: c.Etcd.Prefix,
 			DialTimeout: c.Etcd.DialTimeout, RequestTimeout: c.Etcd.RequestTimeout,
 			CAFile: c.Etcd.TLS.CA, CertFile: c.Etcd.TLS.Cert, KeyFile: c.Etcd.TLS.Key,
 			Username: c.Etcd.Username, Password: pw, Logger: log,
+			// Back within about a RetryPeriod once etcd answers again
+			// after an outage (gRPC's default backoff grows to 120s).
+			MaxReconnectDelay: c.Lease.RetryPeriod,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -455,6 +619,33 @@ func (c *config) openBackend(ctx context.Context, log *slog.Logger) (b elector.B
 		return cli.Lock(c.Name), func() { cli.Close() }, nil
 	}
 	return nil, nil, usagef("backend: %s is not available yet in this version of leasehold (available: etcd, memory)", c.Backend)
+}
+
+// dialEtcd is etcd.New that returns as soon as ctx is done. etcd.New gives
+// up on ctx while it waits for the first answer, but with a username and
+// password the etcd client first authenticates under its own dial timeout,
+// which ctx does not reach; a client that connects after all is closed.
+func dialEtcd(ctx context.Context, cfg etcd.Config) (*etcd.Client, error) {
+	type result struct {
+		cli *etcd.Client
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		cli, err := etcd.New(ctx, cfg)
+		done <- result{cli, err}
+	}()
+	select {
+	case r := <-done:
+		return r.cli, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.cli != nil {
+				r.cli.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // newLogger builds the slog logger of --log-format and --log-level.
@@ -488,7 +679,15 @@ type session struct {
 
 // open loads the config, runs check on it (command-specific rules), and
 // connects to the backend.
+//
+// Everything that can be checked is checked before connecting. A stop
+// signal (ctx done) while connecting is logged as such and returned as
+// errStopped: a clean stop, not a failure to report.
 func (o *overrides) open(ctx context.Context, stderr io.Writer, check func(config) error) (*session, error) {
+	base, err := o.newLogger(stderr)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := o.load(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -498,15 +697,15 @@ func (o *overrides) open(ctx context.Context, stderr io.Writer, check func(confi
 			return nil, err
 		}
 	}
-	base, err := o.newLogger(stderr)
-	if err != nil {
-		return nil, err
-	}
 	s := &session{cfg: cfg, base: base, log: base.With("lock", cfg.Name, "identity", cfg.Identity)}
 	if s.srv, err = newServer(cfg.Name, s.log); err != nil {
 		return nil, err
 	}
 	if s.backend, s.close, err = cfg.openBackend(ctx, s.log); err != nil {
+		if ctx.Err() != nil {
+			s.log.Info("stopped on signal while connecting to the store")
+			return nil, errStopped
+		}
 		return nil, err
 	}
 	return s, nil

@@ -44,10 +44,10 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{file: "backend: etcd\nname: x\nbogus: 1\n", want: "line 3: bogus: unknown key"},
 		{file: "backend: zookeeper\nname: x\n", want: `line 1: backend: unknown backend "zookeeper"`},
-		{file: "name: x\nlease:\n  duration: 5s\n  renew_deadline: 6s\n", want: "line 4: lease.renew_deadline (6s) must be less than lease.duration (5s)"},
+		{file: "name: x\nlease:\n  duration: 5s\n  renew_deadline: 6s\n", want: "line 3: lease.duration (5s) must be greater than lease.renew_deadline (6s)"},
 		{file: "backend: etcd\nname: Bad_Name\n", want: `line 2: name: "Bad_Name" is not a valid`},
 		{file: "name: x\nlease: {duration: soon}\n", want: `line 2: lease.duration: "soon" is not a duration`},
-		{file: "name: x\nlease: {duration: 5s, renew_deadline: 5s}\n", want: "lease.renew_deadline (5s) must be less than lease.duration (5s)"},
+		{file: "name: x\nlease: {duration: 5s, renew_deadline: 5s}\n", want: "line 2: lease.duration (5s) must be greater than lease.renew_deadline (5s)"},
 		{file: "name: x\nlease: {retry_period: 9s}\n", want: "must be greater than 1.2 × lease.retry_period (9s)"},
 		{file: "backend: etcd\n", want: "name: missing"},
 		{file: "name: Not_Valid\n", want: `name: "Not_Valid" is not a valid lock name`},
@@ -115,7 +115,7 @@ func TestRunBadInput(t *testing.T) {
 		{[]string{"run", "--config", cfgPath, "--lease-duration", "30s", "--renew-deadline", "4s", "--grace", "5s", "--", "true"}, "--grace (5s) must be shorter than lease.renew_deadline (4s)"},
 		{[]string{"run", "--config", cfgPath, "--log-format", "xml", "--", "true"}, `--log-format: "xml"`},
 		{[]string{"sidecar", "--config", cfgPath, "extra"}, `unexpected argument "extra"`},
-		{[]string{"status", "--config", "/nonexistent.yaml"}, "config: open /nonexistent.yaml"},
+		{[]string{"status", "--config", "/nonexistent.yaml"}, "--config /nonexistent.yaml: no such file or directory"},
 	} {
 		var out, errb strings.Builder
 		if code := run(t.Context(), tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
@@ -139,6 +139,9 @@ func TestExampleConfigs(t *testing.T) {
 		if err := cfg.parse(data); err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
+		}
+		if cfg.Identity == "" {
+			cfg.Identity = "example" // as load fills in the default before validating
 		}
 		if err := cfg.validate(); err != nil {
 			t.Errorf("%s: %v", f, err)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,13 +78,13 @@ etcd:
 type proc struct {
 	id   string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer
 	done chan struct{}
 }
 
 func startLeasehold(t *testing.T, id string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{id: id, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	p := &proc{id: id, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -102,6 +103,24 @@ func startLeasehold(t *testing.T, id string, env []string, args ...string) *proc
 		}
 	})
 	return p
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // line is one line the children wrote: term, identity, unix nanoseconds.

@@ -23,6 +23,11 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// errStopped is what a command returns when a stop signal came while it
+// was still starting (connecting to the store): a clean stop, exit 0, like
+// a stop while running. The stop has been logged already.
+var errStopped = errors.New("stopped by a signal while starting")
+
 func isUsage(err error) bool {
 	var u usageError
 	return errors.As(err, &u)
@@ -48,8 +53,14 @@ Usage:
 Run "leasehold <command> -h" for a command's flags.
 `
 
+// stopSignals stop leasehold cleanly: the command stopped, the lock
+// released, exit 0. SIGHUP is one of them, so that a closed terminal or a
+// supervisor that stops with SIGHUP does not kill leasehold with the lock
+// still held (until the lease runs out).
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -85,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errStopped):
 		return 0
 	case errors.As(err, new(exitCode)):
 		var c exitCode

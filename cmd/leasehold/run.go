@@ -38,6 +38,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(command) == 0 {
 		return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
 	}
+	if *httpAddr != "" {
+		if err := checkHTTPAddr(*httpAddr); err != nil {
+			return err
+		}
+	}
 	graceSet := false
 	fs.Visit(func(f *flag.Flag) { graceSet = graceSet || f.Name == "grace" })
 	if graceSet && *grace <= 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/servers"
 )
 
 // The promise of `leasehold run`, tested with real processes on a real
@@ -235,5 +236,21 @@ func TestRunTermExhaustedIsAnError(t *testing.T) {
 	}
 	if ls := readLines(t, out); len(ls) != 0 {
 		t.Fatalf("the command ran %d times with an exhausted term", len(ls))
+	}
+}
+
+// run checks --http before it connects: with etcd unreachable, a bad
+// address is still a usage error, at once.
+func TestRunHTTPCheckedFirst(t *testing.T) {
+	port, err := servers.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), []string{"run", "--backend", "etcd", "--name", "x",
+		"--etcd-endpoints", fmt.Sprintf("127.0.0.1:%d", port), "--http", "notanaddr", "--", "true"}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "--http") || time.Since(start) > time.Second {
+		t.Fatalf("exit %d after %v, stderr %q; want exit 2 naming --http at once", code, time.Since(start), errb.String())
 	}
 }

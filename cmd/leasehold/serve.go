@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +84,32 @@ func (s *server) healthy() error {
 	}
 	return nil
 }
+
+// checkHTTPAddr checks the syntax of an --http address without listening:
+// host:port with a numeric port from 0 to 65535; the host may be empty
+// (every interface), an IP address (IPv6 in brackets) or a host name. So a
+// typo is reported before anything is connected; listen reports what only
+// listening can tell (the port is taken, the host does not resolve).
+func checkHTTPAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return usagef("--http %q: want host:port, for example 127.0.0.1:4040 (%v)", addr, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return usagef("--http %q: the port must be a number from 0 to 65535, got %q", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !hostName.MatchString(host) {
+		return usagef("--http %q: %q is neither an IP address nor a host name", addr, host)
+	}
+	return nil
+}
+
+// hostName is a DNS name: dot-separated labels of letters, digits and '-'.
+var hostName = regexp.MustCompile(`^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\.?$`)
 
 // listen serves on addr until ctx is done; it returns once listening (or
 // with the listen error).

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
 )
 
@@ -16,6 +18,9 @@ func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs, o := configCommand("sidecar", "leasehold sidecar --config FILE [flags]", stderr)
 	httpAddr := fs.String("http", "127.0.0.1:4040", "serve /, /healthz and /metrics on this address")
 	if err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	if err := checkHTTPAddr(*httpAddr); err != nil {
 		return err
 	}
 	ss, err := o.open(ctx, stderr, nil)
@@ -34,7 +39,11 @@ func sidecarCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if _, err := ss.srv.listen(ctx, *httpAddr); err != nil {
 		return err
 	}
-	return e.Run(ctx)
+	if err := e.Run(ctx); err != nil {
+		return err
+	}
+	ss.log.Info("stopped on signal")
+	return nil
 }
 
 // statusReport is what status prints with --json.
@@ -49,6 +58,9 @@ type statusReport struct {
 	LeaseDurationMS int64     `json:"lease_duration_ms"`
 	Version         string    `json:"version"`
 	Expired         bool      `json:"expired"`
+	// Problem is what keeps the lock from working, with what to do about
+	// it; empty (and left out) when there is none.
+	Problem string `json:"problem,omitempty"`
 }
 
 // statusCmd reads the lock once and reports it; exit 1 when nobody holds it.
@@ -59,6 +71,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	ss, err := o.open(ctx, stderr, nil)
+	if errors.Is(err, errStopped) {
+		return exitCode(1) // nothing was read: not "someone holds it" (0)
+	}
 	if err != nil {
 		return err
 	}
@@ -74,8 +89,14 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// Seen from here: by this machine's wall clock. Other machines'
 		// clocks may differ; electors never rely on this.
 		r.Expired = rec.Holder == "" || time.Since(rec.RenewTime) > rec.LeaseDuration
+		if rec.TermExhausted() {
+			r.Problem = termExhausted(ss.cfg, r)
+		}
 	case isNotFound(err):
 		r.Expired = true
+	case ctx.Err() != nil:
+		ss.log.Info("stopped on signal before the lock was read")
+		return exitCode(1)
 	default:
 		return err
 	}
@@ -90,6 +111,23 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exitCode(1)
 	}
 	return nil
+}
+
+// termExhausted explains a record whose term cannot grow (see
+// elector.Record.TermExhausted) and what an operator has to do.
+func termExhausted(cfg config, r statusReport) string {
+	where := r.Store
+	if cfg.Backend == "etcd" {
+		prefix := cfg.Etcd.Prefix
+		if prefix == "" {
+			prefix = etcd.DefaultPrefix
+		}
+		where = fmt.Sprintf("etcd key %s, for example with etcdctl del %s", prefix+cfg.Name, prefix+cfg.Name)
+	}
+	return fmt.Sprintf("term exhausted: the term %d leaves no room for another, so no candidate can take the lock over "+
+		"(the holder, if alive, can still renew). Stop every candidate, delete the record (%s) "+
+		"and reset whatever is fenced with the term (it will accept only terms above the last one it saw), "+
+		"then restart the candidates: they start again from term 1.", r.Term, where)
 }
 
 func printStatus(w io.Writer, r statusReport, missing bool) {
@@ -107,5 +145,8 @@ func printStatus(w io.Writer, r statusReport, missing bool) {
 		time.Since(r.RenewTime).Round(time.Millisecond), time.Duration(r.LeaseDurationMS)*time.Millisecond)
 	if r.Expired && r.Holder != "" {
 		fmt.Fprintln(w, "expired:  yes, by this machine's clock (renewed longer than a lease ago)")
+	}
+	if r.Problem != "" {
+		fmt.Fprintf(w, "problem:  %s\n", r.Problem)
 	}
 }
