@@ -39,26 +39,58 @@ func (o Op) String() string {
 	return "none"
 }
 
-// Call is one backend call to perform. The driver reports its outcome with
-// Machine.Result. A call still unanswered at Deadline (a monotonic instant)
-// must be abandoned and reported with a context.DeadlineExceeded error.
+// Kind says what a call is for, so that drivers, metrics and logs need not
+// work it out from the Op and the leadership.
+type Kind uint8
+
+// The kinds of calls.
+const (
+	KindNone    Kind = iota
+	KindRead         // a Get: follow, verify, or look before acquiring
+	KindAcquire      // a Create or Update that would make this candidate the leader
+	KindRenew        // an Update by the leader keeping its lease
+	KindRelease      // the Update that gives the lock up on Stop
+)
+
+// String names the kind as in logs and metrics.
+func (k Kind) String() string {
+	switch k {
+	case KindRead:
+		return "read"
+	case KindAcquire:
+		return "acquire"
+	case KindRenew:
+		return "renew"
+	case KindRelease:
+		return "release"
+	}
+	return "none"
+}
+
+// Call is one backend call to perform, at once. The driver reports its
+// outcome with Machine.Result. A call still unanswered at Deadline (a
+// monotonic instant) must be abandoned and reported with a
+// context.DeadlineExceeded error; a call whose Deadline has passed before
+// it could be sent is not sent and is reported the same way.
 type Call struct {
 	Op       Op
+	Kind     Kind
 	Record   Record  // OpCreate, OpUpdate: what to write
 	Version  Version // OpUpdate: the version expected in the store
 	Deadline time.Duration
-	// Release marks the OpUpdate that gives the lock up on Stop.
-	Release bool
 }
 
 // Wait tells the driver to do nothing until the monotonic instant Until and
 // then call Machine.Tick. With Watch set and a Watcher backend, the driver
 // also watches for a version other than Version and reports a change with
-// Machine.Watched, whichever comes first.
+// Machine.Watched, whichever comes first. With Work set, the Machine waits
+// for the leader's work (OnStartedLeading) to return, reported with
+// Machine.WorkDone, or for Until, whichever comes first.
 type Wait struct {
 	Until   time.Duration
 	Watch   bool
 	Version Version
+	Work    bool
 }
 
 // Output is the Machine's answer to one input. Transitions are listed first
@@ -66,9 +98,10 @@ type Wait struct {
 // other candidate may take over, Started after the acquiring write
 // succeeded.
 type Output struct {
-	// Stopped: this candidate no longer leads. Reason says why.
+	// Stopped: this candidate no longer leads; the leader's work must be
+	// told to stop now. Reason says why.
 	Stopped bool
-	Reason  string
+	Reason  StopReason
 	// Started: this candidate leads from now on, with fencing token Term.
 	Started bool
 	Term    int64
@@ -85,10 +118,13 @@ type Output struct {
 	// when it is first seen (ProblemNone otherwise).
 	Problem Problem
 
-	// Exactly one of Call (Op != OpNone), Wait (when Done is false) or Done.
-	Call Call
-	Wait Wait
-	Done bool
+	// Exactly one of Call (Op != OpNone), Wait, Pending or Done. Pending
+	// answers a Stop while a call is in flight: nothing to do but deliver
+	// that call's Result.
+	Call    Call
+	Wait    Wait
+	Pending bool
+	Done    bool
 }
 
 // Rand is the source of jitter. The Machine reads no global random source;
@@ -97,12 +133,29 @@ type Rand interface {
 	Float64() float64
 }
 
-// Reasons reported with Output.Stopped.
+// StopReason says why a leadership ended (Output.Reason).
+type StopReason uint8
+
+// The reasons a leadership ends.
 const (
-	ReasonDeadline = "renew deadline passed without a successful write"
-	ReasonConflict = "the record was changed by someone else"
-	ReasonStopped  = "stopped"
+	ReasonNone     StopReason = iota
+	ReasonDeadline            // RenewDeadline passed without an acknowledged renewal
+	ReasonConflict            // someone else changed the record
+	ReasonStopped             // the driver stopped the campaign (Stop)
 )
+
+// String says the reason as in logs.
+func (r StopReason) String() string {
+	switch r {
+	case ReasonDeadline:
+		return "renew deadline passed without a successful write"
+	case ReasonConflict:
+		return "the record was changed by someone else"
+	case ReasonStopped:
+		return "stopped"
+	}
+	return "none"
+}
 
 // Problem is a condition that needs a person, reported in Output.Problem.
 type Problem uint8
@@ -119,6 +172,11 @@ const (
 	// operator deletes the record (and resets what is fenced with the term)
 	// and restarts the candidates.
 	ProblemTermExhausted
+	// ProblemWorkLingers: the leader's work has not returned RenewDeadline
+	// after it was told to stop. The Machine does not campaign again until
+	// it does, and on Stop gives up without releasing the lock (reported
+	// every RenewDeadline while it lasts).
+	ProblemWorkLingers
 )
 
 // String says what the problem is and what to do about it.
@@ -128,6 +186,8 @@ func (p Problem) String() string {
 		return "another process uses this identity (the record names it with another instance); waiting for its lease to run out: give every process its own identity"
 	case ProblemTermExhausted:
 		return "the term has reached its limit, so no candidate can take the lock over: delete the record, reset whatever is fenced with the term, and restart the candidates"
+	case ProblemWorkLingers:
+		return "the leader's work has not returned since it was told to stop; not campaigning (nor releasing the lock) while it runs"
 	}
 	return "none"
 }
@@ -187,7 +247,21 @@ type Machine struct {
 	conflictAt time.Duration
 	adopted    bool // leading: a version was adopted since the last acknowledged renewal
 
-	reported [ProblemTermExhausted + 1]bool // problems already reported (once each)
+	reported [ProblemWorkLingers + 1]bool // problems already reported (once each)
+
+	// The leader's work: started with Started, running until WorkDone.
+	// While it runs after a leadership ended, no acquiring write goes out.
+	working   bool
+	awaitWork bool          // following: waiting for the work before campaigning again
+	workFrom  time.Duration // when the current wait for the work began
+
+	// Stop: stopAt is when it came; release tells whether the lock is to
+	// be given up once the work has returned and no call is in flight.
+	stopAt    time.Duration
+	release   bool
+	releasing bool // the release is the pending call
+
+	last Wait // the last wait asked for
 }
 
 // NewMachine returns a Machine for cfg. watch tells it whether the driver can
@@ -225,15 +299,55 @@ func (m *Machine) Start(now Now) Output {
 // Tick reports that the wait has ended: the instant Wait.Until was reached.
 func (m *Machine) Tick(now Now) Output {
 	var out Output
-	switch m.phase {
-	case done, stopping:
-		out.Done = m.phase == done
-	case leading:
+	switch {
+	case m.phase == done:
+		out.Done = true
+	case m.pending != OpNone:
+		out.Pending = true
+	case m.phase == stopping:
+		m.finishStop(now, &out)
+	case m.phase == leading:
 		m.lead(now, &out)
+	case m.awaitWork && m.last.Work && now.Mono >= m.workFrom+m.cfg.RenewDeadline:
+		out.Problem = ProblemWorkLingers // said every RenewDeadline while it lasts
+		m.workFrom = now.Mono
+		m.waitWork(now, &out)
 	default:
 		m.get(now, &out)
 	}
+	m.remember(&out)
 	return out
+}
+
+// WorkDone reports that the leader's work (OnStartedLeading) has returned.
+// The Machine goes on with what it waited for: campaigning again after a
+// leadership ended, or the release after Stop.
+func (m *Machine) WorkDone(now Now) Output {
+	var out Output
+	m.working = false
+	switch {
+	case m.phase == done:
+		out.Done = true
+	case m.pending != OpNone:
+		out.Pending = true
+	case m.phase == stopping:
+		m.finishStop(now, &out)
+	case m.awaitWork:
+		m.awaitWork = false
+		m.get(now, &out)
+	default:
+		out.Wait = m.last // nothing waited for it: wait as before
+	}
+	m.remember(&out)
+	return out
+}
+
+// remember keeps the wait asked for, so that an input that changes nothing
+// can ask for it again.
+func (m *Machine) remember(out *Output) {
+	if out.Call.Op == OpNone && !out.Done && !out.Pending {
+		m.last = out.Wait
+	}
 }
 
 // Watched reports what a watch returned while waiting: a new record and
@@ -241,9 +355,10 @@ func (m *Machine) Tick(now Now) Output {
 // until a Get succeeds again).
 func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
 	var out Output
-	if m.phase != following {
+	if m.phase != following || m.pending != OpNone {
 		return m.Tick(now)
 	}
+	defer m.remember(&out)
 	switch {
 	case err == nil && ver == m.ver && m.known:
 		// A watch must return a version other than the one it was given;
@@ -267,11 +382,11 @@ func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
 // read (OpGet) or written (OpCreate, OpUpdate), or the error.
 func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
 	var out Output
+	defer m.remember(&out)
 	op := m.pending
 	m.pending = OpNone
 	if m.phase == stopping {
-		m.phase = done
-		out.Done = true
+		m.stoppedResult(now, op, ver, err, &out)
 		return out
 	}
 	switch op {
@@ -289,36 +404,109 @@ func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
 	return out
 }
 
-// Stop ends the campaign (the driver's context was cancelled). A leader
-// stops leading first; with ReleaseOnCancel it then writes the record with
-// an empty holder and the same term, so a follower may take over at once.
-// A Call the Machine asked for but the driver has not sent is discarded;
-// Stop must not be called while a sent Call is unanswered.
+// Stop ends the campaign (the driver's context was cancelled); it may come
+// at any time, also while a call is in flight (the Machine then answers
+// Pending and goes on once its Result is delivered). A leader stops leading
+// at once. Nothing is sent after Stop but the release: with ReleaseOnCancel,
+// once the leader's work has returned (waited for at most RenewDeadline
+// from the Stop) and no call is in flight, the record is written with an
+// empty holder and the same term, so a follower may take over at once. If
+// the work has not returned by then, the lock is not released: the next
+// leader waits out the lease.
 func (m *Machine) Stop(now Now) Output {
 	var out Output
-	if m.phase == leading && m.cfg.ReleaseOnCancel {
-		m.stopLeading(ReasonStopped, &out)
-		r := m.rec
-		r.Holder, r.Instance = "", ""
-		r.RenewTime = now.Wall
-		m.phase = stopping
-		m.pending = OpUpdate
-		out.Call = Call{Op: OpUpdate, Record: r, Version: m.ver, Deadline: now.Mono + m.cfg.RenewDeadline, Release: true}
+	defer m.remember(&out)
+	switch m.phase {
+	case done:
+		out.Done = true
+		return out
+	case stopping:
+		if m.pending != OpNone {
+			out.Pending = true
+		} else {
+			out.Wait = m.last
+		}
+		return out
+	case leading:
+		m.stopLeading(now, ReasonStopped, &out)
+		m.release = m.cfg.ReleaseOnCancel
+	}
+	m.phase = stopping
+	m.stopAt = now.Mono
+	if m.pending != OpNone {
+		out.Pending = true
 		return out
 	}
-	if m.phase == leading {
-		m.stopLeading(ReasonStopped, &out)
-	}
-	m.phase = done
-	out.Done = true
+	m.finishStop(now, &out)
 	return out
 }
 
-// get asks for the record.
+// stoppedResult handles the Result of a call that was in flight when Stop
+// came, or of the release.
+func (m *Machine) stoppedResult(now Now, op Op, ver Version, err error, out *Output) {
+	switch {
+	case m.releasing:
+		m.releasing = false
+		m.phase = done
+		out.Done = true
+		return
+	case op == OpCreate || op == OpUpdate:
+		switch {
+		case err == nil:
+			// A renewal or an acquiring write that landed after all: the
+			// lock is ours (never led: no Started); give it up with the
+			// version it now has.
+			m.rec, m.ver = m.sent, ver
+			m.release = m.cfg.ReleaseOnCancel
+		case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
+			m.release = false // someone else wrote: nothing of ours to release
+		}
+	}
+	m.finishStop(now, out)
+}
+
+// finishStop goes on with a Stop once no call is in flight: wait for the
+// leader's work (up to RenewDeadline after the Stop), then release or end.
+func (m *Machine) finishStop(now Now, out *Output) {
+	if m.working {
+		if now.Mono < m.stopAt+m.cfg.RenewDeadline {
+			out.Wait = Wait{Until: m.stopAt + m.cfg.RenewDeadline, Work: true}
+			return
+		}
+		out.Problem = ProblemWorkLingers
+		m.release = false
+	}
+	if m.release {
+		m.release = false
+		r := m.rec
+		r.Holder, r.Instance = "", ""
+		r.RenewTime = now.Wall
+		m.releasing = true
+		m.pending = OpUpdate
+		m.sentAt = now.Mono
+		out.Call = Call{Op: OpUpdate, Kind: KindRelease, Record: r, Version: m.ver, Deadline: now.Mono + m.cfg.RenewDeadline}
+		return
+	}
+	m.phase = done
+	out.Done = true
+}
+
+// waitWork waits for the leader's work to return, warning (with Tick) every
+// RenewDeadline.
+func (m *Machine) waitWork(now Now, out *Output) {
+	out.Wait = Wait{Until: m.workFrom + m.cfg.RenewDeadline, Work: true}
+}
+
+// get asks for the record; after a leadership ended, only once the
+// leader's work has returned.
 func (m *Machine) get(now Now, out *Output) {
+	if m.awaitWork {
+		m.waitWork(now, out)
+		return
+	}
 	m.pending = OpGet
 	m.sentAt = now.Mono
-	out.Call = Call{Op: OpGet, Deadline: m.callDeadline(now)}
+	out.Call = Call{Op: OpGet, Kind: KindRead, Deadline: m.callDeadline(now)}
 }
 
 // callDeadline gives every call RetryPeriod to answer, so that a lost
@@ -463,10 +651,18 @@ func (m *Machine) expiry() time.Duration {
 }
 
 func (m *Machine) write(now Now, op Op, r Record, v Version, out *Output) {
+	kind := KindAcquire
+	if m.phase == leading {
+		kind = KindRenew
+	} else if m.awaitWork {
+		// The last leadership's work still runs: no new one yet.
+		m.waitWork(now, out)
+		return
+	}
 	m.pending = op
 	m.sent = r
 	m.sentAt = now.Mono
-	out.Call = Call{Op: op, Record: r, Version: v, Deadline: m.callDeadline(now)}
+	out.Call = Call{Op: op, Kind: kind, Record: r, Version: v, Deadline: m.callDeadline(now)}
 }
 
 // wrote handles the result of an acquiring write or a renewal.
@@ -484,13 +680,14 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 			// The answer came back too late to count: the lease it
 			// bought has already run out on our clock.
 			if !acquired {
-				m.stopLeading(ReasonDeadline, out)
+				m.stopLeading(now, ReasonDeadline, out)
 			}
 			m.get(now, out)
 			return
 		}
 		if acquired {
 			m.phase = leading
+			m.working = true
 			m.term = m.sent.Term
 			out.Started, out.Term = true, m.term
 			m.setLeader(m.cfg.Identity, out)
@@ -505,7 +702,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	}
 	if m.phase == leading {
 		if now.Mono >= m.validUntil {
-			m.stopLeading(ReasonDeadline, out)
+			m.stopLeading(now, ReasonDeadline, out)
 			m.get(now, out)
 			return
 		}
@@ -520,7 +717,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 			m.verifying = true
 			m.get(now, out)
 		case conflict:
-			m.stopLeading(ReasonConflict, out)
+			m.stopLeading(now, ReasonConflict, out)
 			m.get(now, out)
 		default:
 			m.lead(now, out)
@@ -546,7 +743,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Output) {
 	switch {
 	case now.Mono >= m.validUntil:
-		m.stopLeading(ReasonDeadline, out)
+		m.stopLeading(now, ReasonDeadline, out)
 		m.gotRecord(now, rec, ver, err, out)
 	case err == nil && ver == m.ver:
 		m.lead(now, out) // stale read: try again at the next retry
@@ -562,7 +759,7 @@ func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Out
 		m.adopted = true
 		m.lead(now, out)
 	case err == nil || errors.Is(err, ErrNotFound):
-		m.stopLeading(ReasonConflict, out)
+		m.stopLeading(now, ReasonConflict, out)
 		m.gotRecord(now, rec, ver, err, out)
 	default:
 		m.lead(now, out) // read again at the next retry, while the lease lasts
@@ -573,7 +770,7 @@ func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Out
 // is no longer valid.
 func (m *Machine) lead(now Now, out *Output) {
 	if now.Mono >= m.validUntil {
-		m.stopLeading(ReasonDeadline, out)
+		m.stopLeading(now, ReasonDeadline, out)
 		m.get(now, out)
 		return
 	}
@@ -595,8 +792,11 @@ func (m *Machine) lead(now Now, out *Output) {
 	m.write(now, OpUpdate, r, m.ver, out)
 }
 
-func (m *Machine) stopLeading(reason string, out *Output) {
+func (m *Machine) stopLeading(now Now, reason StopReason, out *Output) {
 	m.phase = following
+	if m.working {
+		m.awaitWork, m.workFrom = true, now.Mono
+	}
 	m.verifying, m.unacked, m.adopted = false, false, false
 	out.Stopped, out.Reason = true, reason
 	m.term = 0

@@ -97,16 +97,21 @@ func show(o Output) string {
 		if c.Op == OpUpdate {
 			fmt.Fprintf(&b, " expect=%s", c.Version)
 		}
-		if c.Release {
+		if c.Kind == KindRelease {
 			b.WriteString(" release")
 		}
 		fmt.Fprintf(&b, " deadline=%v", c.Deadline)
 	case o.Done:
 		b.WriteString("done")
+	case o.Pending:
+		b.WriteString("pending")
 	default:
 		fmt.Fprintf(&b, "wait until=%v", o.Wait.Until)
 		if o.Wait.Watch {
 			fmt.Fprintf(&b, " watch>%s", o.Wait.Version)
+		}
+		if o.Wait.Work {
+			b.WriteString(" work")
 		}
 	}
 	return b.String()
@@ -278,6 +283,10 @@ func TestRenewConflictStops(t *testing.T) {
 	if !out.Stopped || out.Reason != ReasonConflict {
 		t.Fatalf("got %s, want stopped on conflict", show(out))
 	}
+	if !out.Wait.Work {
+		t.Fatalf("got %s, want a wait for the leader's work", show(out))
+	}
+	out = m.WorkDone(at(rp))
 	wantCall(t, out, OpGet)
 	out = m.Result(at(rp+time.Millisecond), foreign("other", 2), "v9", nil)
 	if out.Call.Op != OpNone || out.Leader != "other" {
@@ -367,8 +376,8 @@ func TestLeaderStepsDownAtRenewDeadline(t *testing.T) {
 	m := newM(t, false)
 	lead(t, m) // last successful write sent at 0
 	now := time.Duration(0)
+	out := m.Tick(at(now))
 	for i := 0; i < 20; i++ {
-		out := m.Tick(at(now))
 		if out.Stopped {
 			if now != rd {
 				t.Fatalf("stopped at %v, want exactly at RenewDeadline %v", now, rd)
@@ -376,7 +385,9 @@ func TestLeaderStepsDownAtRenewDeadline(t *testing.T) {
 			if out.Reason != ReasonDeadline {
 				t.Fatalf("reason %q", out.Reason)
 			}
-			wantCall(t, out, OpGet)
+			if !out.Wait.Work || out.Call.Op != OpNone {
+				t.Fatalf("got %s, want a wait for the leader's work", show(out))
+			}
 			return
 		}
 		if out.Call.Op == OpUpdate {
@@ -386,17 +397,13 @@ func TestLeaderStepsDownAtRenewDeadline(t *testing.T) {
 			// The store times out: the reply arrives at the deadline.
 			now = min(now+3*time.Second, out.Call.Deadline)
 			out = m.Result(at(now), Record{}, "", errors.New("timeout"))
-			if out.Stopped {
-				if now != rd {
-					t.Fatalf("stopped at %v, want %v", now, rd)
-				}
-				return
-			}
+			continue
 		}
 		if out.Wait.Until > rd {
 			t.Fatalf("leader waits until %v, past its lease validity %v", out.Wait.Until, rd)
 		}
 		now = out.Wait.Until
+		out = m.Tick(at(now))
 	}
 	t.Fatal("never stepped down")
 }
@@ -418,24 +425,31 @@ func TestStopReleases(t *testing.T) {
 	m := newM(t, false)
 	lead(t, m)
 	out := m.Stop(at(time.Second))
-	if !out.Stopped || out.Reason != ReasonStopped {
-		t.Fatalf("got %s", show(out))
+	if !out.Stopped || out.Reason != ReasonStopped || !out.Wait.Work || out.Wait.Until != time.Second+rd {
+		t.Fatalf("got %s, want stopped and a wait for the leader's work until %v", show(out), time.Second+rd)
 	}
+	// The release goes out once the work has returned, with a full
+	// RenewDeadline from then.
+	out = m.WorkDone(at(1500 * time.Millisecond))
 	c := out.Call
-	if c.Op != OpUpdate || !c.Release || c.Record.Holder != "" || c.Record.Term != 1 || c.Version != "v1" {
+	if c.Op != OpUpdate || c.Kind != KindRelease || c.Record.Holder != "" || c.Record.Term != 1 || c.Version != "v1" ||
+		c.Deadline != 1500*time.Millisecond+rd {
 		t.Fatalf("release %s, want update holder \"\" term 1 expecting v1", show(out))
 	}
 	if out := m.Result(at(time.Second), Record{}, "v2", nil); !out.Done {
 		t.Fatalf("after release: %s", show(out))
 	}
 
-	// Without ReleaseOnCancel, or as a follower, Stop is just done.
+	// Without ReleaseOnCancel: done once the work has returned.
 	cfg := DefaultConfig("me")
 	cfg.ReleaseOnCancel = false
 	m, _ = NewMachine(cfg, fixedRand(0), false)
 	lead(t, m)
-	if out := m.Stop(at(time.Second)); !out.Stopped || !out.Done || out.Call.Op != OpNone {
+	if out := m.Stop(at(time.Second)); !out.Stopped || !out.Wait.Work {
 		t.Fatalf("stop without release: %s", show(out))
+	}
+	if out := m.WorkDone(at(time.Second)); !out.Done {
+		t.Fatalf("stop without release, work done: %s", show(out))
 	}
 	m = newM(t, false)
 	m.Start(at(0))
@@ -443,6 +457,91 @@ func TestStopReleases(t *testing.T) {
 	if out := m.Stop(at(time.Second)); out.Stopped || !out.Done {
 		t.Fatalf("follower stop: %s", show(out))
 	}
+}
+
+// Stop may come while a call is in flight: the leader stops leading at
+// once, and the Machine goes on when the result arrives.
+func TestStopDuringCall(t *testing.T) {
+	// During a renewal that then succeeds: release with the new version.
+	m := newM(t, false)
+	lead(t, m)
+	out := m.Tick(at(rp))
+	wantCall(t, out, OpUpdate)
+	if out.Call.Kind != KindRenew {
+		t.Fatalf("renewal of kind %s", out.Call.Kind)
+	}
+	out = m.Stop(at(rp + time.Millisecond))
+	if !out.Stopped || !out.Pending {
+		t.Fatalf("stop during a renewal: %s, want stopped and pending", show(out))
+	}
+	out = m.Result(at(rp+2*time.Millisecond), Record{}, "v2", nil)
+	if out.Started || out.Renewed || !out.Wait.Work {
+		t.Fatalf("renewal answered after the stop: %s, want a wait for the work", show(out))
+	}
+	out = m.WorkDone(at(rp + 3*time.Millisecond))
+	if out.Call.Kind != KindRelease || out.Call.Version != "v2" {
+		t.Fatalf("got %s, want the release expecting v2", show(out))
+	}
+
+	// During an acquiring write that then succeeds: never Started, and
+	// what it took is given back.
+	m = newM(t, false)
+	m.Start(at(0))
+	out = m.Result(at(0), Record{}, "", ErrNotFound)
+	if out.Call.Op != OpCreate || out.Call.Kind != KindAcquire {
+		t.Fatalf("got %s, want an acquiring create", show(out))
+	}
+	if out = m.Stop(at(time.Millisecond)); out.Stopped || !out.Pending {
+		t.Fatalf("stop during an acquire: %s", show(out))
+	}
+	out = m.Result(at(2*time.Millisecond), Record{}, "v1", nil)
+	if out.Started || out.Call.Kind != KindRelease || out.Call.Version != "v1" {
+		t.Fatalf("acquire answered after the stop: %s, want no start and the release", show(out))
+	}
+	if out = m.Result(at(3*time.Millisecond), Record{}, "v2", nil); !out.Done {
+		t.Fatalf("got %s", show(out))
+	}
+
+	// During a renewal someone else's write refused: nothing to release.
+	m = newM(t, false)
+	lead(t, m)
+	m.Tick(at(rp))
+	m.Stop(at(rp))
+	if out = m.Result(at(rp+time.Millisecond), Record{}, "", ErrConflict); out.Call.Op != OpNone || !out.Wait.Work {
+		t.Fatalf("got %s", show(out))
+	}
+	if out = m.WorkDone(at(rp + 2*time.Millisecond)); !out.Done {
+		t.Fatalf("got %s, want done without a release", show(out))
+	}
+}
+
+// Leader work that does not return: after a Stop, the lock is not released
+// (the next leader waits out the lease); after a lost leadership, the
+// Machine does not campaign again while it runs, and says so every
+// RenewDeadline.
+func TestLingeringWork(t *testing.T) {
+	m := newM(t, false)
+	lead(t, m)
+	out := m.Stop(at(time.Second))
+	out = m.Tick(at(out.Wait.Until))
+	if !out.Done || out.Call.Op != OpNone || out.Problem != ProblemWorkLingers {
+		t.Fatalf("work still running at the stop's deadline: %s, want done, no release, a problem", show(out))
+	}
+
+	m = newM(t, false)
+	lead(t, m)
+	out = m.Tick(at(rp))
+	out = m.Result(at(rp), Record{}, "", ErrConflict) // someone else wrote
+	if !out.Stopped || !out.Wait.Work || out.Call.Op != OpNone {
+		t.Fatalf("lost the lock with the work running: %s, want a wait for it and no call", show(out))
+	}
+	until := out.Wait.Until
+	out = m.Tick(at(until))
+	if out.Problem != ProblemWorkLingers || !out.Wait.Work || out.Call.Op != OpNone {
+		t.Fatalf("still running after RenewDeadline: %s, want the problem and another wait", show(out))
+	}
+	out = m.WorkDone(at(until + time.Second))
+	wantCall(t, out, OpGet)
 }
 
 func TestWatchFollower(t *testing.T) {

@@ -79,11 +79,12 @@ func WithLogger(l *slog.Logger) Option { return func(e *Elector) { e.log = l } }
 // Observer is told what an Elector does, for metrics and health checks. Its
 // methods are called on Run's goroutine, in order, and must not block.
 type Observer interface {
-	// Call reports a finished backend call. Renewal marks a leader's
-	// renewal (an update while leading, not the release).
-	Call(op Op, renewal, release bool, took time.Duration, err error)
-	// Leading reports a start (with the term) or an end of leadership.
-	Leading(leading bool, term int64)
+	// Call reports a finished backend call: what it was for, the store
+	// operation, how long it took and its error.
+	Call(kind Kind, op Op, took time.Duration, err error)
+	// Leading reports a start (with the term) or an end of leadership
+	// (with the reason).
+	Leading(leading bool, term int64, reason StopReason)
 }
 
 // WithObserver makes the Elector report to o.
@@ -211,13 +212,16 @@ func (e *Elector) Run(ctx context.Context) error {
 }
 
 // driver is the state of one Run: the Machine and the leader's goroutine.
+// It performs what the Machine asks for and reports what happened; every
+// decision (what to send, when, whether to release) is the Machine's.
 type driver struct {
 	e     *Elector
 	m     *Machine
 	start time.Time
 
+	stopped    bool // Stop was delivered
 	leadCancel context.CancelFunc
-	leadDone   chan struct{}
+	leadDone   chan struct{} // closed when the leader's work returns; nil when none runs
 }
 
 func (d *driver) now() Now {
@@ -225,76 +229,76 @@ func (d *driver) now() Now {
 	return Now{Mono: t.Sub(d.start), Wall: t}
 }
 
+// done is ctx's Done channel until Stop has been delivered, then nil.
+func (d *driver) done(ctx context.Context) <-chan struct{} {
+	if d.stopped {
+		return nil
+	}
+	return ctx.Done()
+}
+
+// stop delivers Stop.
+func (d *driver) stop() Output {
+	d.stopped = true
+	return d.m.Stop(d.now())
+}
+
 func (d *driver) loop(ctx context.Context) error {
 	out := d.m.Start(d.now())
 	for {
-		if !d.transitions(ctx, out) && out.Call.Release {
-			// The leader's work did not finish in time: do not release a
-			// lock whose work may still be running.
-			out = d.m.Result(d.now(), Record{}, "", errors.New("release skipped"))
-		}
+		d.transitions(ctx, out)
 		switch {
 		case out.Done:
 			return nil
-		case out.Call.Op != OpNone && !out.Call.Release && ctx.Err() != nil:
-			// Stopping: the call is not sent. A leader stops and releases.
-			out = d.m.Stop(d.now())
 		case out.Call.Op != OpNone:
-			if out.Call.Release {
-				// The release may have waited for the leader's work: give
-				// it its full time from now.
-				out.Call.Deadline = d.now().Mono + d.e.cfg.RenewDeadline
-			}
-			_, leading := d.m.Leading()
-			sent := d.e.clk.Now()
-			rec, ver, err := d.call(ctx, out.Call)
-			if o := d.e.obs; o != nil {
-				o.Call(out.Call.Op, leading && out.Call.Op == OpUpdate && !out.Call.Release, out.Call.Release, d.e.clk.Since(sent), err)
-			}
-			if err == nil && out.Call.Op != OpGet && !out.Call.Release {
-				d.e.mu.Lock()
-				d.e.renewed = sent
-				d.e.mu.Unlock()
-			}
-			out = d.m.Result(d.now(), rec, ver, err)
+			out = d.call(ctx, out.Call)
+		case out.Pending:
+			// Only a Stop answers Pending, and it is delivered inside
+			// call, which goes on waiting for the result.
+			return errors.New("elector: internal error: the Machine awaits a result no call is waiting for")
 		default:
 			out = d.wait(ctx, out.Wait)
 		}
 	}
 }
 
-// transitions applies the leadership changes of out. It returns false when a
-// release must be skipped because the leader's work is still running.
-func (d *driver) transitions(ctx context.Context, out Output) bool {
+// transitions applies the leadership changes of out: logs, the Observer,
+// the callbacks and the leader's goroutine.
+func (d *driver) transitions(ctx context.Context, out Output) {
 	e := d.e
-	ok := true
 	switch out.Problem {
 	case ProblemNone:
 	case ProblemSharedIdentity:
 		e.log.Warn(out.Problem.String())
+	case ProblemWorkLingers:
+		e.log.Warn(out.Problem.String(), "waited", e.cfg.RenewDeadline)
 	default:
 		e.log.Error(out.Problem.String())
 	}
-	if out.Renewed && e.cb.OnRenewed != nil {
+	if out.Renewed {
 		term := out.Term
 		if !out.Started {
 			term, _ = d.m.Leading()
 		}
-		e.cb.OnRenewed(term, d.start.Add(out.ValidUntil))
+		e.mu.Lock()
+		e.renewed = d.start.Add(out.ValidUntil - e.cfg.RenewDeadline)
+		e.mu.Unlock()
+		if e.cb.OnRenewed != nil {
+			e.cb.OnRenewed(term, d.start.Add(out.ValidUntil))
+		}
 	}
 	if out.Stopped {
 		e.mu.Lock()
 		e.term = 0
 		e.mu.Unlock()
-		e.log.Info("stopped leading", "reason", out.Reason)
+		e.log.Info("stopped leading", "reason", out.Reason.String())
 		if e.obs != nil {
-			e.obs.Leading(false, 0)
+			e.obs.Leading(false, 0, out.Reason)
 		}
 		if d.leadCancel != nil {
 			d.leadCancel()
 		}
 		e.cb.OnStoppedLeading()
-		ok = d.awaitLeaderWork(ctx)
 	}
 	if out.Started {
 		e.mu.Lock()
@@ -306,8 +310,9 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 		e.mu.Unlock()
 		e.log.Info("started leading", "term", out.Term)
 		if e.obs != nil {
-			e.obs.Leading(true, out.Term)
+			e.obs.Leading(true, out.Term, ReasonNone)
 		}
+		// The work's context ends with the leadership or with Run's.
 		leadCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		d.leadCancel, d.leadDone = cancel, done
@@ -331,81 +336,54 @@ func (d *driver) transitions(ctx context.Context, out Output) bool {
 			e.cb.OnNewLeader(out.Leader)
 		}
 	}
-	return ok
 }
 
-// awaitLeaderWork waits for OnStartedLeading to return. When Run is stopping
-// the wait is bounded by RenewDeadline (false if it did not return);
-// otherwise it waits as long as it takes, warning every RenewDeadline, so
-// that a candidate never runs two leaderships' work at once.
-func (d *driver) awaitLeaderWork(ctx context.Context) bool {
-	if d.leadDone == nil {
-		return true
-	}
-	bounded := ctx.Err() != nil
-	for {
-		t := d.e.clk.Timer(d.e.cfg.RenewDeadline)
-		stopping := ctx.Done()
-		if bounded {
-			stopping = nil
-		}
-		if d.e.parkHook != nil {
-			d.e.parkHook(true)
-		}
-		var which int
-		select {
-		case <-d.leadDone:
-			which = 0
-		case <-stopping:
-			which = 1
-		case <-t.C:
-			which = 2
-		}
-		if d.e.parkHook != nil {
-			d.e.parkHook(false)
-		}
-		switch which {
-		case 0:
-			t.Stop()
-			d.leadDone, d.leadCancel = nil, nil
-			return true
-		case 1:
-			// Run is being stopped: from now on the wait is bounded.
-			t.Stop()
-			bounded = true
-		case 2:
-			if bounded {
-				d.e.log.Error("OnStartedLeading did not return after its context was cancelled; not releasing the lock",
-					"waited", d.e.cfg.RenewDeadline)
-				return false
-			}
-			d.e.log.Warn("OnStartedLeading has not returned after losing leadership; not campaigning until it does")
-		}
-	}
-}
-
-// call performs c on the backend with c's deadline. Its context is not
-// cancelled with Run's: a write in flight completes or times out.
-func (d *driver) call(ctx context.Context, c Call) (Record, Version, error) {
+// call performs c on the backend with c's deadline and reports its result.
+// Its context is not cancelled with Run's: a write in flight completes or
+// times out. A cancellation meanwhile is delivered as Stop at once (so the
+// leader's work is told to stop), and the result after it.
+func (d *driver) call(ctx context.Context, c Call) Output {
 	e := d.e
+	sent := e.clk.Now()
+	rec, ver, err := Record{}, Version(""), error(nil)
 	left := c.Deadline - d.now().Mono
 	if left <= 0 {
 		// The driver was held up (callbacks) past the call's deadline: a
 		// write sent now could land after the Machine stopped counting on
-		// it. Do not send it.
-		return Record{}, "", fmt.Errorf("elector: %s on %s: deadline passed before it was sent: %w", c.Op, e.backend.Describe(), context.DeadlineExceeded)
+		// it. It is not sent.
+		err = fmt.Errorf("elector: %s on %s: deadline passed before it was sent: %w", c.Op, e.backend.Describe(), context.DeadlineExceeded)
+	} else {
+		rec, ver, err = d.perform(ctx, c, left)
 	}
+	if o := e.obs; o != nil {
+		o.Call(c.Kind, c.Op, e.clk.Since(sent), err)
+	}
+	switch {
+	case err == nil:
+		if c.Kind == KindRelease {
+			e.log.Info("released the lock", "term", c.Record.Term)
+		}
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
+		e.log.Debug("backend call", "op", c.Op.String(), "kind", c.Kind.String(), "err", err)
+	default:
+		e.log.Warn("backend call failed", "op", c.Op.String(), "kind", c.Kind.String(), "err", err)
+	}
+	return d.m.Result(d.now(), rec, ver, err)
+}
+
+// perform runs the call on its own goroutine, so that the driver gives up
+// at the deadline even if the backend ignores its context: a leader must
+// stop on time however its store behaves.
+func (d *driver) perform(ctx context.Context, c Call, left time.Duration) (Record, Version, error) {
+	e := d.e
 	cctx, cancel := e.clk.WithTimeout(context.WithoutCancel(ctx), left)
 	defer cancel()
-	// The backend runs the call on its own goroutine so that the driver
-	// gives up at the deadline even if the backend ignores its context:
-	// a leader must stop on time however its store behaves.
 	type result struct {
 		rec Record
 		ver Version
 		err error
 	}
-	done := make(chan result, 1)
+	results := make(chan result, 1)
 	go func() {
 		var r result
 		switch c.Op {
@@ -416,28 +394,22 @@ func (d *driver) call(ctx context.Context, c Call) (Record, Version, error) {
 		case OpUpdate:
 			r.ver, r.err = e.backend.Update(cctx, c.Record, c.Version)
 		}
-		done <- r
+		results <- r
 	}()
-	timer := e.clk.Timer(max(left, 0))
+	timer := e.clk.Timer(left)
 	defer timer.Stop()
-	var r result
-	select {
-	case r = <-done:
-	case <-timer.C:
-		r.err = fmt.Errorf("elector: %s on %s: no answer by the deadline: %w", c.Op, e.backend.Describe(), context.DeadlineExceeded)
-	}
-	rec, ver, err := r.rec, r.ver, r.err
-	switch {
-	case err == nil:
-		if c.Release {
-			e.log.Info("released the lock", "term", c.Record.Term)
+	for {
+		select {
+		case r := <-results:
+			return r.rec, r.ver, r.err
+		case <-timer.C:
+			return Record{}, "", fmt.Errorf("elector: %s on %s: no answer by the deadline: %w", c.Op, e.backend.Describe(), context.DeadlineExceeded)
+		case <-d.done(ctx):
+			// Stop while the call is in flight: the Machine says Pending
+			// (and stops leading at once); the result still counts.
+			d.transitions(ctx, d.stop())
 		}
-	case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
-		e.log.Debug("backend call", "op", c.Op.String(), "err", err)
-	default:
-		e.log.Warn("backend call failed", "op", c.Op.String(), "release", c.Release, "err", err)
 	}
-	return rec, ver, err
 }
 
 type watchResult struct {
@@ -446,18 +418,25 @@ type watchResult struct {
 	err error
 }
 
-// wait sleeps until w.Until, a watch event or ctx's cancellation, and feeds
-// what happened to the Machine.
+// wait sleeps until w.Until, a watch event, the leader's work returning
+// (w.Work) or ctx's cancellation, and feeds what happened to the Machine.
 func (d *driver) wait(ctx context.Context, w Wait) Output {
 	e := d.e
-	if ctx.Err() != nil {
-		return d.m.Stop(d.now())
+	if !d.stopped && ctx.Err() != nil {
+		return d.stop()
+	}
+	var workDone <-chan struct{}
+	if w.Work {
+		if d.leadDone == nil {
+			return d.m.WorkDone(d.now())
+		}
+		workDone = d.leadDone
 	}
 	left := w.Until - d.now().Mono
-	if left <= 0 {
+	if left <= 0 && workDone == nil {
 		return d.m.Tick(d.now())
 	}
-	timer := e.clk.Timer(left)
+	timer := e.clk.Timer(max(left, 0))
 	defer timer.Stop()
 	var events chan watchResult
 	if w.Watch && e.watcher != nil {
@@ -476,13 +455,16 @@ func (d *driver) wait(ctx context.Context, w Wait) Output {
 		defer e.parkHook(false)
 	}
 	select {
-	case <-ctx.Done():
-		return d.m.Stop(d.now())
+	case <-d.done(ctx):
+		return d.stop()
+	case <-workDone:
+		d.leadDone, d.leadCancel = nil, nil
+		return d.m.WorkDone(d.now())
 	case <-timer.C:
 		return d.m.Tick(d.now())
 	case r := <-events:
-		if ctx.Err() != nil {
-			return d.m.Stop(d.now())
+		if !d.stopped && ctx.Err() != nil {
+			return d.stop()
 		}
 		if r.err != nil && !errors.Is(r.err, ErrNotFound) {
 			e.log.Warn("watch failed; polling until the next successful read", "err", r.err)

@@ -121,6 +121,8 @@ func apply(mp **Machine, cmd string) (string, error) {
 		o = m.Watched(now, rec, ver, err)
 	case "stop":
 		o = m.Stop(now)
+	case "workdone":
+		o = m.WorkDone(now)
 	default:
 		return "", fmt.Errorf("unknown command %q", fields[0])
 	}

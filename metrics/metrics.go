@@ -18,6 +18,7 @@ type Observer struct {
 	transitions *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	renewFails  prometheus.Counter
+	stops       *prometheus.CounterVec
 }
 
 var _ elector.Observer = (*Observer)(nil)
@@ -29,6 +30,7 @@ var _ elector.Observer = (*Observer)(nil)
 //	leasehold_transitions_total{direction}       started / stopped leading
 //	leasehold_backend_request_duration_seconds{op,result}   get/create/update/release; ok, conflict, not_found, timeout, error
 //	leasehold_renew_failures_total               renewals that did not succeed
+//	leasehold_stops_total{reason}                ended leaderships: deadline, conflict, stopped
 func New(reg prometheus.Registerer, lock string) (*Observer, error) {
 	labels := prometheus.Labels{"lock": lock}
 	o := &Observer{
@@ -43,31 +45,43 @@ func New(reg prometheus.Registerer, lock string) (*Observer, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"op", "result"}),
 		renewFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "leasehold_renew_failures_total", ConstLabels: labels,
 			Help: "Renewals by the leader that did not succeed."}),
+		stops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leasehold_stops_total", ConstLabels: labels,
+			Help: "Leaderships of this candidate that ended, by reason (deadline, conflict, stopped)."}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{o.isLeader, o.term, o.transitions, o.latency, o.renewFails} {
+	for _, c := range []prometheus.Collector{o.isLeader, o.term, o.transitions, o.latency, o.renewFails, o.stops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	o.transitions.WithLabelValues("started")
 	o.transitions.WithLabelValues("stopped")
+	for _, r := range stopLabels {
+		o.stops.WithLabelValues(r)
+	}
 	return o, nil
 }
 
+// stopLabels are the reason label values of leasehold_stops_total.
+var stopLabels = map[elector.StopReason]string{
+	elector.ReasonDeadline: "deadline",
+	elector.ReasonConflict: "conflict",
+	elector.ReasonStopped:  "stopped",
+}
+
 // Call records a backend request.
-func (o *Observer) Call(op elector.Op, renewal, release bool, took time.Duration, err error) {
+func (o *Observer) Call(kind elector.Kind, op elector.Op, took time.Duration, err error) {
 	name := op.String()
-	if release {
+	if kind == elector.KindRelease {
 		name = "release"
 	}
 	o.latency.WithLabelValues(name, result(err)).Observe(took.Seconds())
-	if renewal && err != nil {
+	if kind == elector.KindRenew && err != nil {
 		o.renewFails.Inc()
 	}
 }
 
-// Leading records a transition.
-func (o *Observer) Leading(leading bool, term int64) {
+// Leading records a transition, and why a leadership ended.
+func (o *Observer) Leading(leading bool, term int64, reason elector.StopReason) {
 	if leading {
 		o.isLeader.Set(1)
 		o.term.Set(float64(term))
@@ -77,6 +91,9 @@ func (o *Observer) Leading(leading bool, term int64) {
 	o.isLeader.Set(0)
 	o.term.Set(0)
 	o.transitions.WithLabelValues("stopped").Inc()
+	if l, ok := stopLabels[reason]; ok {
+		o.stops.WithLabelValues(l).Inc()
+	}
 }
 
 func result(err error) string {

@@ -19,10 +19,10 @@ func TestObserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Leading(true, 7)
-	o.Call(elector.OpUpdate, true, false, 2*time.Millisecond, nil)
-	o.Call(elector.OpUpdate, true, false, time.Second, context.DeadlineExceeded)
-	o.Call(elector.OpGet, false, false, time.Millisecond, errors.New("boom"))
+	o.Leading(true, 7, elector.ReasonNone)
+	o.Call(elector.KindRenew, elector.OpUpdate, 2*time.Millisecond, nil)
+	o.Call(elector.KindRenew, elector.OpUpdate, time.Second, context.DeadlineExceeded)
+	o.Call(elector.KindRead, elector.OpGet, time.Millisecond, errors.New("boom"))
 	want := `
 # HELP leasehold_is_leader 1 while this candidate leads the lock, else 0.
 # TYPE leasehold_is_leader gauge
@@ -45,9 +45,21 @@ leasehold_transitions_total{direction="stopped",lock="job"} 0
 	if n := testutil.CollectAndCount(reg, "leasehold_backend_request_duration_seconds"); n != 3 {
 		t.Fatalf("%d latency series, want 3 (update ok, update timeout, get error)", n)
 	}
-	o.Leading(false, 0)
+	o.Leading(false, 0, elector.ReasonDeadline)
 	if v := testutil.ToFloat64(o2(t, reg)); v != 0 {
 		t.Fatalf("is_leader after stop = %v", v)
+	}
+	if n, err := testutil.GatherAndCount(reg, "leasehold_stops_total"); err != nil || n != 3 {
+		t.Fatalf("%d stop series (%v), want one per reason", n, err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP leasehold_stops_total Leaderships of this candidate that ended, by reason (deadline, conflict, stopped).
+# TYPE leasehold_stops_total counter
+leasehold_stops_total{lock="job",reason="conflict"} 0
+leasehold_stops_total{lock="job",reason="deadline"} 1
+leasehold_stops_total{lock="job",reason="stopped"} 0
+`), "leasehold_stops_total"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := metrics.New(reg, "job"); err == nil {
 		t.Fatal("registering the same lock twice on one registry should fail")

@@ -51,8 +51,10 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
 		case Stop:
 			s.markFault(n, Stop)
 			n.restartAfter = d
+			// The Machine takes a stop at any time, also during a call; a
+			// paused process takes it when it resumes.
 			n.stopReq = true
-			if !n.inCall && !n.paused {
+			if !n.paused {
 				s.stopNow(n)
 			}
 		case Partition:
@@ -93,6 +95,7 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
 func (s *sim) stopNow(n *node) {
 	n.stopReq = false
 	n.waitGen++
+	n.workWait = false
 	s.regs[n.idx].active = false
 	s.apply(n, n.m.Stop(s.nowAt(n)))
 }
@@ -168,7 +171,7 @@ func (s *sim) recover(n *node, e event) {
 			d.at = s.now
 			s.dispatch(d)
 		}
-		if n.state == up && n.stopReq && !n.inCall {
+		if n.state == up && n.stopReq {
 			s.stopNow(n)
 		}
 	}

@@ -21,10 +21,11 @@ const (
 	evRandomFault                  // the next random fault
 	evRecover                      // the end of a fault: restart, heal, resume
 	evWatchRetry                   // a node re-registers a watch that was lost
+	evWorkDone                     // a former leader's work has returned
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
-	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry"}
+	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done"}
 
 // event is one thing that happens at a true instant. Node-bound events carry
 // the node's incarnation (inc) and a generation or call id (gen) so that

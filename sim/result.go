@@ -151,7 +151,7 @@ func (s *sim) endLeadership(n *node, reason string) {
 	if cause == "" {
 		at = s.now
 		switch reason {
-		case elector.ReasonConflict:
+		case elector.ReasonConflict.String():
 			cause = "conflict"
 		default:
 			cause = "renew-failed"

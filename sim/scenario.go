@@ -27,6 +27,11 @@ type Scenario struct {
 	RetryPeriod     time.Duration
 	ReleaseOnCancel bool
 	Watch           bool
+	// WorkStop is how long a leader's work takes to return once it is told
+	// to stop (its context is cancelled). A candidate neither campaigns
+	// again nor releases before it has returned; on a graceful stop it
+	// waits for it at most RenewDeadline, then exits without releasing.
+	WorkStop time.Duration
 
 	Latency time.Duration // one way
 	Jitter  time.Duration // extra one-way delay, uniform in [0, Jitter)
@@ -141,6 +146,9 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			})
 		case "watch":
 			sc.Watch = p.Boolean(v, key)
+		case "work_stop":
+			sc.WorkStop = p.NonNegative(v, key)
+			p.bounded(v, key, maxLease)
 		case "network":
 			p.Mapping(v, "network.", func(key string, k, v *yaml.Node) {
 				switch key {

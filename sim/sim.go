@@ -64,8 +64,11 @@ type node struct {
 	inCall   bool
 	fenceGen uint64
 
-	stopReq      bool
+	stopReq      bool // a stop came while paused: carried out on resume
 	restartAfter time.Duration
+	workDone     bool   // the leader's work has returned since the last leadership
+	workWait     bool   // the current wait waits for that work
+	workGen      uint64 // current leadership's work
 
 	leading   bool // believes it leads (the Machine says so and the process is alive)
 	term      int64
@@ -253,6 +256,10 @@ func (s *sim) apply(n *node, out elector.Output) {
 		s.exit(n)
 	case out.Call.Op != elector.OpNone:
 		s.send(n, out.Call)
+	case out.Pending:
+		// A stop during a call: the reply (or the timeout) goes on.
+	case out.Wait.Work && n.workDone:
+		s.apply(n, n.m.WorkDone(s.nowAt(n)))
 	default:
 		s.wait(n, out.Wait)
 	}
@@ -260,9 +267,19 @@ func (s *sim) apply(n *node, out elector.Output) {
 
 func (s *sim) transitions(n *node, out elector.Output) {
 	if out.Stopped && n.leading {
-		s.endLeadership(n, out.Reason)
+		s.endLeadership(n, out.Reason.String())
+	}
+	if out.Stopped {
+		// Told to stop, the leader's work returns after work_stop.
+		n.workGen++
+		if s.sc.WorkStop == 0 {
+			n.workDone = true
+		} else {
+			s.push(event{at: s.now + s.sc.WorkStop, kind: evWorkDone, node: int32(n.idx), inc: n.inc, gen: n.workGen})
+		}
 	}
 	if out.Started {
+		n.workDone = false
 		s.startLeadership(n, out.Term)
 	}
 	if out.LeaderChanged && s.trace != nil {
@@ -284,11 +301,11 @@ func (s *sim) send(n *node, c elector.Call) {
 		s.res.Requests.Update++
 	}
 	if s.trace != nil {
-		s.tracef(n, "send %s%s term=%d expect=%s", c.Op, map[bool]string{true: " (release)"}[c.Release], c.Record.Term, c.Version)
+		s.tracef(n, "send %s (%s) term=%d expect=%s", c.Op, c.Kind, c.Record.Term, c.Version)
 	}
 	if !s.lost(n) {
 		s.push(event{at: s.now + s.delay(), kind: evArrive, node: int32(n.idx), inc: n.inc, gen: n.callGen,
-			op: c.Op, release: c.Release, rec: c.Record, ver: c.Version})
+			op: c.Op, release: c.Kind == elector.KindRelease, rec: c.Record, ver: c.Version})
 	}
 	s.push(event{at: s.trueAt(n, c.Deadline), kind: evTimeout, node: int32(n.idx), inc: n.inc, gen: n.callGen})
 }
@@ -296,6 +313,7 @@ func (s *sim) send(n *node, c elector.Call) {
 func (s *sim) wait(n *node, w elector.Wait) {
 	n.waitGen++
 	n.watching = false
+	n.workWait = w.Work
 	s.push(event{at: s.trueAt(n, w.Until), kind: evTimer, node: int32(n.idx), inc: n.inc, gen: n.waitGen})
 	if w.Watch {
 		n.watching, n.watchVer = true, w.Version
@@ -434,6 +452,19 @@ func (s *sim) dispatch(e event) {
 			s.tracef(n, "watch lost; registering again")
 		}
 		s.registerWatch(n)
+	case evWorkDone:
+		if e.gen != n.workGen {
+			return
+		}
+		n.workDone = true
+		if s.trace != nil {
+			s.tracef(n, "leader work returned")
+		}
+		if n.workWait && !n.inCall {
+			n.waitGen++
+			n.workWait = false
+			s.apply(n, n.m.WorkDone(s.nowAt(n)))
+		}
 	case evFenceTick:
 		if e.gen != n.fenceGen || !n.leading {
 			if s.trace != nil {
@@ -445,17 +476,8 @@ func (s *sim) dispatch(e event) {
 	}
 }
 
-// afterInput applies a Machine output, or stops the node if a stop was
-// requested while a call was in flight.
-func (s *sim) afterInput(n *node, out elector.Output) {
-	if n.stopReq && !n.inCall && !out.Done {
-		s.transitions(n, out)
-		n.stopReq = false
-		s.apply(n, n.m.Stop(s.nowAt(n)))
-		return
-	}
-	s.apply(n, out)
-}
+// afterInput applies a Machine output.
+func (s *sim) afterInput(n *node, out elector.Output) { s.apply(n, out) }
 
 // arrive applies a request at the store and sends the reply.
 func (s *sim) arrive(e event) {
