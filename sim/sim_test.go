@@ -191,6 +191,24 @@ func TestSharedIdentity(t *testing.T) {
 	}
 }
 
+// Leader work that takes time to return once told to stop delays the
+// release by that long; work that outlasts RenewDeadline is not waited for
+// and the lock is not released: the next leader waits out the lease.
+func TestWorkStop(t *testing.T) {
+	sc := load(t, "graceful-stop")
+	sc.WorkStop = 3 * time.Second
+	r := run(t, sc, 1)
+	if len(r.Failovers) != 1 || r.Failovers[0].Cause != "stop" || r.Failovers[0].FailoverMS < 3000 || r.Failovers[0].FailoverMS > 3100 {
+		t.Fatalf("work_stop 3s: failovers %+v, want one stop handover after about 3s", r.Failovers)
+	}
+	sc.WorkStop = sc.RenewDeadline + time.Second
+	r = run(t, sc, 1)
+	lo := float64(sc.LeaseDuration-sc.RetryPeriod) / 1e6
+	if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < lo || r.DualLeaderMS != 0 {
+		t.Fatalf("work_stop past the renew deadline: failovers %+v, dual %vms; want a failover of about the lease", r.Failovers, r.DualLeaderMS)
+	}
+}
+
 func TestRandomFaultsAreDrawnFromTheSeed(t *testing.T) {
 	sc := load(t, "random-chaos")
 	a, b := run(t, sc, 3), run(t, sc, 4)
