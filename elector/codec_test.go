@@ -19,6 +19,19 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
+// Lease durations are stored in whole milliseconds, rounded up: a reader
+// never waits less than the writer meant. The instance rides along.
+func TestCodecRoundsUpAndKeepsInstance(t *testing.T) {
+	got, err := DecodeRecord(EncodeRecord(Record{Holder: "a", Instance: "p1", LeaseDuration: 1500*time.Microsecond + 1}))
+	if err != nil || got.LeaseDuration != 2*time.Millisecond || got.Instance != "p1" {
+		t.Fatalf("got %+v, %v; want a 2ms lease and instance p1", got, err)
+	}
+	old, err := DecodeRecord([]byte(`{"format":"leasehold.record/v1","holder":"a","lease_duration_ms":1000,"term":3}`))
+	if err != nil || old.Instance != "" || old.Holder != "a" {
+		t.Fatalf("a record without an instance: %+v, %v", old, err)
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	for _, in := range []string{
 		``, `{`, `null`, `[]`, `{"format":"other/v9","holder":"a"}`,
@@ -52,7 +65,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoding a decoded record: %v", err)
 		}
-		if again.Holder != r.Holder || again.Term != r.Term || again.LeaseDuration != r.LeaseDuration {
+		if again.Holder != r.Holder || again.Instance != r.Instance || again.Term != r.Term || again.LeaseDuration != r.LeaseDuration {
 			t.Fatalf("re-encoded %+v, decoded %+v", again, r)
 		}
 	})

@@ -602,22 +602,37 @@ func TestErrorsNeverWrite(t *testing.T) {
 func TestValidate(t *testing.T) {
 	base := DefaultConfig("me")
 	cases := []struct {
-		mod  func(*Config)
-		want string
+		mod    func(*Config)
+		want   string
+		fields []string
 	}{
-		{func(c *Config) { c.Identity = "" }, "Identity"},
-		{func(c *Config) { c.RetryPeriod = 0 }, "RetryPeriod must be positive, got 0s"},
-		{func(c *Config) { c.LeaseDuration = 10 * time.Second }, "LeaseDuration (10s) must be greater than RenewDeadline (10s)"},
-		{func(c *Config) { c.RenewDeadline = 2 * time.Second }, "RenewDeadline (2s) must be greater than 1.2 × RetryPeriod (2s) = 2.4s"},
-		{func(c *Config) { c.JitterFactor = -1 }, "JitterFactor"},
+		{func(c *Config) { c.Identity = "" }, "Identity", []string{"Identity"}},
+		{func(c *Config) { c.LeaseDuration = 2000000 * time.Hour }, "LeaseDuration (2000000h0m0s) must be at most 168h0m0s", []string{"LeaseDuration"}},
+		{func(c *Config) { c.RetryPeriod = 0 }, "RetryPeriod must be positive, got 0s", []string{"RetryPeriod"}},
+		{func(c *Config) { c.LeaseDuration = 10 * time.Second }, "LeaseDuration (10s) must be greater than RenewDeadline (10s)", []string{"LeaseDuration", "RenewDeadline"}},
+		{func(c *Config) { c.RenewDeadline = 2 * time.Second }, "RenewDeadline (2s) must be greater than 1.2 × RetryPeriod (2s) = 2.4s", []string{"RenewDeadline", "RetryPeriod"}},
+		{func(c *Config) { c.RenewDeadline, c.JitterFactor = 3*time.Second, 2 }, "RenewDeadline (3s) must be greater than 2 × RetryPeriod (2s) = 4s", []string{"RenewDeadline", "RetryPeriod"}},
+		{func(c *Config) { c.JitterFactor = -1 }, "JitterFactor", []string{"JitterFactor"}},
 	}
 	for _, tc := range cases {
 		c := base
 		tc.mod(&c)
 		err := c.Validate()
-		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Validate() = %v, want ErrInvalidConfig mentioning %q", err, tc.want)
+		var ce *ConfigError
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ce) ||
+			strings.Join(ce.Fields, ",") != strings.Join(tc.fields, ",") {
+			t.Errorf("Validate() = %v, want ErrInvalidConfig mentioning %q about %v", err, tc.want, tc.fields)
 		}
+	}
+	c := base
+	c.LeaseDuration, c.RenewDeadline = MaxLeaseDuration, MaxLeaseDuration-time.Hour
+	if err := c.Validate(); err != nil {
+		t.Errorf("the longest lease allowed is refused: %v", err)
+	}
+	// It round-trips through the stored record.
+	r, err := DecodeRecord(EncodeRecord(Record{Holder: "me", LeaseDuration: MaxLeaseDuration, Term: MaxTerm - 1}))
+	if err != nil || r.LeaseDuration != MaxLeaseDuration {
+		t.Errorf("the longest lease does not round-trip: %v %v", r.LeaseDuration, err)
 	}
 	if err := base.Validate(); err != nil {
 		t.Errorf("DefaultConfig invalid: %v", err)
