@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -148,7 +147,7 @@ func startEtcd(bin, dir string, t *EtcdTLS) (*Etcd, error) {
 func (e *Etcd) launch() error {
 	cmd := exec.Command(e.args[0], e.args[1:]...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	serverProcess(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("servers: start %s: %w", e.args[0], err)
 	}
@@ -191,7 +190,7 @@ func (e *Etcd) kill() {
 	if e.cmd == nil {
 		return
 	}
-	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+	killServer(e.cmd)
 	<-e.exited
 	e.cmd, e.exited = nil, nil
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -11,8 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // guardCommand is the hidden command under which run starts the user's
@@ -39,8 +39,7 @@ import (
 //     command's status.
 //
 // The command runs in a process group of its own, so the guard can signal
-// the group without signalling itself.
-const guardCommand = "__guard"
+// the group without signalling itself. guardCommand names it (run.go).
 
 // Environment of the guard, set by run and removed before the command runs.
 const (
@@ -56,25 +55,6 @@ const (
 const guardControlFD = 3
 
 const prSetChildSubreaper = 36 // prctl(2) PR_SET_CHILD_SUBREAPER
-
-// monoNow reads CLOCK_MONOTONIC: one clock for leasehold and its guard, so
-// a deadline one computes means the same instant to the other.
-func monoNow() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return ts.Nano()
-}
-
-// monoDeadline turns an instant of the elector's clock into CLOCK_MONOTONIC
-// nanoseconds. The raw clock is read before the remaining time is measured,
-// so a pause between the two readings makes the deadline earlier, never
-// later.
-func monoDeadline(until time.Time) int64 {
-	raw := monoNow()
-	return raw + int64(time.Until(until))
-}
 
 type reaped struct {
 	pid int
