@@ -63,7 +63,6 @@ type Elector struct {
 	leader  string
 	renewed time.Time // last successful write while leading
 
-	parkHook func(parked bool) // tests: called around every wait
 }
 
 // Option changes how an Elector is built.
@@ -449,10 +448,6 @@ func (d *driver) wait(ctx context.Context, w Wait) Output {
 			rec, ver, err := e.watcher.Watch(wctx, w.Version)
 			events <- watchResult{rec, ver, err}
 		}()
-	}
-	if e.parkHook != nil {
-		e.parkHook(true)
-		defer e.parkHook(false)
 	}
 	select {
 	case <-d.done(ctx):

@@ -6,19 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/benbjohnson/clock"
 	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
 )
 
-// Short leases keep the mock-clock tests quick: 2s / 1.5s / 0.5s.
+// Short leases: 2s / 1.5s / 0.5s; checks every 25ms of virtual time.
 const (
 	ld   = 2 * time.Second
 	rd   = 1500 * time.Millisecond
@@ -26,17 +25,16 @@ const (
 	step = 25 * time.Millisecond
 )
 
-// cluster runs candidates on one memory store under a mock clock. Time moves
-// only when the test advances it, and only once every driver waits on time,
-// on a watch, or in a call the store holds back.
+// cluster runs candidates on one memory store inside a synctest bubble
+// (see bubble): the electors, the store and the test sleep on the real
+// clock, which is virtual there. Time moves only when every goroutine of
+// the bubble waits (on a timer, a watch, or a call the store holds back),
+// so each step of the test sees every driver at rest, exactly.
 type cluster struct {
-	t      *testing.T
-	clk    *clock.Mock
-	store  *memory.Store
-	start  time.Time
-	parked atomic.Int32
-	stuck  atomic.Int32 // calls held by a test backend that ignores its context
-	nodes  []*node
+	t     *testing.T
+	store *memory.Store
+	start time.Time
+	nodes []*node
 	// identity of a node added next, when it is not the node's name.
 	identity map[string]string
 
@@ -46,7 +44,7 @@ type cluster struct {
 	renewed []renewal
 }
 
-// renewal is one OnRenewed call on the mock clock.
+// renewal is one OnRenewed call, in virtual time since the start.
 type renewal struct {
 	id        string
 	at, until time.Duration
@@ -59,18 +57,25 @@ type node struct {
 	done   chan struct{}
 }
 
-// span is one leadership on the mock clock; stop is -1 while it lasts.
+// span is one leadership, in virtual time since the start; stop is -1
+// while it lasts.
 type span struct {
 	id          string
 	term        int64
 	start, stop time.Duration
 }
 
+// bubble runs a cluster test in a synctest bubble: everything it starts,
+// and the clock they read, belong to it.
+func bubble(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	synctest.Test(t, f)
+}
+
+// newCluster starts n candidates; it must be called inside a bubble.
 func newCluster(t *testing.T, n int, watch bool) *cluster {
-	c := &cluster{t: t, clk: clock.NewMock(), active: map[string]int{}, identity: map[string]string{}}
-	c.clk.Set(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	c.start = c.clk.Now()
-	c.store = memory.New(memory.WithClock(c.clk))
+	c := &cluster{t: t, start: time.Now(), active: map[string]int{}, identity: map[string]string{}}
+	c.store = memory.New()
 	for i := range n {
 		c.add(fmt.Sprintf("n%d", i+1), watch, uint64(i))
 	}
@@ -78,7 +83,7 @@ func newCluster(t *testing.T, n int, watch bool) *cluster {
 	return c
 }
 
-func (c *cluster) now() time.Duration { return c.clk.Now().Sub(c.start) }
+func (c *cluster) now() time.Duration { return time.Since(c.start) }
 
 func (c *cluster) add(id string, watch bool, seed uint64) *node {
 	var b elector.Backend = c.store.Backend("lock", id)
@@ -117,18 +122,10 @@ func (c *cluster) addWith(id string, b elector.Backend, seed uint64, hold <-chan
 			c.renewed = append(c.renewed, renewal{id: id, at: c.now(), until: until.Sub(c.start)})
 			c.mu.Unlock()
 		},
-	}, elector.WithClock(c.clk), elector.WithRand(rand.New(rand.NewPCG(seed, 1))),
-		elector.WithLogger(slog.New(slog.DiscardHandler)))
+	}, elector.WithRand(rand.New(rand.NewPCG(seed, 1))), elector.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	elector.SetParkHook(e, func(p bool) {
-		if p {
-			c.parked.Add(1)
-		} else {
-			c.parked.Add(-1)
-		}
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	nd.e, nd.cancel = e, cancel
 	c.nodes = append(c.nodes, nd)
@@ -151,44 +148,14 @@ func (nd *node) returned() bool {
 	}
 }
 
-func (c *cluster) running() int32 {
-	n := int32(0)
-	for _, nd := range c.nodes {
-		if !nd.returned() {
-			n++
-		}
-	}
-	return n
-}
-
-// settle returns once every running driver waits on time: parked in a wait
-// or in a call the store holds back, with nothing being served, for a few
-// scheduling rounds in a row.
-func (c *cluster) settle() {
-	c.t.Helper()
-	stable := 0
-	for i := 0; i < 1_000_000; i++ {
-		quiet, blocked := c.store.Quiet()
-		if quiet && c.parked.Load()+int32(blocked)+c.stuck.Load() >= c.running() {
-			if stable++; stable >= 5 {
-				return
-			}
-		} else {
-			stable = 0
-		}
-		runtime.Gosched()
-	}
-	c.t.Fatal("the drivers never settled")
-}
-
-// advance moves the mock clock by d in small steps, checking after each
-// step that no two candidates lead at once.
+// advance lets d of virtual time pass in small steps, checking after each
+// step, once every goroutine waits again, that no two candidates lead at
+// once.
 func (c *cluster) advance(d time.Duration) {
 	c.t.Helper()
 	for end := c.now() + d; c.now() < end; {
-		c.settle()
-		c.clk.Add(step)
-		c.settle()
+		time.Sleep(step)
+		synctest.Wait()
 		c.checkOneLeader()
 	}
 }
@@ -232,65 +199,63 @@ func (c *cluster) leaderships() []span {
 	return append([]span(nil), c.spans...)
 }
 
+// stopAll cancels every candidate and waits for its Run to return (time
+// moves on while they release and their work returns).
 func (c *cluster) stopAll() {
 	for _, nd := range c.nodes {
 		nd.cancel()
 	}
 	for _, nd := range c.nodes {
-		for {
-			select {
-			case <-nd.done:
-			default:
-				c.clk.Add(step)
-				continue
-			}
-			break
-		}
+		<-nd.done
 	}
 }
 
 func TestRunOneLeaderAmongMany(t *testing.T) {
-	c := newCluster(t, 5, true)
-	c.until(ld, "a leader", func() bool { return c.leader() != nil })
-	first := c.leader()
-	c.advance(30 * time.Second)
-	if l := c.leader(); l != first {
-		t.Fatalf("leadership moved from %s to %v without a fault", first.id, l)
-	}
-	if s := c.leaderships(); len(s) != 1 {
-		t.Fatalf("leaderships %+v, want exactly one", s)
-	}
-	for _, nd := range c.nodes {
-		if got := nd.e.Leader(); got != first.id {
-			t.Errorf("%s sees leader %q, want %q", nd.id, got, first.id)
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 5, true)
+		c.until(ld, "a leader", func() bool { return c.leader() != nil })
+		first := c.leader()
+		c.advance(30 * time.Second)
+		if l := c.leader(); l != first {
+			t.Fatalf("leadership moved from %s to %v without a fault", first.id, l)
 		}
-	}
+		if s := c.leaderships(); len(s) != 1 {
+			t.Fatalf("leaderships %+v, want exactly one", s)
+		}
+		for _, nd := range c.nodes {
+			if got := nd.e.Leader(); got != first.id {
+				t.Errorf("%s sees leader %q, want %q", nd.id, got, first.id)
+			}
+		}
+	})
 }
 
 func TestRunGracefulHandoff(t *testing.T) {
 	for _, watch := range []bool{true, false} {
 		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
-			c := newCluster(t, 3, watch)
-			c.until(ld, "a leader", func() bool { return c.leader() != nil })
-			c.advance(3 * time.Second)
-			old := c.leader()
-			oldTerm := old.e.Term()
-			stopAt := c.now()
-			old.cancel()
-			// With watch, the release wakes a follower at once; polling
-			// followers see it at their next poll (at most 2.2 RP).
-			limit := step
-			if !watch {
-				limit = rp + time.Duration(elector.DefaultJitterFactor*float64(rp)) + step
-			}
-			c.until(limit, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
-			<-old.done
-			spans := c.leaderships()
-			last := spans[len(spans)-1]
-			if last.term <= oldTerm {
-				t.Fatalf("new term %d not above the old %d", last.term, oldTerm)
-			}
-			t.Logf("handoff took %v of mock time", last.start-stopAt)
+			bubble(t, func(t *testing.T) {
+				c := newCluster(t, 3, watch)
+				c.until(ld, "a leader", func() bool { return c.leader() != nil })
+				c.advance(3 * time.Second)
+				old := c.leader()
+				oldTerm := old.e.Term()
+				stopAt := c.now()
+				old.cancel()
+				// With watch, the release wakes a follower at once; polling
+				// followers see it at their next poll (at most 2.2 RP).
+				limit := step
+				if !watch {
+					limit = rp + time.Duration(elector.DefaultJitterFactor*float64(rp)) + step
+				}
+				c.until(limit, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
+				<-old.done
+				spans := c.leaderships()
+				last := spans[len(spans)-1]
+				if last.term <= oldTerm {
+					t.Fatalf("new term %d not above the old %d", last.term, oldTerm)
+				}
+				t.Logf("handoff took %v of virtual time", last.start-stopAt)
+			})
 		})
 	}
 }
@@ -298,39 +263,41 @@ func TestRunGracefulHandoff(t *testing.T) {
 // A leader cut off from the store stops leading before RenewDeadline after
 // its last renewal; another takes over only after LeaseDuration.
 func TestRunPartitionedLeaderStepsDown(t *testing.T) {
-	c := newCluster(t, 3, true)
-	c.until(ld, "a leader", func() bool { return c.leader() != nil })
-	c.advance(3 * time.Second)
-	old := c.leader()
-	cutAt := c.now()
-	c.store.Partition(old.id)
-	c.until(ld+3*rp, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
-	spans := c.leaderships()
-	if len(spans) != 2 {
-		t.Fatalf("leaderships %+v, want 2", spans)
-	}
-	was, now := spans[0], spans[1]
-	if was.stop < 0 || was.stop > cutAt+rd+step {
-		t.Fatalf("cut at %v, the old leader stopped at %v: later than RenewDeadline", cutAt, was.stop)
-	}
-	// The last renewal that got through was sent at most RP before the cut.
-	if now.start < cutAt-rp+ld-step {
-		t.Fatalf("cut at %v, new leader started at %v: before LeaseDuration after the last renewal", cutAt, now.start)
-	}
-	if now.start <= was.stop {
-		t.Fatalf("new leader started at %v before the old one stopped at %v", now.start, was.stop)
-	}
-	t.Logf("cut at %v, old leader stopped at %v, new started at %v", cutAt, was.stop, now.start)
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 3, true)
+		c.until(ld, "a leader", func() bool { return c.leader() != nil })
+		c.advance(3 * time.Second)
+		old := c.leader()
+		cutAt := c.now()
+		c.store.Partition(old.id)
+		c.until(ld+3*rp, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
+		spans := c.leaderships()
+		if len(spans) != 2 {
+			t.Fatalf("leaderships %+v, want 2", spans)
+		}
+		was, now := spans[0], spans[1]
+		if was.stop < 0 || was.stop > cutAt+rd+step {
+			t.Fatalf("cut at %v, the old leader stopped at %v: later than RenewDeadline", cutAt, was.stop)
+		}
+		// The last renewal that got through was sent at most RP before the cut.
+		if now.start < cutAt-rp+ld-step {
+			t.Fatalf("cut at %v, new leader started at %v: before LeaseDuration after the last renewal", cutAt, now.start)
+		}
+		if now.start <= was.stop {
+			t.Fatalf("new leader started at %v before the old one stopped at %v", now.start, was.stop)
+		}
+		t.Logf("cut at %v, old leader stopped at %v, new started at %v", cutAt, was.stop, now.start)
 
-	// Healed, the old leader follows the new one.
-	c.store.Heal(old.id)
-	c.advance(2 * ld)
-	if l := c.leader(); l != c.nodes[indexOf(c, now.id)] {
-		t.Fatalf("after healing, leader is %v, want %s", l, now.id)
-	}
-	if got := old.e.Leader(); got != now.id {
-		t.Fatalf("the healed node sees leader %q, want %q", got, now.id)
-	}
+		// Healed, the old leader follows the new one.
+		c.store.Heal(old.id)
+		c.advance(2 * ld)
+		if l := c.leader(); l != c.nodes[indexOf(c, now.id)] {
+			t.Fatalf("after healing, leader is %v, want %s", l, now.id)
+		}
+		if got := old.e.Leader(); got != now.id {
+			t.Fatalf("the healed node sees leader %q, want %q", got, now.id)
+		}
+	})
 }
 
 // OnRenewed tells, after every acknowledged write, until when the
@@ -338,61 +305,65 @@ func TestRunPartitionedLeaderStepsDown(t *testing.T) {
 // off from the store stops leading at the last instant it was told, so a
 // watchdog holding the leader's work to it never stops the work late.
 func TestRunOnRenewedBoundsLeadership(t *testing.T) {
-	c := newCluster(t, 2, true)
-	c.until(ld, "a leader", func() bool { return c.leader() != nil })
-	c.advance(5 * time.Second)
-	old := c.leader()
-	c.store.Partition(old.id)
-	c.until(ld+3*rp, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
-	spans := c.leaderships()
-	c.mu.Lock()
-	var mine []renewal
-	for _, r := range c.renewed {
-		if r.id == old.id {
-			mine = append(mine, r)
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 2, true)
+		c.until(ld, "a leader", func() bool { return c.leader() != nil })
+		c.advance(5 * time.Second)
+		old := c.leader()
+		c.store.Partition(old.id)
+		c.until(ld+3*rp, "a new leader", func() bool { l := c.leader(); return l != nil && l != old })
+		spans := c.leaderships()
+		c.mu.Lock()
+		var mine []renewal
+		for _, r := range c.renewed {
+			if r.id == old.id {
+				mine = append(mine, r)
+			}
 		}
-	}
-	c.mu.Unlock()
-	// One acquisition plus a renewal every RetryPeriod over 5s.
-	if len(mine) < int(5*time.Second/rp) {
-		t.Fatalf("%d OnRenewed calls in 5s of leading (RetryPeriod %v)", len(mine), rp)
-	}
-	for i, r := range mine {
-		if r.until > r.at+rd || r.until < r.at+rd-step {
-			t.Fatalf("renewal %d at %v: valid until %v, want its send time + %v", i, r.at, r.until, rd)
+		c.mu.Unlock()
+		// One acquisition plus a renewal every RetryPeriod over 5s.
+		if len(mine) < int(5*time.Second/rp) {
+			t.Fatalf("%d OnRenewed calls in 5s of leading (RetryPeriod %v)", len(mine), rp)
 		}
-		if i > 0 && r.until <= mine[i-1].until {
-			t.Fatalf("renewal %d: valid until %v, not after the previous %v", i, r.until, mine[i-1].until)
+		for i, r := range mine {
+			if r.until > r.at+rd || r.until < r.at+rd-step {
+				t.Fatalf("renewal %d at %v: valid until %v, want its send time + %v", i, r.at, r.until, rd)
+			}
+			if i > 0 && r.until <= mine[i-1].until {
+				t.Fatalf("renewal %d: valid until %v, not after the previous %v", i, r.until, mine[i-1].until)
+			}
 		}
-	}
-	last := mine[len(mine)-1].until
-	if spans[0].stop < 0 || spans[0].stop > last+step {
-		t.Fatalf("told valid until %v, the old leader stopped at %v", last, spans[0].stop)
-	}
-	if spans[1].start <= last {
-		t.Fatalf("the new leader started at %v, while the old one was told it led until %v", spans[1].start, last)
-	}
+		last := mine[len(mine)-1].until
+		if spans[0].stop < 0 || spans[0].stop > last+step {
+			t.Fatalf("told valid until %v, the old leader stopped at %v", last, spans[0].stop)
+		}
+		if spans[1].start <= last {
+			t.Fatalf("the new leader started at %v, while the old one was told it led until %v", spans[1].start, last)
+		}
+	})
 }
 
 // Two processes with one identity: the second waits out the first's lease
 // instead of taking the record naming "its" identity at once. Before
 // instances, they took the lock from each other every RetryPeriod.
 func TestRunSharedIdentityOneLeader(t *testing.T) {
-	c := newCluster(t, 0, true)
-	c.identity["p1"], c.identity["p2"] = "same", "same"
-	c.add("p1", true, 1)
-	c.until(ld, "a leader", func() bool { return c.leader() != nil })
-	c.add("p2", true, 2)
-	c.advance(20 * time.Second) // checks one leader at every step
-	if s := c.leaderships(); len(s) != 1 || s[0].id != "p1" {
-		t.Fatalf("leaderships %+v, want p1's alone", s)
-	}
-	// p1 stops without releasing: p2 takes over once the lease has run out.
-	c.store.Partition("p1")
-	c.until(ld+3*rp, "p2 leading", func() bool { return c.leader() == c.nodes[1] })
-	if s := c.leaderships(); len(s) != 2 || s[1].term <= s[0].term {
-		t.Fatalf("leaderships %+v, want p1 then p2 with a higher term", s)
-	}
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 0, true)
+		c.identity["p1"], c.identity["p2"] = "same", "same"
+		c.add("p1", true, 1)
+		c.until(ld, "a leader", func() bool { return c.leader() != nil })
+		c.add("p2", true, 2)
+		c.advance(20 * time.Second) // checks one leader at every step
+		if s := c.leaderships(); len(s) != 1 || s[0].id != "p1" {
+			t.Fatalf("leaderships %+v, want p1's alone", s)
+		}
+		// p1 stops without releasing: p2 takes over once the lease has run out.
+		c.store.Partition("p1")
+		c.until(ld+3*rp, "p2 leading", func() bool { return c.leader() == c.nodes[1] })
+		if s := c.leaderships(); len(s) != 2 || s[1].term <= s[0].term {
+			t.Fatalf("leaderships %+v, want p1 then p2 with a higher term", s)
+		}
+	})
 }
 
 func indexOf(c *cluster, id string) int {
@@ -409,38 +380,42 @@ func indexOf(c *cluster, id string) int {
 func TestRunWatchFollowersDoNotPoll(t *testing.T) {
 	for _, watch := range []bool{true, false} {
 		t.Run(fmt.Sprintf("watch=%v", watch), func(t *testing.T) {
-			c := newCluster(t, 3, watch)
-			c.until(ld, "a leader", func() bool { return c.leader() != nil })
-			c.advance(ld)
-			before := map[string]memory.Counts{}
-			for _, nd := range c.nodes {
-				before[nd.id] = c.store.Counts(nd.id)
-			}
-			const span = 60 * time.Second
-			c.advance(span)
-			leader := c.leader()
-			for _, nd := range c.nodes {
-				if nd == leader {
-					continue
+			bubble(t, func(t *testing.T) {
+				c := newCluster(t, 3, watch)
+				c.until(ld, "a leader", func() bool { return c.leader() != nil })
+				c.advance(ld)
+				before := map[string]memory.Counts{}
+				for _, nd := range c.nodes {
+					before[nd.id] = c.store.Counts(nd.id)
 				}
-				gets := c.store.Counts(nd.id).Get - before[nd.id].Get
-				if watch && gets != 0 {
-					t.Errorf("follower %s made %d Get calls in %v with watch on", nd.id, gets, span)
+				const span = 60 * time.Second
+				c.advance(span)
+				leader := c.leader()
+				for _, nd := range c.nodes {
+					if nd == leader {
+						continue
+					}
+					gets := c.store.Counts(nd.id).Get - before[nd.id].Get
+					if watch && gets != 0 {
+						t.Errorf("follower %s made %d Get calls in %v with watch on", nd.id, gets, span)
+					}
+					// Polling: one Get per jittered RetryPeriod, in [RP, 2.2 RP).
+					if lo, hi := int64(span/(rp*22/10)), int64(span/rp)+1; !watch && (gets < lo || gets > hi) {
+						t.Errorf("polling follower %s made %d Get calls in %v, want %d..%d", nd.id, gets, span, lo, hi)
+					}
 				}
-				// Polling: one Get per jittered RetryPeriod, in [RP, 2.2 RP).
-				if lo, hi := int64(span/(rp*22/10)), int64(span/rp)+1; !watch && (gets < lo || gets > hi) {
-					t.Errorf("polling follower %s made %d Get calls in %v, want %d..%d", nd.id, gets, span, lo, hi)
-				}
-			}
+			})
 		})
 	}
 }
 
 func TestRunRetriesBackendErrors(t *testing.T) {
-	c := newCluster(t, 0, true)
-	c.store.FailNext(7, nil)
-	c.add("n1", true, 1)
-	c.until(10*time.Second, "a leader despite failing calls", func() bool { return c.leader() != nil })
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 0, true)
+		c.store.FailNext(7, nil)
+		c.add("n1", true, 1)
+		c.until(10*time.Second, "a leader despite failing calls", func() bool { return c.leader() != nil })
+	})
 }
 
 func TestNewRejectsBadInput(t *testing.T) {
@@ -473,33 +448,35 @@ func TestNewRejectsBadInput(t *testing.T) {
 func TestRunReleaseWaitsForLeaderWork(t *testing.T) {
 	for _, returns := range []bool{true, false} {
 		t.Run(fmt.Sprintf("returns=%v", returns), func(t *testing.T) {
-			c := newCluster(t, 0, true)
-			hold := make(chan struct{})
-			defer func() {
-				select {
-				case <-hold:
-				default:
+			bubble(t, func(t *testing.T) {
+				c := newCluster(t, 0, true)
+				hold := make(chan struct{})
+				defer func() {
+					select {
+					case <-hold:
+					default:
+						close(hold)
+					}
+				}()
+				n := c.addWith("n1", c.store.Backend("lock", "n1"), 1, hold)
+				c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
+				n.cancel()
+				c.advance(rd / 2)
+				if holder(t, c) != "n1" {
+					t.Fatal("released while the leader's work was still running")
+				}
+				if returns {
 					close(hold)
 				}
-			}()
-			n := c.addWith("n1", c.store.Backend("lock", "n1"), 1, hold)
-			c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
-			n.cancel()
-			c.advance(rd / 2)
-			if holder(t, c) != "n1" {
-				t.Fatal("released while the leader's work was still running")
-			}
-			if returns {
-				close(hold)
-			}
-			c.until(2*rd, "Run returning", n.returned)
-			want := ""
-			if !returns {
-				want = "n1"
-			}
-			if got := holder(t, c); got != want {
-				t.Fatalf("holder after Run returned = %q, want %q", got, want)
-			}
+				c.until(2*rd, "Run returning", n.returned)
+				want := ""
+				if !returns {
+					want = "n1"
+				}
+				if got := holder(t, c); got != want {
+					t.Fatalf("holder after Run returned = %q, want %q", got, want)
+				}
+			})
 		})
 	}
 }
@@ -516,62 +493,65 @@ func holder(t *testing.T, c *cluster) string {
 // A renewal whose reply is lost is retried; the conflict with its own
 // write is recognised and the leader keeps leading, same term.
 func TestRunLostRenewalReplyKeepsLeadership(t *testing.T) {
-	c := newCluster(t, 3, true)
-	c.until(ld, "a leader", func() bool { return c.leader() != nil })
-	l := c.leader()
-	term := l.e.Term()
-	c.store.LoseReplies(l.id, 1)
-	c.advance(3 * ld)
-	if c.leader() != l || l.e.Term() != term || len(c.leaderships()) != 1 {
-		t.Fatalf("after lost replies: leader %v term %d, leaderships %+v; want %s still, term %d",
-			c.leader(), l.e.Term(), c.leaderships(), l.id, term)
-	}
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 3, true)
+		c.until(ld, "a leader", func() bool { return c.leader() != nil })
+		l := c.leader()
+		term := l.e.Term()
+		c.store.LoseReplies(l.id, 1)
+		c.advance(3 * ld)
+		if c.leader() != l || l.e.Term() != term || len(c.leaderships()) != 1 {
+			t.Fatalf("after lost replies: leader %v term %d, leaderships %+v; want %s still, term %d",
+				c.leader(), l.e.Term(), c.leaderships(), l.id, term)
+		}
+	})
 }
 
 // Cancelling Run while a call is in flight does not start a leadership.
 func TestRunCancelDuringCallDoesNotLead(t *testing.T) {
-	c := newCluster(t, 0, true)
-	c.store.SetLatency(200 * time.Millisecond)
-	n := c.add("n1", true, 1)
-	c.settle()
-	n.cancel()
-	c.advance(2 * ld)
-	<-n.done
-	if s := c.leaderships(); len(s) != 0 {
-		t.Fatalf("led after its context was cancelled: %+v", s)
-	}
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 0, true)
+		c.store.SetLatency(200 * time.Millisecond)
+		n := c.add("n1", true, 1)
+		synctest.Wait() // its first call is held by the store's latency
+		n.cancel()
+		c.advance(2 * ld)
+		<-n.done
+		if s := c.leaderships(); len(s) != 0 {
+			t.Fatalf("led after its context was cancelled: %+v", s)
+		}
+	})
 }
 
 // Run returns after cancel even when leadership was lost and the leader's
 // work ignores its context.
 func TestRunReturnsWhenWorkIgnoresContext(t *testing.T) {
-	c := newCluster(t, 0, true)
-	hold := make(chan struct{})
-	defer close(hold)
-	n := c.addWith("n1", c.store.Backend("lock", "n1"), 1, hold)
-	c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
-	c.store.Partition("n1")
-	c.advance(rd + rp) // lost; waiting for its work
-	if n.e.IsLeader() {
-		t.Fatal("still leading past the renew deadline")
-	}
-	n.cancel()
-	c.until(2*rd, "Run returning", n.returned)
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 0, true)
+		hold := make(chan struct{})
+		defer close(hold)
+		n := c.addWith("n1", c.store.Backend("lock", "n1"), 1, hold)
+		c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
+		c.store.Partition("n1")
+		c.advance(rd + rp) // lost; waiting for its work
+		if n.e.IsLeader() {
+			t.Fatal("still leading past the renew deadline")
+		}
+		n.cancel()
+		c.until(2*rd, "Run returning", n.returned)
+	})
 }
 
 // stuckBackend ignores contexts: its Update blocks until released.
 type stuckBackend struct {
 	*memory.Backend
-	c       *cluster
 	stuck   atomic.Bool
 	release chan struct{}
 }
 
 func (s *stuckBackend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
 	if s.stuck.Load() {
-		s.c.stuck.Add(1)
 		<-s.release
-		s.c.stuck.Add(-1)
 	}
 	return s.Backend.Update(ctx, r, v)
 }
@@ -579,13 +559,15 @@ func (s *stuckBackend) Update(ctx context.Context, r elector.Record, v elector.V
 // A leader stops at its renew deadline even when its backend hangs and
 // ignores the call's context.
 func TestRunLeaderStopsOnTimeWithHungBackend(t *testing.T) {
-	c := newCluster(t, 0, true)
-	sb := &stuckBackend{Backend: c.store.Backend("lock", "n1"), c: c, release: make(chan struct{})}
-	defer close(sb.release)
-	n := c.addWith("n1", sb, 1, nil)
-	c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
-	sb.stuck.Store(true)
-	c.until(rd+2*step, "stepping down", func() bool { return !n.e.IsLeader() })
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 0, true)
+		sb := &stuckBackend{Backend: c.store.Backend("lock", "n1"), release: make(chan struct{})}
+		defer close(sb.release)
+		n := c.addWith("n1", sb, 1, nil)
+		c.until(ld, "a leader", func() bool { return n.e.IsLeader() })
+		sb.stuck.Store(true)
+		c.until(rd+2*step, "stepping down", func() bool { return !n.e.IsLeader() })
+	})
 }
 
 // staleReads serves Gets from a frozen snapshot once frozen (a lagging
@@ -619,22 +601,24 @@ func (s *staleReads) freeze(t *testing.T) {
 // keep leading on the strength of a stale read: it steps down by its lease
 // and never spins; another takes over; never two at once.
 func TestRunStaleReadsDoNotExtendLeadership(t *testing.T) {
-	c := newCluster(t, 0, true)
-	sr := &staleReads{Backend: c.store.Backend("lock", "a")}
-	a := c.addWith("a", sr, 1, nil)
-	c.until(ld, "a leading", func() bool { return a.e.IsLeader() })
-	c.add("b", true, 2)
-	c.advance(rp)
-	sr.freeze(t)
-	c.store.LoseReplies("a", 1)
-	c.advance(3 * ld) // advance checks that no two lead at once
-	if a.e.IsLeader() {
-		t.Fatal("a still leads on stale reads")
-	}
-	if c.leader() == nil || c.leader().id != "b" {
-		t.Fatalf("leader %v, want b", c.leader())
-	}
-	if n := sr.gets.Load(); n > int64(3*ld/rp)*3 {
-		t.Fatalf("%d stale reads in %v: spinning", n, 3*ld)
-	}
+	bubble(t, func(t *testing.T) {
+		c := newCluster(t, 0, true)
+		sr := &staleReads{Backend: c.store.Backend("lock", "a")}
+		a := c.addWith("a", sr, 1, nil)
+		c.until(ld, "a leading", func() bool { return a.e.IsLeader() })
+		c.add("b", true, 2)
+		c.advance(rp)
+		sr.freeze(t)
+		c.store.LoseReplies("a", 1)
+		c.advance(3 * ld) // advance checks that no two lead at once
+		if a.e.IsLeader() {
+			t.Fatal("a still leads on stale reads")
+		}
+		if c.leader() == nil || c.leader().id != "b" {
+			t.Fatalf("leader %v, want b", c.leader())
+		}
+		if n := sr.gets.Load(); n > int64(3*ld/rp)*3 {
+			t.Fatalf("%d stale reads in %v: spinning", n, 3*ld)
+		}
+	})
 }

@@ -1,11 +1,13 @@
 package elector
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,21 +19,73 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 // TestScripts runs the scripts in testdata: each block is one input to a
 // Machine, a "----" line and the Output it must answer with. Run with
 // -rewrite to regenerate the expected outputs after a deliberate change.
+// A command the runner does not understand (an unknown verb or key, a key
+// given twice, a value that does not parse) fails the test, rewrite or not.
 func TestScripts(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.txt")
 	if len(files) == 0 {
 		t.Fatal("no scripts in testdata")
 	}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, mismatches, err := runScript(f, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *rewrite {
+				if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			for _, m := range mismatches {
+				t.Error(m)
+			}
+		})
 	}
 }
 
-func runScript(t *testing.T, path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+// The runner refuses what it does not understand, naming the file and the
+// line, instead of running a typo as a default (and -rewrite blessing it).
+func TestScriptRejectsTypos(t *testing.T) {
+	for _, tc := range []struct{ script, want string }{
+		{"new id=b rand=0.5\n----\nok\n\nstart tt=0\n----\nget deadline=2s\n", `typo.txt:5: start: unknown key "tt" (want t)`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms holdr=a ver=1\n", `typo.txt:5: result: unknown key "holdr" (want t, holder, instance, term, ld, ver, err)`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms holder=a term=three ver=1\n", `typo.txt:5: result: term="three" is not an integer`},
+		{"new id=b rand=0.5\n\nstart t=1 s\n", `typo.txt:3: start: "s" is not key=value`},
+		{"new id=b rand=0.5\n\nstart t=1\n", `typo.txt:3: start: t="1" is not a duration`},
+		{"new id=b rand=0.5\n\nstart t=0 t=1s\n", `typo.txt:3: start: t given twice`},
+		{"new id=b rand=0.5\n\nstart\n", `typo.txt:3: start: t missing`},
+		{"new id=b rand=half\n", `typo.txt:1: new: rand="half" is not a number in [0, 1)`},
+		{"new id=b rand=1.5\n", `typo.txt:1: new: rand="1.5" is not a number in [0, 1)`},
+		{"new id=b watch=yes\n", `typo.txt:1: new: watch="yes" is not true or false`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms err=notfuond\n", `typo.txt:5: result: err="notfuond" is not one of notfound, conflict, timeout, unreachable, corrupt`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms ld=15\n", `typo.txt:5: result: ld="15" is not a duration`},
+		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone)`},
+		{"start t=0\n", "typo.txt:1: no machine: start the script with new"},
+		{"new rand=0\n", "typo.txt:1: new: id missing"},
+	} {
+		_, _, err := runScript("typo.txt", []byte(tc.script))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("script %q: err = %v, want %q", tc.script, err, tc.want)
+		}
 	}
+	// A well-formed script whose expected output is wrong is a mismatch,
+	// named by file and line.
+	_, mismatches, err := runScript("bad.txt", []byte("new id=b\n----\nok\n\nstart t=0\n----\nget deadline=3s\n"))
+	if err != nil || len(mismatches) != 1 || !strings.HasPrefix(mismatches[0], "bad.txt:5: start t=0\n") {
+		t.Fatalf("mismatches %q, err %v; want one at bad.txt:5", mismatches, err)
+	}
+}
+
+// runScript runs a script and returns it with the outputs the Machine gave
+// (what -rewrite writes) and the blocks whose expected output differs. An
+// error is a command the runner does not understand, at name:line.
+func runScript(name string, data []byte) (rewritten string, mismatches []string, err error) {
 	var out strings.Builder
 	var m *Machine
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
@@ -50,55 +104,161 @@ func runScript(t *testing.T, path string) {
 		}
 		got, err := apply(&m, cmd)
 		if err != nil {
-			t.Fatalf("%s:%d: %v", path, n, err)
+			return "", nil, fmt.Errorf("%s:%d: %v", name, n, err)
 		}
-		if !*rewrite && strings.Join(expected, "\n") != got {
-			t.Errorf("%s:%d: %s\n got: %s\nwant: %s", path, n, cmd, got, strings.Join(expected, "\n"))
+		if want := strings.Join(expected, "\n"); want != got {
+			mismatches = append(mismatches, fmt.Sprintf("%s:%d: %s\n got: %s\nwant: %s", name, n, cmd, got, want))
 		}
 		fmt.Fprintf(&out, "%s\n----\n%s\n\n", cmd, got)
 	}
-	if *rewrite {
-		if err := os.WriteFile(path, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
+	return strings.TrimRight(out.String(), "\n") + "\n", mismatches, nil
+}
+
+// verbs are the script commands and the keys each takes; those marked
+// required must be given.
+var verbs = map[string]struct{ keys, required []string }{
+	"new":      {keys: []string{"id", "instance", "rand", "watch", "release"}, required: []string{"id"}},
+	"start":    {keys: []string{"t"}, required: []string{"t"}},
+	"tick":     {keys: []string{"t"}, required: []string{"t"}},
+	"result":   {keys: []string{"t", "holder", "instance", "term", "ld", "ver", "err"}, required: []string{"t"}},
+	"watched":  {keys: []string{"t", "holder", "instance", "term", "ld", "ver", "err"}, required: []string{"t"}},
+	"stop":     {keys: []string{"t"}, required: []string{"t"}},
+	"workdone": {keys: []string{"t"}, required: []string{"t"}},
+}
+
+var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone"}
+
+// scriptErrs are the values of err=; the Machine only tells conflicts and
+// missing records from other failures.
+var scriptErrs = map[string]error{
+	"notfound":    ErrNotFound,
+	"conflict":    ErrConflict,
+	"timeout":     context.DeadlineExceeded,
+	"unreachable": errors.New("store unreachable"),
+	"corrupt":     fmt.Errorf("lock x: %w", ErrCorrupt),
+}
+
+// args are one command's key=value arguments, checked against its verb.
+type args struct {
+	verb string
+	kv   map[string]string
+}
+
+func parseArgs(fields []string) (args, error) {
+	a := args{verb: fields[0], kv: map[string]string{}}
+	v, ok := verbs[a.verb]
+	if !ok {
+		return a, fmt.Errorf("unknown command %q (want %s)", a.verb, strings.Join(verbOrder, ", "))
+	}
+	for _, f := range fields[1:] {
+		k, val, ok := strings.Cut(f, "=")
+		switch {
+		case !ok || k == "":
+			return a, fmt.Errorf("%s: %q is not key=value", a.verb, f)
+		case !slices.Contains(v.keys, k):
+			return a, fmt.Errorf("%s: unknown key %q (want %s)", a.verb, k, strings.Join(v.keys, ", "))
+		}
+		if _, dup := a.kv[k]; dup {
+			return a, fmt.Errorf("%s: %s given twice", a.verb, k)
+		}
+		a.kv[k] = val
+	}
+	for _, k := range v.required {
+		if _, ok := a.kv[k]; !ok {
+			return a, fmt.Errorf("%s: %s missing", a.verb, k)
 		}
 	}
+	return a, nil
+}
+
+func (a args) has(k string) bool { _, ok := a.kv[k]; return ok }
+
+func (a args) str(k string) string { return a.kv[k] }
+
+func (a args) bad(k, what string) error {
+	return fmt.Errorf("%s: %s=%q is not %s", a.verb, k, a.kv[k], what)
+}
+
+func (a args) dur(k string, def time.Duration) (time.Duration, error) {
+	if !a.has(k) {
+		return def, nil
+	}
+	d, err := time.ParseDuration(a.kv[k])
+	if err != nil {
+		return 0, a.bad(k, "a duration")
+	}
+	return d, nil
+}
+
+func (a args) int(k string) (int64, error) {
+	if !a.has(k) {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(a.kv[k], 10, 64)
+	if err != nil {
+		return 0, a.bad(k, "an integer")
+	}
+	return v, nil
+}
+
+func (a args) float(k string) (float64, error) {
+	if !a.has(k) {
+		return 0, nil
+	}
+	v, err := strconv.ParseFloat(a.kv[k], 64)
+	if err != nil || !(v >= 0 && v < 1) {
+		return 0, a.bad(k, "a number in [0, 1)")
+	}
+	return v, nil
+}
+
+func (a args) bool(k string, def bool) (bool, error) {
+	if !a.has(k) {
+		return def, nil
+	}
+	switch a.kv[k] {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, a.bad(k, "true or false")
+}
+
+// failure reads the error a call or watch returned (the first result) or
+// says why the value is not one (the second).
+func (a args) failure(k string) (error, error) {
+	if !a.has(k) {
+		return nil, nil
+	}
+	e, ok := scriptErrs[a.kv[k]]
+	if !ok {
+		return nil, a.bad(k, "one of notfound, conflict, timeout, unreachable, corrupt")
+	}
+	return e, nil
 }
 
 // apply runs one script command: a verb and key=value arguments.
 func apply(mp **Machine, cmd string) (string, error) {
-	fields := strings.Fields(cmd)
-	args := map[string]string{}
-	for _, f := range fields[1:] {
-		k, v, _ := strings.Cut(f, "=")
-		args[k] = v
+	a, err := parseArgs(strings.Fields(cmd))
+	if err != nil {
+		return "", err
 	}
-	dur := func(k string) time.Duration {
-		d, _ := time.ParseDuration(args[k])
-		return d
-	}
-	now := at(dur("t"))
-	rec := Record{Holder: args["holder"], Instance: args["instance"], LeaseDuration: ld, AcquireTime: epoch, RenewTime: epoch}
-	if args["ld"] != "" {
-		rec.LeaseDuration = dur("ld")
-	}
-	rec.Term, _ = strconv.ParseInt(args["term"], 10, 64)
-	ver := Version(args["ver"])
-	var err error
-	switch args["err"] {
-	case "":
-	case "notfound":
-		err = ErrNotFound
-	case "conflict":
-		err = ErrConflict
-	default:
-		err = errors.New(args["err"])
-	}
-	if fields[0] == "new" {
-		cfg := DefaultConfig(args["id"])
-		cfg.Instance = args["instance"]
-		cfg.ReleaseOnCancel = args["release"] != "false"
-		f, _ := strconv.ParseFloat(args["rand"], 64)
-		m, err := NewMachine(cfg, fixedRand(f), args["watch"] == "true")
+	if a.verb == "new" {
+		cfg := DefaultConfig(a.str("id"))
+		cfg.Instance = a.str("instance")
+		f, err := a.float("rand")
+		if err != nil {
+			return "", err
+		}
+		watch, err := a.bool("watch", false)
+		if err != nil {
+			return "", err
+		}
+		if cfg.ReleaseOnCancel, err = a.bool("release", true); err != nil {
+			return "", err
+		}
+		m, err := NewMachine(cfg, fixedRand(f), watch)
 		if err != nil {
 			return "", err
 		}
@@ -109,22 +269,39 @@ func apply(mp **Machine, cmd string) (string, error) {
 	if m == nil {
 		return "", errors.New("no machine: start the script with new")
 	}
+	t, err := a.dur("t", 0)
+	if err != nil {
+		return "", err
+	}
+	now := at(t)
 	var o Output
-	switch fields[0] {
+	switch a.verb {
 	case "start":
 		o = m.Start(now)
 	case "tick":
 		o = m.Tick(now)
-	case "result":
-		o = m.Result(now, rec, ver, err)
-	case "watched":
-		o = m.Watched(now, rec, ver, err)
 	case "stop":
 		o = m.Stop(now)
 	case "workdone":
 		o = m.WorkDone(now)
-	default:
-		return "", fmt.Errorf("unknown command %q", fields[0])
+	case "result", "watched":
+		rec := Record{Holder: a.str("holder"), Instance: a.str("instance"), AcquireTime: epoch, RenewTime: epoch}
+		if rec.LeaseDuration, err = a.dur("ld", ld); err != nil {
+			return "", err
+		}
+		if rec.Term, err = a.int("term"); err != nil {
+			return "", err
+		}
+		e, err := a.failure("err")
+		if err != nil {
+			return "", err
+		}
+		ver := Version(a.str("ver"))
+		if a.verb == "result" {
+			o = m.Result(now, rec, ver, e)
+		} else {
+			o = m.Watched(now, rec, ver, e)
+		}
 	}
 	return show(o), nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
@@ -109,10 +110,13 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
 	sc := DefaultScenario()
-	if len(doc.Content) == 0 {
-		return nil, errors.New("the scenario is empty")
+	if len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null" {
+		return nil, errors.New("the scenario is empty") // nothing, comments, a bare "---" or null
 	}
-	p := parser{}
+	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: the scenario must be a mapping of keys", root.Line)
+	}
+	p := parser{lines: map[string]int{}}
 	var clocks, identities *yaml.Node
 	var faults *yaml.Node
 	p.Mapping(doc.Content[0], "", func(key string, k, v *yaml.Node) {
@@ -130,14 +134,14 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			sc.Seed, sc.HasSeed = uint64(p.Integer(v, key, 0, math.MaxInt64)), true
 		case "lease":
 			p.Mapping(v, "lease.", func(key string, k, v *yaml.Node) {
+				p.lines["lease."+key] = v.Line
 				switch key {
 				case "duration":
-					sc.LeaseDuration = p.bounded(v, "lease."+key, maxLease)
+					sc.LeaseDuration = p.positive(v, "lease."+key, maxLease)
 				case "renew_deadline":
-					sc.RenewDeadline = p.bounded(v, "lease."+key, maxLease)
-					p.rdLine = v.Line
+					sc.RenewDeadline = p.positive(v, "lease."+key, maxLease)
 				case "retry_period":
-					sc.RetryPeriod = p.bounded(v, "lease."+key, maxLease)
+					sc.RetryPeriod = p.positive(v, "lease."+key, maxLease)
 				case "release_on_cancel":
 					sc.ReleaseOnCancel = p.Boolean(v, "lease."+key)
 				default:
@@ -147,17 +151,14 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		case "watch":
 			sc.Watch = p.Boolean(v, key)
 		case "work_stop":
-			sc.WorkStop = p.NonNegative(v, key)
-			p.bounded(v, key, maxLease)
+			sc.WorkStop = p.nonNegative(v, key, maxLease)
 		case "network":
 			p.Mapping(v, "network.", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "latency":
-					sc.Latency = p.NonNegative(v, "network."+key)
-					p.bounded(v, "network."+key, maxLease)
+					sc.Latency = p.nonNegative(v, "network."+key, maxLease)
 				case "jitter":
-					sc.Jitter = p.NonNegative(v, "network."+key)
-					p.bounded(v, "network."+key, maxLease)
+					sc.Jitter = p.nonNegative(v, "network."+key, maxLease)
 				case "loss":
 					sc.Loss = p.Float(v, "network."+key, 0, 0.99)
 				default:
@@ -228,19 +229,35 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	return &sc, nil
 }
 
-// timing checks LeaseDuration > RenewDeadline > 1.2 × RetryPeriod.
+// timing checks the lease timing with the elector's own rule
+// (elector.Config.Validate: the only copy of it) and says what is wrong in
+// the file's words: the Config fields become the keys that set them, and
+// the line of the first of them the file sets leads.
 func (p *parser) timing(sc *Scenario) error {
+	ce := sc.timing()
+	if ce == nil {
+		return nil
+	}
+	var pairs []string
 	line := ""
-	if p.rdLine > 0 {
-		line = fmt.Sprintf("line %d: ", p.rdLine)
+	for _, f := range ce.Fields {
+		k, ok := leaseKeys[f]
+		if !ok {
+			continue
+		}
+		pairs = append(pairs, f, k)
+		if l := p.lines[k]; l > 0 && line == "" {
+			line = fmt.Sprintf("line %d: ", l)
+		}
 	}
-	switch {
-	case sc.LeaseDuration <= sc.RenewDeadline:
-		return fmt.Errorf("%slease.renew_deadline (%v) must be less than lease.duration (%v)", line, sc.RenewDeadline, sc.LeaseDuration)
-	case float64(sc.RenewDeadline) <= 1.2*float64(sc.RetryPeriod):
-		return fmt.Errorf("%slease.renew_deadline (%v) must be greater than 1.2 × lease.retry_period (%v)", line, sc.RenewDeadline, sc.RetryPeriod)
-	}
-	return nil
+	return errors.New(line + strings.NewReplacer(pairs...).Replace(ce.Msg))
+}
+
+// leaseKeys maps the elector.Config fields the scenario sets to its keys.
+var leaseKeys = map[string]string{
+	"LeaseDuration": "lease.duration",
+	"RenewDeadline": "lease.renew_deadline",
+	"RetryPeriod":   "lease.retry_period",
 }
 
 // Bounds that keep every instant of a run, on every node's clock, far from
@@ -250,11 +267,20 @@ const (
 	maxLease    = 24 * time.Hour
 )
 
-// bounded reads a positive duration of at most limit.
-func (p *parser) bounded(v *yaml.Node, key string, limit time.Duration) time.Duration {
+// positive reads a duration above zero and at most limit.
+func (p *parser) positive(v *yaml.Node, key string, limit time.Duration) time.Duration {
 	d := p.Duration(v, key)
-	if p.Err == nil && (d <= 0 && !strings.HasPrefix(key, "network.") || d > limit) {
+	if p.Err == nil && (d <= 0 || d > limit) {
 		p.Fail(v, key, "must be between 0 and %v, got %v", limit, d)
+	}
+	return d
+}
+
+// nonNegative reads a duration from zero to limit.
+func (p *parser) nonNegative(v *yaml.Node, key string, limit time.Duration) time.Duration {
+	d := p.NonNegative(v, key)
+	if p.Err == nil && d > limit {
+		p.Fail(v, key, "must be at most %v, got %v", limit, d)
 	}
 	return d
 }
@@ -271,7 +297,16 @@ func (p *parser) within(v *yaml.Node, key string) time.Duration {
 // parser adds the scenario's own rules to the generic YAML reader.
 type parser struct {
 	yamlx.Parser
-	rdLine int // line of lease.renew_deadline, for the timing rule
+	lines map[string]int // line of each lease.* key given, for the timing rule
+}
+
+// nodeIndex is the index of the node named id among nodes, -1 if none.
+func nodeIndex(id string, nodes int) int {
+	n, err := strconv.Atoi(strings.TrimPrefix(id, "n"))
+	if err != nil || n < 1 || n > nodes || NodeID(n-1) != id {
+		return -1
+	}
+	return n - 1
 }
 
 // node resolves a node id written at n; -1 if it does not exist.
@@ -279,10 +314,8 @@ func (p *parser) node(n *yaml.Node, key, id string, nodes int) int {
 	if p.Err != nil {
 		return -1
 	}
-	for i := range nodes {
-		if NodeID(i) == id {
-			return i
-		}
+	if i := nodeIndex(id, nodes); i >= 0 {
+		return i
 	}
 	p.Fail(n, key, "no node %q (the scenario has n1..n%d)", id, nodes)
 	return -1
@@ -303,9 +336,9 @@ func (p *parser) random(n *yaml.Node) *RandomFaults {
 		name := "random_faults." + key
 		switch key {
 		case "every":
-			r.Every = p.bounded(v, name, maxDuration)
+			r.Every = p.positive(v, name, maxDuration)
 		case "max_down":
-			r.MaxDown = p.bounded(v, name, maxDuration)
+			r.MaxDown = p.positive(v, name, maxDuration)
 		case "kinds":
 			kinds = true
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
@@ -364,7 +397,7 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 					return
 				}
 				modifier, modLine, modNode = key, name, v
-				f.For = p.bounded(v, name, maxDuration)
+				f.For = p.positive(v, name, maxDuration)
 			case "by":
 				f.By = p.within(v, name)
 				if p.Err == nil && f.By == 0 {
@@ -434,4 +467,166 @@ func (p *parser) targets(v *yaml.Node, key string, nodes int, list bool) []strin
 		return out
 	}
 	return []string{one(v)}
+}
+
+// ErrInvalidScenario is wrapped by every error Validate returns.
+var ErrInvalidScenario = errors.New("invalid scenario")
+
+// invalid is a Validate error; it wraps ErrInvalidScenario and, for the
+// lease timing, the elector's *ConfigError.
+type invalid struct {
+	msg string
+	ce  *elector.ConfigError
+}
+
+func (e *invalid) Error() string { return "sim: " + ErrInvalidScenario.Error() + ": " + e.msg }
+
+func (e *invalid) Unwrap() []error {
+	if e.ce != nil {
+		return []error{ErrInvalidScenario, e.ce}
+	}
+	return []error{ErrInvalidScenario}
+}
+
+// config returns the elector configuration node i (0-based) campaigns
+// with; each boot adds an Instance of its own.
+func (sc *Scenario) config(i int) elector.Config {
+	id := NodeID(i)
+	if i < len(sc.Identities) {
+		id = sc.Identities[i]
+	}
+	return elector.Config{
+		Identity: id, LeaseDuration: sc.LeaseDuration, RenewDeadline: sc.RenewDeadline,
+		RetryPeriod: sc.RetryPeriod, ReleaseOnCancel: sc.ReleaseOnCancel,
+	}
+}
+
+// timing checks the lease timing with elector.Config.Validate; nil if it
+// holds. The identity is checked on its own (Identities).
+func (sc *Scenario) timing() *elector.ConfigError {
+	cfg := sc.config(0)
+	cfg.Identity = "n1"
+	var ce *elector.ConfigError
+	if err := cfg.Validate(); errors.As(err, &ce) {
+		return ce
+	}
+	return nil
+}
+
+// Validate checks everything Run relies on, with the same rules as the
+// scenario file (docs/simulator.md), in the Scenario's own field names:
+// a scenario built in code goes through it as a parsed one does. The lease
+// timing is elector.Config.Validate's rule.
+func (sc *Scenario) Validate() error {
+	bad := func(format string, args ...any) error { return &invalid{msg: fmt.Sprintf(format, args...)} }
+	between := func(name string, d, lo, hi time.Duration) error {
+		if d < lo || d > hi {
+			return bad("%s (%v) must be from %v to %v", name, d, lo, hi)
+		}
+		return nil
+	}
+	if sc == nil {
+		return bad("no scenario")
+	}
+	if sc.Nodes < 1 || sc.Nodes > 1000 {
+		return bad("Nodes (%d) must be from 1 to 1000", sc.Nodes)
+	}
+	for _, c := range []struct {
+		name   string
+		d      time.Duration
+		lo, hi time.Duration
+	}{
+		{"Duration", sc.Duration, 1, maxDuration},
+		{"LeaseDuration", sc.LeaseDuration, 1, maxLease},
+		{"RenewDeadline", sc.RenewDeadline, 1, maxLease},
+		{"RetryPeriod", sc.RetryPeriod, 1, maxLease},
+		{"WorkStop", sc.WorkStop, 0, maxLease},
+		{"Latency", sc.Latency, 0, maxLease},
+		{"Jitter", sc.Jitter, 0, maxLease},
+	} {
+		if err := between(c.name, c.d, c.lo, c.hi); err != nil {
+			return err
+		}
+	}
+	if ce := sc.timing(); ce != nil {
+		return &invalid{msg: ce.Msg, ce: ce}
+	}
+	if !(sc.Loss >= 0 && sc.Loss <= 0.99) {
+		return bad("Loss (%v) must be from 0 to 0.99", sc.Loss)
+	}
+	if len(sc.Clocks) != sc.Nodes {
+		return bad("Clocks has %d entries, want one per node (%d)", len(sc.Clocks), sc.Nodes)
+	}
+	for i, c := range sc.Clocks {
+		if !(c.Rate >= 0.01 && c.Rate <= 100) {
+			return bad("Clocks[%d].Rate (%v) must be from 0.01 to 100", i, c.Rate)
+		}
+		if err := between(fmt.Sprintf("Clocks[%d].Offset", i), c.Offset, -maxDuration, maxDuration); err != nil {
+			return err
+		}
+	}
+	if len(sc.Identities) != 0 && len(sc.Identities) != sc.Nodes {
+		return bad("Identities has %d entries, want none or one per node (%d)", len(sc.Identities), sc.Nodes)
+	}
+	for i, id := range sc.Identities {
+		if id == "" {
+			return bad("Identities[%d] must not be empty", i)
+		}
+	}
+	for i, f := range sc.Faults {
+		if err := sc.validateFault(f); err != nil {
+			return bad("Faults[%d]%s", i, err.Error())
+		}
+	}
+	if r := sc.Random; r != nil {
+		if err := between("Random.Every", r.Every, 1, maxDuration); err != nil {
+			return err
+		}
+		if err := between("Random.MaxDown", r.MaxDown, 1, maxDuration); err != nil {
+			return err
+		}
+		if len(r.Kinds) == 0 {
+			return bad("Random.Kinds is empty")
+		}
+		for i, k := range r.Kinds {
+			if !slices.Contains(faultKinds, k) {
+				return bad("Random.Kinds[%d]: unknown fault kind %q", i, k)
+			}
+		}
+	}
+	return nil
+}
+
+// validateFault checks one fault; the error starts with the field
+// (".At: ..."), to follow "Faults[i]".
+func (sc *Scenario) validateFault(f Fault) error {
+	switch {
+	case f.At < 0 || f.At > sc.Duration:
+		return fmt.Errorf(".At (%v) must be from 0 to the end of the run (Duration %v)", f.At, sc.Duration)
+	case !slices.Contains(faultKinds, f.Kind):
+		return fmt.Errorf(".Kind: unknown fault kind %q", f.Kind)
+	case len(f.Targets) == 0:
+		return errors.New(".Targets is empty")
+	case len(f.Targets) > 1 && f.Kind != Partition:
+		return fmt.Errorf(".Targets: %s takes one target, got %d", f.Kind, len(f.Targets))
+	case f.For < 0 || f.For > maxDuration:
+		return fmt.Errorf(".For (%v) must be from 0 to %v", f.For, maxDuration)
+	case f.Kind == Pause && f.For == 0:
+		return errors.New(".For: a pause needs a length")
+	case f.Kind == ClockJump && f.For != 0:
+		return errors.New(".For does not go with clock_jump")
+	case f.Kind == ClockJump && (f.By == 0 || f.By < -maxDuration || f.By > maxDuration):
+		return fmt.Errorf(".By (%v) must be nonzero and within ±%v", f.By, maxDuration)
+	case f.Kind != ClockJump && f.By != 0:
+		return errors.New(".By only goes with clock_jump")
+	}
+	for j, t := range f.Targets {
+		if t == Leader {
+			continue
+		}
+		if nodeIndex(t, sc.Nodes) < 0 {
+			return fmt.Errorf(".Targets[%d]: no node %q (the scenario has n1..n%d)", j, t, sc.Nodes)
+		}
+	}
+	return nil
 }

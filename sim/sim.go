@@ -124,6 +124,9 @@ func (a rngAdapter) Float64() float64 { return a.r.Float64() }
 
 // Run simulates sc with opts and returns what it measured.
 func Run(sc *Scenario, opts Options) (*Result, error) {
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
 	s := &sim{
 		sc:     sc,
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x6c65617365f686f)),

@@ -38,8 +38,12 @@ func examples(t testing.TB) []string {
 	return names
 }
 
+// run validates sc (as every scenario built in code must be) and runs it.
 func run(t testing.TB, sc *Scenario, seed uint64) *Result {
 	t.Helper()
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	r, err := Run(sc, Options{Seed: seed})
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +51,12 @@ func run(t testing.TB, sc *Scenario, seed uint64) *Result {
 	return r
 }
 
-// outputs runs sc once and returns its JSON, trace and SVG.
-func outputs(t *testing.T, sc *Scenario, seed uint64) (js, trace, svg []byte) {
+// outputs validates sc, runs it once and returns its JSON, trace and SVG.
+func outputs(t testing.TB, sc *Scenario, seed uint64) (js, trace, svg []byte) {
+	t.Helper()
+	if err := sc.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	var tr, sv bytes.Buffer
 	r, err := Run(sc, Options{Seed: seed, Trace: &tr, Timeline: true})
 	if err != nil {

@@ -1,9 +1,13 @@
 // Package backendtest is the conformance suite every leasehold backend
-// passes, against its real server: compare-and-swap semantics, watch,
-// reporting of undecodable records and elections with several candidates.
+// passes, against its real server: compare-and-swap semantics (also across
+// a deleted record and with versions the backend never returned), watch
+// (also across a deletion), reporting of undecodable records and elections
+// with several candidates.
 //
 // A backend's test calls Run with a Harness that opens independent clients
-// on named locks of a running server.
+// on named locks of a running server and acts on the store past the
+// backend, as an operator or another tool would: deleting a record,
+// planting one that does not decode.
 package backendtest
 
 import (
@@ -26,10 +30,15 @@ type Harness struct {
 	// New returns a new client's Backend for lock. Each call must behave as
 	// a separate client (its own connection, where the backend has one).
 	New func(t testing.TB, lock string) elector.Backend
-	// PlantRaw stores raw bytes as the record of lock, bypassing encoding.
-	PlantRaw func(t testing.TB, lock string, raw []byte)
-	// Raw returns the stored bytes of lock.
-	Raw func(t testing.TB, lock string) []byte
+	// Corrupt stores, as the record of lock, one the backend cannot decode
+	// (bytes that are not a record for a key-value store, a Lease whose
+	// fields do not parse for Kubernetes), written past the backend. It
+	// returns a check that fails its t unless that record is still there,
+	// unchanged. Required.
+	Corrupt func(t testing.TB, lock string) (unchanged func(t testing.TB))
+	// Delete removes the record of lock past the backend, as an operator
+	// deleting the key or object would. Required.
+	Delete func(t testing.TB, lock string)
 	// Lease is the timing of the election tests; zero means 2s / 1.5s /
 	// 250ms. Keep LeaseDuration a whole number of seconds for stores that
 	// keep it in seconds (Kubernetes).
@@ -50,11 +59,17 @@ func lockName(t testing.TB) string {
 
 // Run runs the conformance suite.
 func Run(t *testing.T, h Harness) {
+	if h.New == nil || h.Corrupt == nil || h.Delete == nil {
+		t.Fatal("backendtest: the Harness needs New, Corrupt and Delete")
+	}
 	t.Run("GetMissing", func(t *testing.T) { testGetMissing(t, h) })
 	t.Run("CreateRace", func(t *testing.T) { testCreateRace(t, h) })
 	t.Run("StaleVersion", func(t *testing.T) { testStaleVersion(t, h) })
+	t.Run("MalformedVersion", func(t *testing.T) { testMalformedVersion(t, h) })
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, h) })
+	t.Run("UpdateAfterDelete", func(t *testing.T) { testUpdateAfterDelete(t, h) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, h) })
+	t.Run("WatchDelete", func(t *testing.T) { testWatchDelete(t, h) })
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, h) })
 	t.Run("Election", func(t *testing.T) { testElection(t, h) })
 }
@@ -232,18 +247,17 @@ func testWatch(t *testing.T, h Harness) {
 
 func testCorrupt(t *testing.T, h Harness) {
 	lock := lockName(t)
-	garbage := []byte("\x00not a leasehold record{")
-	h.PlantRaw(t, lock, garbage)
+	unchanged := h.Corrupt(t, lock)
 	b := h.New(t, lock)
 	_, _, err := b.Get(ctxT(t))
 	if !errors.Is(err, elector.ErrCorrupt) {
-		t.Fatalf("Get of garbage: err = %v, want ErrCorrupt", err)
+		t.Fatalf("Get of a corrupt record: err = %v, want ErrCorrupt", err)
 	}
 	if !strings.Contains(err.Error(), lock) {
 		t.Fatalf("error %q does not name the lock %q", err, lock)
 	}
 
-	// An elector facing the garbage keeps reporting it and never overwrites it.
+	// An elector facing it keeps reporting it and never overwrites it.
 	cfg := lease(h)
 	cfg.Identity = "c1"
 	e, err := elector.New(cfg, b, elector.Callbacks{
@@ -258,8 +272,157 @@ func testCorrupt(t *testing.T, h Harness) {
 	if err := e.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if raw := h.Raw(t, lock); string(raw) != string(garbage) {
-		t.Fatalf("the corrupt record was overwritten with %q", raw)
+	unchanged(t)
+}
+
+// testUpdateAfterDelete: once the record is deleted, an Update with the
+// version it had finds no record (ErrNotFound) and writes nothing; a new
+// record can be created, and the old version does not fit it (no ABA).
+func testUpdateAfterDelete(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	v1, err := b.Create(ctxT(t), rec("a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Delete(t, lock)
+	if _, err := b.Update(ctxT(t), rec("a", 1), v1); !errors.Is(err, elector.ErrNotFound) {
+		t.Fatalf("Update of a deleted record: err = %v, want ErrNotFound", err)
+	}
+	if r, v, err := h.New(t, lock).Get(ctxT(t)); !errors.Is(err, elector.ErrNotFound) {
+		t.Fatalf("Get after the Update of a deleted record = %+v %q %v, want ErrNotFound (nothing written)", r, v, err)
+	}
+	v2, err := b.Create(ctxT(t), rec("b", 2))
+	if err != nil {
+		t.Fatalf("Create after the delete: %v", err)
+	}
+	if v2 == v1 {
+		t.Fatalf("the recreated record has the deleted one's version %q", v1)
+	}
+	if _, err := b.Update(ctxT(t), rec("a", 3), v1); !errors.Is(err, elector.ErrConflict) {
+		t.Fatalf("Update of the recreated record with the deleted one's version: err = %v, want ErrConflict", err)
+	}
+	if r, v, err := h.New(t, lock).Get(ctxT(t)); err != nil || v != v2 || r.Holder != "b" || r.Term != 2 {
+		t.Fatalf("Get = %+v %q %v, want holder b term 2 at %q", r, v, err, v2)
+	}
+}
+
+// testMalformedVersion: a version the backend never returned (garbage,
+// empty, a number spelled differently) is a conflict: no panic, no write.
+func testMalformedVersion(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	update := func(v elector.Version) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		_, err = b.Update(ctxT(t), rec("x", 9), v)
+		return err
+	}
+	// On a lock without a record: a conflict or "not found", never a write.
+	for _, v := range []elector.Version{"not-a-number", ""} {
+		if err := update(v); !errors.Is(err, elector.ErrConflict) && !errors.Is(err, elector.ErrNotFound) {
+			t.Errorf("Update of a missing record with version %q: err = %v, want ErrConflict or ErrNotFound", v, err)
+		}
+	}
+	if r, v, err := b.Get(ctxT(t)); !errors.Is(err, elector.ErrNotFound) {
+		t.Fatalf("after the Updates of a missing record: Get = %+v %q %v, want ErrNotFound", r, v, err)
+	}
+
+	v1, err := b.Create(ctxT(t), rec("a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(v1)
+	for _, v := range []string{"not-a-number", "", " ", "-1", "0", "1e3", "0x1", "99999999999999999999999",
+		s + "x", " " + s, s + " ", "+" + s, "0" + s, s + "\x00", "\xff"} {
+		if err := update(elector.Version(v)); !errors.Is(err, elector.ErrConflict) {
+			t.Errorf("Update with the malformed version %q (current %q): err = %v, want ErrConflict", v, v1, err)
+		}
+	}
+	if r, v, err := h.New(t, lock).Get(ctxT(t)); err != nil || v != v1 || r.Holder != "a" || r.Term != 1 {
+		t.Fatalf("after the refused Updates: Get = %+v %q %v, want holder a term 1 at %q (nothing written)", r, v, err, v1)
+	}
+}
+
+// testWatchDelete: a watch waiting past a version wakes on the record's
+// deletion with ErrNotFound (or a newer state), within its context and
+// never with an older state.
+func testWatchDelete(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	w, ok := b.(elector.Watcher)
+	if !ok {
+		t.Skipf("%s has no Watcher", b.Describe())
+	}
+	v1, err := b.Create(ctxT(t), rec("a", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		r   elector.Record
+		v   elector.Version
+		err error
+	}
+	const patience = 10 * time.Second
+	watch := func(v elector.Version) <-chan result {
+		got := make(chan result, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), patience)
+			defer cancel()
+			r, v, err := w.Watch(ctx, v)
+			got <- result{r, v, err}
+		}()
+		return got
+	}
+	wait := func(what string, got <-chan result) result {
+		t.Helper()
+		select {
+		case res := <-got:
+			if errors.Is(res.err, context.DeadlineExceeded) {
+				t.Fatalf("%s: the watch did not wake within %v: %v", what, patience, res.err)
+			}
+			return res
+		case <-time.After(patience + 5*time.Second):
+			t.Fatalf("%s: the watch hung past its context (%v)", what, patience)
+		}
+		return result{}
+	}
+	notFound := func(what string, res result) {
+		t.Helper()
+		if !errors.Is(res.err, elector.ErrNotFound) {
+			t.Fatalf("%s: Watch = %+v %q %v, want ErrNotFound", what, res.r, res.v, res.err)
+		}
+	}
+
+	// Waiting past v1 when the record is deleted.
+	got := watch(v1)
+	time.Sleep(100 * time.Millisecond) // let it wait
+	h.Delete(t, lock)
+	notFound("a watch waiting past the deleted version", wait("delete", got))
+	// Watching past the deleted version afterwards: at once.
+	notFound("a watch past the deleted version", wait("after the delete", watch(v1)))
+
+	// Recreated: the deletion or the new record, never the old one.
+	v2, err := b.Create(ctxT(t), rec("c", 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := wait("after the record was recreated", watch(v1))
+	switch {
+	case errors.Is(res.err, elector.ErrNotFound):
+	case res.err != nil:
+		t.Fatalf("a watch past the deleted version, the record recreated: err = %v, want ErrNotFound or the new record", res.err)
+	case res.v != v2 || res.r.Holder != "c" || res.r.Term != 5:
+		t.Fatalf("a watch past the deleted version, the record recreated: %+v at %q, want the new record (holder c term 5 at %q)", res.r, res.v, v2)
+	}
+	// Past the new record's version nothing is newer: the context ends it.
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	if r, v, err := w.Watch(ctx, v2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a watch past the current version = %+v %q %v, want its context's deadline", r, v, err)
 	}
 }
 

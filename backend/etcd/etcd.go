@@ -10,18 +10,17 @@ package etcd
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/smallfile"
+	"github.com/leasehold-go/leasehold/internal/tlsx"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -32,11 +31,15 @@ import (
 // Defaults.
 const (
 	DefaultPrefix         = "/leasehold/"
+	DefaultEndpoint       = "127.0.0.1:2379"
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultRequestTimeout = 2 * time.Second
 	// DefaultMaxReconnectDelay caps the reconnect backoff when
 	// Config.MaxReconnectDelay is zero.
 	DefaultMaxReconnectDelay = time.Second
+	// MaxTimeout bounds DialTimeout and RequestTimeout: longer is a unit
+	// typo, and would keep a stop or a failover waiting that long.
+	MaxTimeout = time.Hour
 )
 
 // Reconnect backoff: the first retry after a lost connection waits at most
@@ -48,32 +51,112 @@ const (
 	reconnectJitter     = 0.2
 )
 
-// Config says how to reach etcd.
+// TLSFiles names the PEM files of the TLS connection (ca, cert, key); all
+// empty means plain TCP. It is the `tls:` block every backend's
+// configuration shares.
+type TLSFiles = tlsx.Files
+
+// Config says how to reach etcd. It is also the `etcd:` block of the
+// leasehold config file: the fields with a yaml tag are its keys
+// (docs/config.md), and Validate's errors name those keys (etcd.endpoints),
+// so the CLI can point at their lines. Start from DefaultConfig; zero
+// durations and an empty Prefix mean the defaults.
 type Config struct {
-	Endpoints []string // host:port or URLs; required
-	Prefix    string   // key prefix; default DefaultPrefix
-	// DialTimeout bounds connecting and the first round trip in New.
-	DialTimeout time.Duration
+	// Endpoints are host:port or URLs; at least one.
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix of the keys: a lock's key is Prefix + its name. Empty means
+	// DefaultPrefix.
+	Prefix string `yaml:"prefix"`
+	// DialTimeout bounds connecting and the first round trip in New; at
+	// most MaxTimeout, zero means DefaultDialTimeout.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// RequestTimeout bounds every request (the elector's own, shorter
-	// deadlines apply too). Keep it well under RenewDeadline.
-	RequestTimeout time.Duration
-	// TLS: file paths; all empty for plain TCP.
-	CAFile, CertFile, KeyFile string
-	Username, Password        string
+	// deadlines apply too); at most MaxTimeout, zero means
+	// DefaultRequestTimeout. Keep it well under RenewDeadline.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// TLS names the CA, client certificate and key files.
+	TLS TLSFiles `yaml:"tls"`
+	// Username for etcd authentication; empty when auth is off.
+	Username string `yaml:"username"`
+	// PasswordFile names the file whose content (trimmed) is the password:
+	// secrets never appear in the config file itself.
+	PasswordFile string `yaml:"password_file"`
+	// Password is the password itself, for programs that have it in
+	// memory; set it or PasswordFile, not both. Not a config file key.
+	Password string `yaml:"-"`
 	// MaxReconnectDelay caps the client's reconnect backoff: how long, at
 	// most, the client waits between two attempts to reach etcd (jitter
 	// included), however long etcd has been away, and so how long after
 	// etcd answers again a request can go through. gRPC's own cap is 120s,
 	// which kept leadership away for many seconds after a long outage.
 	// The watch loops back off no longer either. Zero means
-	// DefaultMaxReconnectDelay; the CLI sets the lease's RetryPeriod.
-	MaxReconnectDelay time.Duration
-	// DialOptions are passed to the gRPC dialer (tests count requests with
-	// an interceptor). They come after the client's own, so a
-	// grpc.WithConnectParams here replaces the MaxReconnectDelay backoff.
-	DialOptions []grpc.DialOption
+	// DefaultMaxReconnectDelay; the CLI sets the lease's RetryPeriod. Not a
+	// config file key. (With NewFromClient, see WithMaxReconnectDelay.)
+	MaxReconnectDelay time.Duration `yaml:"-"`
 	// Logger receives watch recoveries; default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// DefaultConfig is the configuration of an etcd on this machine: endpoint
+// 127.0.0.1:2379, DefaultPrefix, DefaultDialTimeout, DefaultRequestTimeout.
+func DefaultConfig() Config {
+	return Config{Endpoints: []string{DefaultEndpoint}, Prefix: DefaultPrefix,
+		DialTimeout: DefaultDialTimeout, RequestTimeout: DefaultRequestTimeout}
+}
+
+// Validate checks c without reading a file or connecting. Every error is an
+// *elector.ConfigError whose Fields are the config file keys involved
+// (etcd.endpoints, etcd.tls.cert, ...) and whose message names them.
+func (c Config) Validate() error {
+	bad := func(fields []string, format string, args ...any) error {
+		return &elector.ConfigError{Fields: fields, Msg: fmt.Sprintf(format, args...)}
+	}
+	if len(c.Endpoints) == 0 {
+		return bad([]string{"etcd.endpoints"}, "etcd.endpoints: empty: list at least one endpoint")
+	}
+	for i, e := range c.Endpoints {
+		if strings.TrimSpace(e) == "" {
+			return bad([]string{"etcd.endpoints"}, "etcd.endpoints: item %d of %d is empty", i+1, len(c.Endpoints))
+		}
+	}
+	if err := c.TLS.Validate("etcd.tls"); err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"etcd.dial_timeout", c.DialTimeout}, {"etcd.request_timeout", c.RequestTimeout}} {
+		switch {
+		case t.d < 0:
+			return bad([]string{t.key}, "%s (%v) must not be negative (leave it out for the default)", t.key, t.d)
+		case t.d > MaxTimeout:
+			return bad([]string{t.key}, "%s (%v) must be at most %v", t.key, t.d, MaxTimeout)
+		}
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		return bad([]string{"etcd.password_file"}, "etcd.password_file: set it or Config.Password, not both")
+	}
+	if c.MaxReconnectDelay < 0 {
+		return bad([]string{"MaxReconnectDelay"}, "MaxReconnectDelay (%v) must not be negative", c.MaxReconnectDelay)
+	}
+	return nil
+}
+
+// withDefaults fills in the defaults of zero values.
+func (c Config) withDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxReconnectDelay == 0 {
+		c.MaxReconnectDelay = DefaultMaxReconnectDelay
+	}
+	return c
 }
 
 // Client is a connection to etcd from which locks are opened.
@@ -104,54 +187,106 @@ type watchState struct {
 	wake chan struct{}
 }
 
+// Open connects as New does and returns the Backend of the lock named lock
+// and the function that closes the connection: the shape every backend's
+// Open has, so that the leasehold CLI opens any backend from its Config
+// alone. log receives watch recoveries unless cfg.Logger is set.
+func Open(ctx context.Context, cfg Config, lock string, log *slog.Logger) (elector.Backend, func() error, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
+	c, err := New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Lock(lock), c.Close, nil
+}
+
 // New connects to etcd and checks, within DialTimeout, that it answers (and
 // that the credentials are accepted). It gives up as soon as ctx is done, so
 // a process told to stop while its store is unreachable stops at once.
+// Before connecting it validates cfg and reads the password and TLS files:
+// those errors are *elector.ConfigError naming the key (etcd.tls.ca) and the
+// path.
 func New(ctx context.Context, cfg Config) (*Client, error) {
-	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("etcd: no endpoints configured")
+	return newClient(ctx, cfg)
+}
+
+// newClient is New; tests add gRPC dial options (export_test.go) to count
+// requests, which the public API does not offer.
+func newClient(ctx context.Context, cfg Config, extra ...grpc.DialOption) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
+	password := cfg.Password
+	if cfg.PasswordFile != "" {
+		b, err := smallfile.Read(cfg.PasswordFile)
+		if err != nil {
+			return nil, &elector.ConfigError{Fields: []string{"etcd.password_file"},
+				Msg: fmt.Sprintf("etcd.password_file %s: %v", cfg.PasswordFile, err)}
+		}
+		password = strings.TrimSpace(string(b))
 	}
-	if cfg.MaxReconnectDelay < 0 {
-		return nil, fmt.Errorf("etcd: MaxReconnectDelay %v is negative", cfg.MaxReconnectDelay)
-	}
-	if cfg.MaxReconnectDelay == 0 {
-		cfg.MaxReconnectDelay = DefaultMaxReconnectDelay
+	t, err := cfg.TLS.Load("etcd.tls")
+	if err != nil {
+		return nil, err
 	}
 	cc := clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
 		Username:    cfg.Username,
-		Password:    cfg.Password,
-		DialOptions: append([]grpc.DialOption{reconnect(cfg.MaxReconnectDelay, cfg.DialTimeout)}, cfg.DialOptions...),
+		Password:    password,
+		TLS:         t,
+		DialOptions: append([]grpc.DialOption{reconnect(cfg.MaxReconnectDelay, cfg.DialTimeout)}, extra...),
 		Logger:      zap.NewNop(),
 	}
-	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
-		t, err := tlsConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		cc.TLS = t
-	}
-	cli, err := clientv3.New(cc)
+	cli, err := dial(ctx, cc)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("etcd: connect to %s: %w", strings.Join(cfg.Endpoints, ","), friendly(err))
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if _, err := cli.Get(pctx, "/leasehold-ping", clientv3.WithCountOnly()); err != nil {
 		cli.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("etcd: no answer from %s within %v: %w", strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, friendly(err))
 	}
-	c := NewFromClient(cli, cfg.Prefix, cfg.RequestTimeout)
+	c := NewFromClient(cli, cfg.Prefix, cfg.RequestTimeout, WithMaxReconnectDelay(cfg.MaxReconnectDelay), WithLogger(cfg.Logger))
 	c.owned = true
-	c.maxDelay = cfg.MaxReconnectDelay
-	if cfg.Logger != nil {
-		c.log = cfg.Logger
-	}
 	return c, nil
+}
+
+// dial is clientv3.New that returns as soon as ctx is done. With a username
+// and password the etcd client authenticates inside clientv3.New under its
+// own dial timeout, which ctx does not reach; a client that connects after
+// all is closed.
+func dial(ctx context.Context, cc clientv3.Config) (*clientv3.Client, error) {
+	type result struct {
+		cli *clientv3.Client
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		cli, err := clientv3.New(cc)
+		done <- result{cli, err}
+	}()
+	select {
+	case r := <-done:
+		return r.cli, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.cli != nil {
+				r.cli.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // reconnect is the gRPC connection backoff capped at maxDelay. gRPC's
@@ -174,10 +309,37 @@ func reconnect(maxDelay, dialTimeout time.Duration) grpc.DialOption {
 	})
 }
 
-// NewFromClient uses a ready client; Close will not close it. Its watch
-// loops back off at most DefaultMaxReconnectDelay; the client's own
-// reconnect backoff is whatever cli was built with.
-func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Duration) *Client {
+// ClientOption adjusts a Client made by NewFromClient.
+type ClientOption func(*Client)
+
+// WithMaxReconnectDelay caps the retry backoff of the Client's watch loops
+// at d (zero or less: DefaultMaxReconnectDelay), as Config.MaxReconnectDelay
+// does for New. The connection's own reconnect backoff is what cli was
+// built with: gRPC's default grows to 120s, so pass a
+// grpc.WithConnectParams backoff with that cap in clientv3.Config's
+// DialOptions too (New does both).
+func WithMaxReconnectDelay(d time.Duration) ClientOption {
+	return func(c *Client) {
+		if d > 0 {
+			c.maxDelay = d
+		}
+	}
+}
+
+// WithLogger sets the logger of watch recoveries (nil: slog.Default()).
+func WithLogger(l *slog.Logger) ClientOption {
+	return func(c *Client) {
+		if l != nil {
+			c.log = l
+		}
+	}
+}
+
+// NewFromClient uses a ready client; Close will not close it. An empty
+// prefix means DefaultPrefix, a requestTimeout of zero or less
+// DefaultRequestTimeout. The client's reconnect backoff, TLS and
+// credentials are whatever cli was built with (see WithMaxReconnectDelay).
+func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Duration, opts ...ClientOption) *Client {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -185,34 +347,12 @@ func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Dura
 		requestTimeout = DefaultRequestTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{cli: cli, prefix: prefix, timeout: requestTimeout, maxDelay: DefaultMaxReconnectDelay,
+	c := &Client{cli: cli, prefix: prefix, timeout: requestTimeout, maxDelay: DefaultMaxReconnectDelay,
 		log: slog.Default(), ctx: ctx, cancel: cancel, watches: map[string]*watchState{}}
-}
-
-func tlsConfig(ca, cert, key string) (*tls.Config, error) {
-	t := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: tls ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd: tls ca %s: no PEM certificate in it", ca)
-		}
-		t.RootCAs = pool
+	for _, o := range opts {
+		o(c)
 	}
-	if (cert == "") != (key == "") {
-		return nil, errors.New("etcd: tls cert and key go together: set both or neither")
-	}
-	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("etcd: tls cert/key: %w", err)
-		}
-		t.Certificates = []tls.Certificate{pair}
-	}
-	return t, nil
+	return c
 }
 
 // friendly names the authentication failures plainly.
@@ -275,6 +415,10 @@ var (
 // Describe names the key.
 func (b *Backend) Describe() string { return "etcd key " + b.key }
 
+// Key is the lock's etcd key: prefix + name (to inspect or delete it with
+// etcdctl).
+func (b *Backend) Key() string { return b.key }
+
 func (b *Backend) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, b.c.timeout)
 }
@@ -324,7 +468,7 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 // Update writes the record if the key's ModRevision is still v.
 func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
 	rev, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || rev <= 0 {
+	if err != nil || rev <= 0 || version(rev) != v {
 		return "", fmt.Errorf("etcd: update %s: version %q is not an etcd revision: %w", b.key, v, elector.ErrConflict)
 	}
 	ctx, cancel := b.ctx(ctx)

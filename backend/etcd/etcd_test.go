@@ -70,11 +70,24 @@ func (c *counter) total() int {
 	return n
 }
 
+// client connects to the shared etcd with etcd.New; with gRPC dial options
+// (request counters) it builds its own clientv3 client with them and wraps
+// it with etcd.NewFromClient, as a program that already has a client does.
 func client(t testing.TB, opts ...grpc.DialOption) *etcd.Client {
 	t.Helper()
 	s := need(t)
-	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{s.Endpoint}, Prefix: "/leasehold-test/", DialOptions: opts,
-		Logger: slog.New(slog.DiscardHandler)})
+	log := slog.New(slog.DiscardHandler)
+	if len(opts) > 0 {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 5 * time.Second,
+			DialOptions: opts, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := etcd.NewFromClient(cli, "/leasehold-test/", 0, etcd.WithLogger(log))
+		t.Cleanup(func() { c.Close(); cli.Close() })
+		return c
+	}
+	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{s.Endpoint}, Prefix: "/leasehold-test/", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,22 +96,50 @@ func client(t testing.TB, opts ...grpc.DialOption) *etcd.Client {
 }
 
 func TestConformance(t *testing.T) {
-	admin := client(t)
+	raw := rawClient(t)
+	key := func(lock string) string { return "/leasehold-test/" + lock } // the prefix of client()
+	ctx := context.Background()
 	backendtest.Run(t, backendtest.Harness{
 		New: func(t testing.TB, lock string) elector.Backend { return client(t).Lock(lock) },
-		PlantRaw: func(t testing.TB, lock string, raw []byte) {
-			if err := admin.PutRaw(context.Background(), lock, raw); err != nil {
-				t.Fatal(err)
-			}
-		},
-		Raw: func(t testing.TB, lock string) []byte {
-			b, err := admin.Raw(context.Background(), lock)
+		Corrupt: func(t testing.TB, lock string) func(t testing.TB) {
+			const garbage = "\x00not a leasehold record{"
+			put, err := raw.Put(ctx, key(lock), garbage)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return b
+			return func(t testing.TB) {
+				resp, err := raw.Get(ctx, key(lock))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != garbage || resp.Kvs[0].ModRevision != put.Header.Revision {
+					t.Fatalf("the corrupt record (revision %d) was overwritten: %v", put.Header.Revision, resp.Kvs)
+				}
+			}
+		},
+		Delete: func(t testing.TB, lock string) {
+			resp, err := raw.Delete(ctx, key(lock))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Deleted != 1 {
+				t.Fatalf("delete %s: %d keys deleted, want 1", key(lock), resp.Deleted)
+			}
 		},
 	})
+}
+
+// rawClient is a plain etcd client of the shared server, with which the
+// conformance harness acts past the backend.
+func rawClient(t testing.TB) *clientv3.Client {
+	t.Helper()
+	s := need(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 // Short leases for the end-to-end tests.
@@ -344,7 +385,8 @@ func TestBadCredentials(t *testing.T) {
 		calls.Add(1)
 		return inv(ctx, method, req, reply, cc, o...)
 	})
-	_, err = etcd.New(context.Background(), etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "wrong", DialOptions: []grpc.DialOption{cnt}})
+	// The requests etcd.New itself makes, counted through a test-only hook.
+	_, err = etcd.NewWithDialOptions(context.Background(), etcd.Config{Endpoints: []string{own.Endpoint}, Username: "root", Password: "wrong"}, cnt)
 	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
 		t.Fatalf("err = %v, want authentication failed", err)
 	}

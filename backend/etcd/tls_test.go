@@ -70,7 +70,7 @@ func TestTLS(t *testing.T) {
 	servers.Require(t, err)
 	defer own.Stop()
 	endpoint := strings.TrimPrefix(own.Endpoint, "https://")
-	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{endpoint}, CAFile: ca, CertFile: cc, KeyFile: ck,
+	c, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{endpoint}, TLS: etcd.TLSFiles{CA: ca, Cert: cc, Key: ck},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("TLS with a client certificate: %v", err)
@@ -86,14 +86,14 @@ func TestTLS(t *testing.T) {
 	}
 
 	t0 := time.Now()
-	_, err = etcd.New(context.Background(), etcd.Config{Endpoints: []string{endpoint}, CAFile: ca, DialTimeout: time.Second})
+	_, err = etcd.New(context.Background(), etcd.Config{Endpoints: []string{endpoint}, TLS: etcd.TLSFiles{CA: ca}, DialTimeout: time.Second})
 	if err == nil {
 		t.Fatal("connected without a client certificate to an etcd that requires one")
 	}
 	if d := time.Since(t0); d > 3*time.Second {
 		t.Fatalf("gave up after %v with a 1s dial timeout", d)
 	}
-	if _, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{endpoint}, CertFile: cc}); err == nil || !strings.Contains(err.Error(), "go together") {
+	if _, err := etcd.New(context.Background(), etcd.Config{Endpoints: []string{endpoint}, TLS: etcd.TLSFiles{Cert: cc}}); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Fatalf("cert without key: err = %v", err)
 	}
 }

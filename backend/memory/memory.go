@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -93,6 +94,30 @@ func (s *Store) Backend(lock, client string) *Backend {
 	return &Backend{s: s, lock: lock, client: client}
 }
 
+// Config is the configuration of the memory backend, the `memory:` block of
+// the leasehold config file: it has no keys, since the store lives inside
+// one process. It exists so that memory is configured and opened like every
+// other backend.
+type Config struct{}
+
+// DefaultConfig returns the (empty) configuration.
+func DefaultConfig() Config { return Config{} }
+
+// Validate accepts every Config: there is nothing to get wrong.
+func (Config) Validate() error { return nil }
+
+// Open returns the lock named lock in a new, private Store (its client is
+// named after the lock) and a closer that does nothing: the shape every
+// backend's Open has. No other process, nor another Open, sees the lock, so
+// it logs that at WARN on log (nil: slog.Default()).
+func Open(ctx context.Context, cfg Config, lock string, log *slog.Logger) (elector.Backend, func() error, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("the memory backend lives inside this process: no other process sees the lock")
+	return New().Backend(lock, lock), func() error { return nil }, nil
+}
+
 // SetLatency delays every call by d on the store's clock (0 turns it off).
 func (s *Store) SetLatency(d time.Duration) {
 	s.mu.Lock()
@@ -156,6 +181,22 @@ func (s *Store) PlantRaw(lock string, raw []byte) {
 	c.raw = append([]byte{}, raw...)
 }
 
+// Delete removes the record of lock, as an operator deleting the key
+// would: Get and Update then find no record, and watchers waiting for a
+// change see it gone. The store's revision moves on, so a record created
+// afterwards never reuses an old version.
+func (s *Store) Delete(lock string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cell(lock)
+	if !c.exists {
+		return
+	}
+	s.rev++
+	c.exists, c.rec, c.raw, c.rev = false, elector.Record{}, nil, s.rev
+	s.wake(c)
+}
+
 // Raw returns the stored bytes of lock and whether a record exists.
 func (s *Store) Raw(lock string) ([]byte, bool) {
 	s.mu.Lock()
@@ -197,8 +238,7 @@ func (s *Store) cell(lock string) *cell {
 	return c
 }
 
-// write stores r (records are never deleted) and wakes the watchers. s.mu
-// must be held.
+// write stores r and wakes the watchers. s.mu must be held.
 func (s *Store) write(c *cell, r elector.Record) elector.Version {
 	s.rev++
 	c.exists, c.rec, c.raw, c.rev = true, r, nil, s.rev

@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -19,11 +20,16 @@ func TestConformance(t *testing.T) {
 			clients++
 			return s.Backend(lock, "client"+string(rune('a'+clients%26)))
 		},
-		PlantRaw: func(t testing.TB, lock string, raw []byte) { s.PlantRaw(lock, raw) },
-		Raw: func(t testing.TB, lock string) []byte {
-			b, _ := s.Raw(lock)
-			return b
+		Corrupt: func(t testing.TB, lock string) func(t testing.TB) {
+			garbage := []byte("\x00not a leasehold record{")
+			s.PlantRaw(lock, garbage)
+			return func(t testing.TB) {
+				if raw, ok := s.Raw(lock); !ok || !bytes.Equal(raw, garbage) {
+					t.Fatalf("the corrupt record was overwritten with %q (exists: %v)", raw, ok)
+				}
+			}
 		},
+		Delete: func(t testing.TB, lock string) { s.Delete(lock) },
 	})
 }
 

@@ -13,15 +13,140 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/smallfile"
 	"github.com/leasehold-go/leasehold/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
+
+// backends is every backend the CLI can open: the one table from a
+// backend's name to its package's Config and Open. The file's block named
+// after the backend (etcd:) is decoded strictly into its Config, by the
+// Config's yaml tags; the keys listed get a LEASEHOLD_* variable (and maybe
+// a flag); only the chosen backend's Config is validated and opened.
+//
+// Adding a backend is one package and one line here, plus its docs:
+//
+//   - backend/<name>/: a Config struct whose `yaml:"..."` tags are its keys
+//     (an empty value must mean the default: empty counts as unset), a
+//     DefaultConfig, a Validate returning *elector.ConfigError whose Fields
+//     are the full keys (<name>.endpoints), and an Open(ctx, Config, lock,
+//     *slog.Logger) (elector.Backend, func() error, error) whose file errors
+//     are ConfigErrors naming the key; tests running backend/backendtest
+//     against the real server. In a module of its own (go.mod replacing the
+//     root with ../..), also a `use` line in go.work and a require + replace
+//     in cmd/leasehold/go.mod.
+//   - cmd/leasehold/config.go: its entry below, with its open func (a
+//     call of its Open, like openMemory; openEtcd also hands it the lease
+//     timing).
+//   - docs/config.md (keys, variables, flags), docs/config/<name>.yaml (an
+//     example, loaded by TestExampleConfigs), docs/backends.md (the stored
+//     mapping), docs/cli.md if it adds a flag.
+var backends = []backendSpec{
+	newBackend("etcd", etcd.DefaultConfig, openEtcd,
+		backendKey{key: "endpoints", env: "LEASEHOLD_ETCD_ENDPOINTS", flag: "etcd-endpoints", usage: "comma-separated etcd endpoints"},
+		backendKey{key: "prefix", env: "LEASEHOLD_ETCD_PREFIX"},
+		backendKey{key: "username", env: "LEASEHOLD_ETCD_USERNAME"},
+		backendKey{key: "password_file", env: "LEASEHOLD_ETCD_PASSWORD_FILE"},
+	).withDeleteHint(etcdDeleteHint),
+	newBackend("memory", memory.DefaultConfig, openMemory),
+}
+
+// openEtcd caps the etcd client's reconnect backoff at the RetryPeriod: back
+// within about a RetryPeriod once etcd answers again after an outage
+// (gRPC's default backoff grows to 120s).
+func openEtcd(ctx context.Context, c etcd.Config, a openArgs) (elector.Backend, func() error, error) {
+	c.MaxReconnectDelay = a.lease.RetryPeriod
+	return etcd.Open(ctx, c, a.lock, a.log)
+}
+
+func etcdDeleteHint(b elector.Backend) string {
+	if eb, ok := b.(*etcd.Backend); ok {
+		return fmt.Sprintf("etcd key %s, for example with etcdctl del %s", eb.Key(), eb.Key())
+	}
+	return b.Describe()
+}
+
+func openMemory(ctx context.Context, c memory.Config, a openArgs) (elector.Backend, func() error, error) {
+	return memory.Open(ctx, c, a.lock, a.log)
+}
+
+// backendConfig is what every backend's Config has.
+type backendConfig interface{ Validate() error }
+
+// openArgs is what a backend's open gets besides its Config.
+type openArgs struct {
+	lock  string
+	lease elector.Config // the timing, identity included
+	log   *slog.Logger
+}
+
+// backendKey is a key of a backend's block that a LEASEHOLD_* variable,
+// and maybe a flag, sets (as text: a list is comma-separated).
+type backendKey struct {
+	key   string // in the block: endpoints (the full key is etcd.endpoints)
+	env   string // LEASEHOLD_ETCD_ENDPOINTS
+	flag  string // etcd-endpoints; "" for none
+	usage string // the flag's help
+}
+
+// backendSpec is one line of the backends table. Make it with newBackend.
+type backendSpec struct {
+	name string
+	// newConfig returns a pointer to a fresh default Config.
+	newConfig func() any
+	// validate calls the Validate of the Config newConfig made.
+	validate func(cfg any) error
+	// open opens the lock on the Config newConfig made.
+	open func(ctx context.Context, cfg any, a openArgs) (elector.Backend, func() error, error)
+	keys []backendKey
+	// deleteHint says how to delete a lock's record by hand (status's
+	// "term exhausted" advice); nil: the backend's Describe.
+	deleteHint func(b elector.Backend) string
+}
+
+// newBackend makes a table line from a backend package's DefaultConfig and
+// an open func taking its Config, so that the table is type-checked.
+func newBackend[C backendConfig](name string, defaults func() C,
+	open func(context.Context, C, openArgs) (elector.Backend, func() error, error), keys ...backendKey) backendSpec {
+	return backendSpec{
+		name:      name,
+		newConfig: func() any { c := defaults(); return &c },
+		validate:  func(cfg any) error { return (*cfg.(*C)).Validate() },
+		open: func(ctx context.Context, cfg any, a openArgs) (elector.Backend, func() error, error) {
+			return open(ctx, *cfg.(*C), a)
+		},
+		keys: keys,
+	}
+}
+
+func (s backendSpec) withDeleteHint(f func(elector.Backend) string) backendSpec {
+	s.deleteHint = f
+	return s
+}
+
+// backendNamed returns the table line of name, or nil.
+func backendNamed(name string) *backendSpec {
+	for i := range backends {
+		if backends[i].name == name {
+			return &backends[i]
+		}
+	}
+	return nil
+}
+
+// backendNames lists the backends for messages: "etcd, memory".
+func backendNames() string {
+	var names []string
+	for _, b := range backends {
+		names = append(names, b.name)
+	}
+	return strings.Join(names, ", ")
+}
 
 // config is what run, sidecar and status need: which lock, on which
 // backend, with which timing. See docs/config.md.
@@ -31,51 +156,27 @@ type config struct {
 	Identity string
 	Lease    elector.Config // durations and ReleaseOnCancel; Identity is filled in last
 
-	Etcd   etcdConfig
-	Consul consulConfig
-	Kube   kubeConfig
+	// backendConfigs holds a pointer to every known backend's Config, by
+	// name (what backendSpec.newConfig made).
+	backendConfigs map[string]any
 
 	source string            // the file, for messages
 	lines  map[string]int    // line of each key set by the file
 	setBy  map[string]string // the flag or LEASEHOLD_* variable that set a key, for messages
 }
 
-type tlsFiles struct{ CA, Cert, Key string }
-
-type etcdConfig struct {
-	Endpoints      []string
-	Prefix         string
-	TLS            tlsFiles
-	Username       string
-	PasswordFile   string
-	DialTimeout    time.Duration
-	RequestTimeout time.Duration
-}
-
-type consulConfig struct {
-	Address   string
-	Prefix    string
-	TokenFile string
-	TLS       tlsFiles
-}
-
-type kubeConfig struct {
-	Kubeconfig string
-	Context    string
-	Namespace  string
-}
-
-var backends = []string{"kube", "etcd", "consul", "memory"}
-
 func defaultConfig() config {
-	d := elector.DefaultConfig("")
-	return config{
-		Backend: "etcd",
-		Lease:   d,
-		Etcd:    etcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: etcd.DefaultPrefix},
-		Consul:  consulConfig{Address: "127.0.0.1:8500", Prefix: "leasehold/"},
-		Kube:    kubeConfig{Namespace: "default"},
+	c := config{
+		Backend:        "etcd",
+		Lease:          elector.DefaultConfig(""),
+		backendConfigs: map[string]any{},
+		lines:          map[string]int{},
+		setBy:          map[string]string{},
 	}
+	for _, b := range backends {
+		c.backendConfigs[b.name] = b.newConfig()
+	}
+	return c
 }
 
 // overrides are the flags every config-using command takes; unset flags
@@ -84,23 +185,28 @@ type overrides struct {
 	config, backend, name, id string
 	lease, renew, retry       time.Duration
 	release                   bool
-	etcdEndpoints, kubeNS     string
+	backendFlags              map[string]*string // by flag name
 	logFormat, logLevel       string
 	flagSet                   *flag.FlagSet
 }
 
 func addConfigFlags(fs *flag.FlagSet) *overrides {
-	o := &overrides{flagSet: fs}
+	o := &overrides{flagSet: fs, backendFlags: map[string]*string{}}
 	fs.StringVar(&o.config, "config", "", "config file (YAML, see docs/config.md)")
-	fs.StringVar(&o.backend, "backend", "", "backend: etcd or memory; kube and consul are not available yet (overrides the file)")
-	fs.StringVar(&o.name, "name", "", "name of the lock (overrides the file)")
-	fs.StringVar(&o.id, "id", "", "identity of this candidate (default: hostname_random)")
-	fs.DurationVar(&o.lease, "lease-duration", 0, "LeaseDuration (overrides the file)")
-	fs.DurationVar(&o.renew, "renew-deadline", 0, "RenewDeadline (overrides the file)")
-	fs.DurationVar(&o.retry, "retry-period", 0, "RetryPeriod (overrides the file)")
-	fs.BoolVar(&o.release, "release-on-cancel", true, "release the lock when stopping (overrides the file)")
-	fs.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "comma-separated etcd endpoints (overrides the file)")
-	fs.StringVar(&o.kubeNS, "namespace", "", "Kubernetes namespace of the Lease (overrides the file)")
+	fs.StringVar(&o.backend, "backend", "", "backend: one of "+backendNames()+" (overrides LEASEHOLD_BACKEND and the file)")
+	fs.StringVar(&o.name, "name", "", "name of the lock (overrides LEASEHOLD_NAME and the file)")
+	fs.StringVar(&o.id, "id", "", "identity of this candidate (default: hostname_random; overrides LEASEHOLD_IDENTITY and the file)")
+	fs.DurationVar(&o.lease, "lease-duration", 0, "LeaseDuration (overrides LEASEHOLD_LEASE_DURATION and the file)")
+	fs.DurationVar(&o.renew, "renew-deadline", 0, "RenewDeadline (overrides LEASEHOLD_RENEW_DEADLINE and the file)")
+	fs.DurationVar(&o.retry, "retry-period", 0, "RetryPeriod (overrides LEASEHOLD_RETRY_PERIOD and the file)")
+	fs.BoolVar(&o.release, "release-on-cancel", true, "release the lock when stopping (overrides LEASEHOLD_RELEASE_ON_CANCEL and the file)")
+	for _, b := range backends {
+		for _, k := range b.keys {
+			if k.flag != "" {
+				o.backendFlags[k.flag] = fs.String(k.flag, "", fmt.Sprintf("%s (overrides %s and the file's %s.%s)", k.usage, k.env, b.name, k.key))
+			}
+		}
+	}
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return o
@@ -111,11 +217,11 @@ var flagKeys = []struct{ flag, key string }{
 	{"backend", "backend"}, {"name", "name"}, {"id", "identity"},
 	{"lease-duration", "lease.duration"}, {"renew-deadline", "lease.renew_deadline"},
 	{"retry-period", "lease.retry_period"}, {"release-on-cancel", "lease.release_on_cancel"},
-	{"etcd-endpoints", "etcd.endpoints"}, {"namespace", "kube.namespace"},
 }
 
-// load builds the config: defaults, then LEASEHOLD_* environment variables,
-// then the file, then the flags that were set. Everything is checked here,
+// load builds the config: defaults, then the file, then LEASEHOLD_*
+// environment variables, then the flags that were set; an empty value in
+// the file or the environment counts as unset. Everything is checked here,
 // before anything is connected. Errors name the flag, variable or key (with
 // its line in the file).
 func (o *overrides) load(getenv func(string) string) (config, error) {
@@ -127,11 +233,8 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 		return config{}, usagef("--id: empty: give this candidate an identity, or leave --id out for the default (hostname_<random>)")
 	}
 	cfg := defaultConfig()
-	if err := cfg.applyEnv(getenv); err != nil {
-		return cfg, err
-	}
 	if o.config != "" {
-		data, err := readSmallFile(o.config)
+		data, err := smallfile.Read(o.config)
 		if err != nil {
 			return cfg, usagef("--config %s: %v", o.config, err)
 		}
@@ -140,11 +243,13 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 		}
 		cfg.source = o.config
 	}
+	if err := cfg.applyEnv(getenv); err != nil {
+		return cfg, err
+	}
 	// A value from a flag was not set at a line of the file.
 	for _, fk := range flagKeys {
 		if set[fk.flag] {
-			delete(cfg.lines, fk.key)
-			cfg.setBy[fk.key] = "--" + fk.flag
+			cfg.setKey(fk.key, "--"+fk.flag)
 		}
 	}
 	if set["backend"] {
@@ -168,11 +273,20 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 	if set["release-on-cancel"] {
 		cfg.Lease.ReleaseOnCancel = o.release
 	}
-	if set["etcd-endpoints"] {
-		cfg.Etcd.Endpoints = splitList(o.etcdEndpoints)
-	}
-	if set["namespace"] {
-		cfg.Kube.Namespace = o.kubeNS
+	for _, b := range backends {
+		for _, k := range b.keys {
+			if k.flag == "" || !set[k.flag] {
+				continue
+			}
+			v := *o.backendFlags[k.flag]
+			if strings.TrimSpace(v) == "" {
+				return cfg, usagef("--%s: empty: give a value, or leave --%s out", k.flag, k.flag)
+			}
+			if err := cfg.setText(b, k, v); err != nil {
+				return cfg, usagef("--%s: %v", k.flag, err)
+			}
+			cfg.setKey(b.name+"."+k.key, "--"+k.flag)
+		}
 	}
 	// An empty identity from the file or the environment means the default;
 	// the identity is validated with the rest once it is filled in.
@@ -190,38 +304,56 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 	return cfg, nil
 }
 
-func splitList(s string) []string {
+// setKey records that a flag or variable named by set key: messages name
+// it instead of the key, and no longer a line of the file.
+func (c *config) setKey(key, by string) {
+	delete(c.lines, key)
+	c.setBy[key] = by
+}
+
+// setText sets key k of backend b's Config from the text of a flag or
+// variable; the error is the bare reason.
+func (c *config) setText(b backendSpec, k backendKey, text string) error {
+	err := yamlx.SetText(c.backendConfigs[b.name], k.key, text)
+	var fe *yamlx.FieldError
+	if errors.As(err, &fe) {
+		return errors.New(fe.Msg)
+	}
+	return err
+}
+
+// envKeys maps the LEASEHOLD_* variables of the keys outside the backends'
+// blocks to the keys they set; each backend's are in the backends table.
+var envKeys = []struct{ env, key string }{
+	{"LEASEHOLD_BACKEND", "backend"}, {"LEASEHOLD_NAME", "name"}, {"LEASEHOLD_IDENTITY", "identity"},
+	{"LEASEHOLD_LEASE_DURATION", "lease.duration"}, {"LEASEHOLD_RENEW_DEADLINE", "lease.renew_deadline"},
+	{"LEASEHOLD_RETRY_PERIOD", "lease.retry_period"}, {"LEASEHOLD_RELEASE_ON_CANCEL", "lease.release_on_cancel"},
+}
+
+// envVars lists every LEASEHOLD_* variable the config reads.
+func envVars() []string {
 	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
+	for _, ek := range envKeys {
+		out = append(out, ek.env)
+	}
+	for _, b := range backends {
+		for _, k := range b.keys {
+			out = append(out, k.env)
 		}
 	}
 	return out
 }
 
-// envKeys maps LEASEHOLD_* variables to the keys they set.
-var envKeys = []struct{ env, key string }{
-	{"LEASEHOLD_BACKEND", "backend"}, {"LEASEHOLD_NAME", "name"}, {"LEASEHOLD_IDENTITY", "identity"},
-	{"LEASEHOLD_LEASE_DURATION", "lease.duration"}, {"LEASEHOLD_RENEW_DEADLINE", "lease.renew_deadline"},
-	{"LEASEHOLD_RETRY_PERIOD", "lease.retry_period"}, {"LEASEHOLD_RELEASE_ON_CANCEL", "lease.release_on_cancel"},
-	{"LEASEHOLD_ETCD_ENDPOINTS", "etcd.endpoints"}, {"LEASEHOLD_ETCD_PREFIX", "etcd.prefix"},
-	{"LEASEHOLD_ETCD_USERNAME", "etcd.username"}, {"LEASEHOLD_ETCD_PASSWORD_FILE", "etcd.password_file"},
-	{"LEASEHOLD_CONSUL_ADDRESS", "consul.address"}, {"LEASEHOLD_CONSUL_TOKEN_FILE", "consul.token_file"},
-	{"LEASEHOLD_KUBE_KUBECONFIG", "kube.kubeconfig"}, {"LEASEHOLD_KUBE_NAMESPACE", "kube.namespace"},
-}
-
+// applyEnv applies the LEASEHOLD_* variables over the defaults and the file;
+// an empty variable is unset.
 func (c *config) applyEnv(getenv func(string) string) error {
-	if c.setBy == nil {
-		c.setBy = map[string]string{}
-	}
 	for _, ek := range envKeys {
 		k := ek.env
 		v := getenv(k)
 		if v == "" {
 			continue
 		}
-		c.setBy[ek.key] = k
+		c.setKey(ek.key, k)
 		dur := func(d *time.Duration) error {
 			x, err := time.ParseDuration(v)
 			if err != nil {
@@ -250,56 +382,60 @@ func (c *config) applyEnv(getenv func(string) string) error {
 				err = usagef("%s: want true or false, got %q", k, v)
 			}
 			c.Lease.ReleaseOnCancel = b
-		case "LEASEHOLD_ETCD_ENDPOINTS":
-			c.Etcd.Endpoints = splitList(v)
-		case "LEASEHOLD_ETCD_PREFIX":
-			c.Etcd.Prefix = v
-		case "LEASEHOLD_ETCD_USERNAME":
-			c.Etcd.Username = v
-		case "LEASEHOLD_ETCD_PASSWORD_FILE":
-			c.Etcd.PasswordFile = v
-		case "LEASEHOLD_CONSUL_ADDRESS":
-			c.Consul.Address = v
-		case "LEASEHOLD_CONSUL_TOKEN_FILE":
-			c.Consul.TokenFile = v
-		case "LEASEHOLD_KUBE_KUBECONFIG":
-			c.Kube.Kubeconfig = v
-		case "LEASEHOLD_KUBE_NAMESPACE":
-			c.Kube.Namespace = v
 		}
 		if err != nil {
 			return err
 		}
 	}
+	for _, b := range backends {
+		for _, k := range b.keys {
+			v := getenv(k.env)
+			if strings.TrimSpace(v) == "" {
+				continue
+			}
+			if err := c.setText(b, k, v); err != nil {
+				return usagef("%s: %v", k.env, err)
+			}
+			c.setKey(b.name+"."+k.key, k.env)
+		}
+	}
 	return nil
 }
 
-// parse reads a config file over the current values.
+// isEmpty reports whether a value in the file counts as unset: nothing,
+// ~, null or an empty string.
+func isEmpty(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Value == "")
+}
+
+// parse reads a config file over the defaults. Empty values are skipped.
 func (c *config) parse(data []byte) error {
 	root, err := yamlx.Document(data)
 	if err != nil {
 		return err
 	}
 	p := &yamlx.Parser{}
-	if c.lines == nil {
-		c.lines = map[string]int{}
-	}
-	if c.setBy == nil {
-		c.setBy = map[string]string{}
-	}
-	// The file overrides the environment: the key is now set at its line.
-	mark := func(key string, v *yaml.Node) { c.lines[key] = v.Line; delete(c.setBy, key) }
+	mark := func(key string, v *yaml.Node) { c.lines[key] = v.Line }
 	p.Mapping(root, "", func(key string, k, v *yaml.Node) {
-		mark(key, v)
+		if isEmpty(v) {
+			return
+		}
 		switch key {
 		case "backend":
+			mark(key, v)
 			c.Backend = p.Str(v, key)
 		case "name":
+			mark(key, v)
 			c.Name = p.Str(v, key)
 		case "identity":
+			mark(key, v)
 			c.Identity = p.Str(v, key)
 		case "lease":
+			mark(key, v)
 			p.Mapping(v, "lease.", func(key string, k, v *yaml.Node) {
+				if isEmpty(v) {
+					return
+				}
 				mark("lease."+key, v)
 				switch key {
 				case "duration":
@@ -314,93 +450,30 @@ func (c *config) parse(data []byte) error {
 					p.Unknown(k, "lease."+key)
 				}
 			})
-		case "etcd":
-			p.Mapping(v, "etcd.", func(key string, k, v *yaml.Node) {
-				name := "etcd." + key
-				mark(name, v)
-				switch key {
-				case "endpoints":
-					c.Etcd.Endpoints = p.Strings(v, name)
-				case "prefix":
-					c.Etcd.Prefix = p.Str(v, name)
-				case "tls":
-					c.Etcd.TLS = parseTLS(p, v, name)
-				case "username":
-					c.Etcd.Username = p.Str(v, name)
-				case "password_file":
-					c.Etcd.PasswordFile = p.Str(v, name)
-				case "dial_timeout":
-					c.Etcd.DialTimeout = p.Positive(v, name)
-				case "request_timeout":
-					c.Etcd.RequestTimeout = p.Positive(v, name)
-				case "password":
-					p.Fail(k, name, "secrets are read from files: use etcd.password_file")
-				default:
-					p.Unknown(k, name)
-				}
-			})
-		case "consul":
-			p.Mapping(v, "consul.", func(key string, k, v *yaml.Node) {
-				name := "consul." + key
-				switch key {
-				case "address":
-					c.Consul.Address = p.Str(v, name)
-				case "prefix":
-					c.Consul.Prefix = p.Str(v, name)
-				case "token_file":
-					c.Consul.TokenFile = p.Str(v, name)
-				case "tls":
-					c.Consul.TLS = parseTLS(p, v, name)
-				case "token":
-					p.Fail(k, name, "secrets are read from files: use consul.token_file")
-				default:
-					p.Unknown(k, name)
-				}
-			})
-		case "kube":
-			p.Mapping(v, "kube.", func(key string, k, v *yaml.Node) {
-				name := "kube." + key
-				switch key {
-				case "kubeconfig":
-					c.Kube.Kubeconfig = p.Str(v, name)
-				case "context":
-					c.Kube.Context = p.Str(v, name)
-				case "namespace":
-					c.Kube.Namespace = p.Str(v, name)
-				default:
-					p.Unknown(k, name)
-				}
-			})
 		default:
+			if backendNamed(key) != nil {
+				if err := yamlx.Decode(v, key, c.backendConfigs[key], c.lines); err != nil && p.Err == nil {
+					p.Err = err
+				}
+				return
+			}
+			if v.Kind == yaml.MappingNode {
+				p.Fail(k, key, "unknown backend %q (want %s)", key, backendNames())
+				return
+			}
 			p.Unknown(k, key)
 		}
 	})
 	return p.Err
 }
 
-func parseTLS(p *yamlx.Parser, n *yaml.Node, prefix string) tlsFiles {
-	var t tlsFiles
-	p.Mapping(n, prefix+".", func(key string, k, v *yaml.Node) {
-		switch key {
-		case "ca":
-			t.CA = p.Str(v, prefix+".ca")
-		case "cert":
-			t.Cert = p.Str(v, prefix+".cert")
-		case "key":
-			t.Key = p.Str(v, prefix+".key")
-		default:
-			p.Unknown(k, prefix+"."+key)
-		}
-	})
-	return t
-}
-
 // lockName is valid everywhere: a Kubernetes object name, an etcd key
 // suffix, a Consul key segment.
 var lockName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 
-// at says where key was set in the file ("f.yaml: line 4: "), or nothing
-// if it came from a default, the environment or a flag.
+// at says where key was set in the file ("f.yaml: line 4: ") — the first of
+// keys that was — or nothing if they came from defaults, the environment or
+// flags.
 func (c *config) at(keys ...string) string {
 	for _, k := range keys {
 		if l, ok := c.lines[k]; ok && c.source != "" {
@@ -419,18 +492,11 @@ func (c *config) name(key string) string {
 	return key
 }
 
-// maxEtcdTimeout bounds etcd.dial_timeout and etcd.request_timeout: longer
-// is a unit typo, and would keep a stop or a failover waiting that long.
-const maxEtcdTimeout = time.Hour
-
 func (c *config) validate() error {
-	known := false
-	for _, b := range backends {
-		known = known || c.Backend == b
-	}
+	b := backendNamed(c.Backend)
 	switch {
-	case !known:
-		return usagef("%s%s: unknown backend %q (want %s)", c.at("backend"), c.name("backend"), c.Backend, strings.Join(backends, ", "))
+	case b == nil:
+		return usagef("%s%s: unknown backend %q (want %s)", c.at("backend"), c.name("backend"), c.Backend, backendNames())
 	case c.Name == "":
 		return usagef("name: missing: name the lock (for example name: nightly-report)")
 	case !lockName.MatchString(c.Name):
@@ -439,17 +505,29 @@ func (c *config) validate() error {
 	if err := c.validateLease(); err != nil {
 		return err
 	}
-	switch {
-	case c.Backend == "etcd" && len(c.Etcd.Endpoints) == 0:
-		return usagef("%s%s: empty: list at least one endpoint", c.at("etcd.endpoints"), c.name("etcd.endpoints"))
-	case (c.Etcd.TLS.Cert == "") != (c.Etcd.TLS.Key == ""):
-		return usagef("%setcd.tls.cert and etcd.tls.key go together: set both or neither", c.at("etcd.tls"))
-	case c.Etcd.DialTimeout > maxEtcdTimeout:
-		return usagef("%setcd.dial_timeout (%v) must be at most %v", c.at("etcd.dial_timeout"), c.Etcd.DialTimeout, maxEtcdTimeout)
-	case c.Etcd.RequestTimeout > maxEtcdTimeout:
-		return usagef("%setcd.request_timeout (%v) must be at most %v", c.at("etcd.request_timeout"), c.Etcd.RequestTimeout, maxEtcdTimeout)
+	if err := b.validate(c.backendConfigs[b.name]); err != nil {
+		return c.keyError(b, err)
 	}
 	return nil
+}
+
+// keyError says a backend's error in the config's words: a
+// *elector.ConfigError's fields are keys (etcd.endpoints); the message
+// leads with the line of the first one set in the file and names the flag
+// or variable of those set by one. Other errors are bad input about the
+// backend.
+func (c *config) keyError(b *backendSpec, err error) error {
+	var ce *elector.ConfigError
+	if !errors.As(err, &ce) {
+		return usagef("%s: %v", b.name, err)
+	}
+	var pairs []string
+	for _, f := range ce.Fields {
+		if n := c.name(f); n != f {
+			pairs = append(pairs, f, n)
+		}
+	}
+	return usagef("%s%s", c.at(ce.Fields...), strings.NewReplacer(pairs...).Replace(ce.Msg))
 }
 
 // leaseFields maps elector.Config fields to the keys that set them.
@@ -501,151 +579,35 @@ func defaultIdentity() (string, error) {
 }
 
 // maxFileSize bounds the config and secret files leasehold reads.
-const maxFileSize = 1 << 20
+const maxFileSize = smallfile.MaxSize
 
-var errTooLarge = errors.New("larger than 1 MiB")
-
-// readSmallFile reads a regular file of at most maxFileSize bytes. It opens
-// with O_NONBLOCK, so that a FIFO cannot block the open, and refuses
-// anything but a regular file (a FIFO, a device like /dev/zero, a
-// directory) before reading a byte; the read itself stops past the limit.
-// Errors are the bare reason ("not a regular file (a directory)"), for the
-// caller to prefix with the flag or key and the path.
-func readSmallFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+// openBackend connects to the configured backend; close releases the
+// connection. A file the backend refuses (a password or TLS file) is bad
+// input naming the key and its line.
+func (c *config) openBackend(ctx context.Context, log *slog.Logger) (b elector.Backend, close func() error, err error) {
+	spec := backendNamed(c.Backend)
+	if spec == nil { // validate refuses it first
+		return nil, nil, usagef("%s: unknown backend %q (want %s)", c.name("backend"), c.Backend, backendNames())
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	b, close, err = spec.open(ctx, c.backendConfigs[spec.name], openArgs{lock: c.Name, lease: c.Lease, log: log})
 	if err != nil {
-		return nil, bare(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, bare(err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))
-	}
-	if fi.Size() > maxFileSize {
-		return nil, errTooLarge
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, bare(err)
-	}
-	if len(b) > maxFileSize { // it grew after the fstat
-		return nil, errTooLarge
-	}
-	return b, nil
-}
-
-// bare drops the operation and path from a *PathError: the caller names the
-// path already.
-func bare(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeCharDevice != 0:
-		return "a character device"
-	case m&os.ModeDevice != 0:
-		return "a block device"
-	}
-	return "mode " + m.String()
-}
-
-// readSecret reads the secret in the file named by key (content trimmed).
-func (c *config) readSecret(key, path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := readSmallFile(path)
-	if err != nil {
-		return "", usagef("%s%s %s: %v", c.at(key), c.name(key), path, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// checkTLSFiles refuses TLS files that are not small regular files before
-// the etcd client reads them (which would hang on a FIFO).
-func (c *config) checkTLSFiles(prefix string, t tlsFiles) error {
-	for _, f := range []struct{ key, path string }{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
-		if f.path == "" {
-			continue
+		if errors.Is(err, elector.ErrInvalidConfig) {
+			return nil, nil, c.keyError(spec, err)
 		}
-		if _, err := readSmallFile(f.path); err != nil {
-			return usagef("%s%s.tls.%s %s: %v", c.at(prefix+".tls"), prefix, f.key, f.path, err)
-		}
+		return nil, nil, err
 	}
-	return nil
+	return b, close, nil
 }
 
-// openBackend connects to the configured backend. close releases the
-// connection.
-func (c *config) openBackend(ctx context.Context, log *slog.Logger) (b elector.Backend, close func(), err error) {
-	switch c.Backend {
-	case "memory":
-		log.Warn("the memory backend lives inside this process: no other process sees the lock")
-		return memory.New().Backend(c.Name, c.Identity), func() {}, nil
-	case "etcd":
-		pw, err := c.readSecret("etcd.password_file", c.Etcd.PasswordFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := c.checkTLSFiles("etcd", c.Etcd.TLS); err != nil {
-			return nil, nil, err
-		}
-		cli, err := dialEtcd(ctx, etcd.Config{
-			Endpoints: c.Etcd.Endpoints, Prefix: c.Etcd.Prefix,
-			DialTimeout: c.Etcd.DialTimeout, RequestTimeout: c.Etcd.RequestTimeout,
-			CAFile: c.Etcd.TLS.CA, CertFile: c.Etcd.TLS.Cert, KeyFile: c.Etcd.TLS.Key,
-			Username: c.Etcd.Username, Password: pw, Logger: log,
-			// Back within about a RetryPeriod once etcd answers again
-			// after an outage (gRPC's default backoff grows to 120s).
-			MaxReconnectDelay: c.Lease.RetryPeriod,
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		return cli.Lock(c.Name), func() { cli.Close() }, nil
+// deleteHint says where a lock's record is and how to delete it by hand.
+func (c *config) deleteHint(b elector.Backend) string {
+	if spec := backendNamed(c.Backend); spec != nil && spec.deleteHint != nil {
+		return spec.deleteHint(b)
 	}
-	return nil, nil, usagef("backend: %s is not available yet in this version of leasehold (available: etcd, memory)", c.Backend)
-}
-
-// dialEtcd is etcd.New that returns as soon as ctx is done. etcd.New gives
-// up on ctx while it waits for the first answer, but with a username and
-// password the etcd client first authenticates under its own dial timeout,
-// which ctx does not reach; a client that connects after all is closed.
-func dialEtcd(ctx context.Context, cfg etcd.Config) (*etcd.Client, error) {
-	type result struct {
-		cli *etcd.Client
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		cli, err := etcd.New(ctx, cfg)
-		done <- result{cli, err}
-	}()
-	select {
-	case r := <-done:
-		return r.cli, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.cli != nil {
-				r.cli.Close()
-			}
-		}()
-		return nil, ctx.Err()
-	}
+	return b.Describe()
 }
 
 // newLogger builds the slog logger of --log-format and --log-level.
@@ -674,7 +636,7 @@ type session struct {
 	log     *slog.Logger
 	srv     *server
 	backend elector.Backend
-	close   func()
+	close   func() error
 }
 
 // open loads the config, runs check on it (command-specific rules), and

@@ -3,6 +3,7 @@ module github.com/leasehold-go/leasehold/cmd/leasehold
 go 1.26.0
 
 require (
+	github.com/benbjohnson/clock v1.3.5
 	github.com/leasehold-go/leasehold v0.0.0-00010101000000-000000000000
 	github.com/leasehold-go/leasehold/backend/etcd v0.0.0-00010101000000-000000000000
 	github.com/leasehold-go/leasehold/metrics v0.0.0-00010101000000-000000000000
@@ -12,7 +13,6 @@ require (
 )
 
 require (
-	github.com/benbjohnson/clock v1.3.5 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coreos/go-semver v0.3.1 // indirect

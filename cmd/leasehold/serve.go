@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,7 +26,6 @@ type server struct {
 	reg *prometheus.Registry
 	obs *metrics.Observer
 	log *slog.Logger
-	now func() time.Time
 }
 
 func newServer(lock string, log *slog.Logger) (*server, error) {
@@ -38,7 +35,7 @@ func newServer(lock string, log *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{reg: reg, obs: obs, log: log, now: time.Now}, nil
+	return &server{reg: reg, obs: obs, log: log}, nil
 }
 
 // leaderResponse is the classic leader-elector sidecar's answer.
@@ -58,31 +55,19 @@ func (s *server) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	})
+	// 200 ok; 500 if this node believes it leads but has not renewed for
+	// longer than RenewDeadline plus a RetryPeriod of slack: the elector
+	// should have stepped down by then, so something is stuck.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.healthy(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		e := s.e.Load()
+		tolerance := time.Duration(0)
+		if e != nil {
+			tolerance = e.Config().RetryPeriod
 		}
-		io.WriteString(w, "ok\n")
+		elector.HealthHandler(e, tolerance).ServeHTTP(w, r)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return mux
-}
-
-// healthy fails when this node believes it leads but has not renewed for
-// longer than RenewDeadline plus a RetryPeriod of slack: the elector should
-// have stepped down by then, so something is stuck.
-func (s *server) healthy() error {
-	e := s.e.Load()
-	if e == nil || !e.IsLeader() {
-		return nil
-	}
-	cfg := e.Config()
-	last := e.LastRenewal()
-	if age := s.now().Sub(last); !last.IsZero() && age > cfg.RenewDeadline+cfg.RetryPeriod {
-		return fmt.Errorf("leading, but the last renewal was %v ago (renew deadline %v)", age.Round(time.Millisecond), cfg.RenewDeadline)
-	}
-	return nil
 }
 
 // checkHTTPAddr checks the syntax of an --http address without listening:

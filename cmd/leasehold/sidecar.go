@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
 )
 
@@ -90,7 +89,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// clocks may differ; electors never rely on this.
 		r.Expired = rec.Holder == "" || time.Since(rec.RenewTime) > rec.LeaseDuration
 		if rec.TermExhausted() {
-			r.Problem = termExhausted(ss.cfg, r)
+			r.Problem = termExhausted(ss.cfg.deleteHint(ss.backend), r)
 		}
 	case isNotFound(err):
 		r.Expired = true
@@ -114,16 +113,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // termExhausted explains a record whose term cannot grow (see
-// elector.Record.TermExhausted) and what an operator has to do.
-func termExhausted(cfg config, r statusReport) string {
-	where := r.Store
-	if cfg.Backend == "etcd" {
-		prefix := cfg.Etcd.Prefix
-		if prefix == "" {
-			prefix = etcd.DefaultPrefix
-		}
-		where = fmt.Sprintf("etcd key %s, for example with etcdctl del %s", prefix+cfg.Name, prefix+cfg.Name)
-	}
+// elector.Record.TermExhausted) and what an operator has to do; where says
+// where the record is and how to delete it.
+func termExhausted(where string, r statusReport) string {
 	return fmt.Sprintf("term exhausted: the term %d leaves no room for another, so no candidate can take the lock over "+
 		"(the holder, if alive, can still renew). Stop every candidate, delete the record (%s) "+
 		"and reset whatever is fenced with the term (it will accept only terms above the last one it saw), "+

@@ -20,31 +20,38 @@ type Parser struct {
 }
 
 // Fail records an error at n's line for key, unless one is already set.
+// An empty key (the document itself) is left out of the message.
 func (p *Parser) Fail(n *yaml.Node, key, format string, args ...any) {
-	if p.Err == nil {
-		p.Err = fmt.Errorf("line %d: %s: %s", n.Line, key, fmt.Sprintf(format, args...))
+	if p.Err != nil {
+		return
 	}
+	if key != "" {
+		key += ": "
+	}
+	p.Err = fmt.Errorf("line %d: %s%s", n.Line, key, fmt.Sprintf(format, args...))
 }
 
 // Unknown reports a key the schema does not have.
 func (p *Parser) Unknown(k *yaml.Node, key string) { p.Fail(k, key, "unknown key") }
 
-// Mapping calls f for each key of the mapping n (keys given twice are an
-// error); prefix is prepended to key names in errors.
+// Mapping calls f for each key of the mapping n, in order (keys given
+// twice and keys that are not a single value are errors); prefix is
+// prepended to key names in errors.
 func (p *Parser) Mapping(n *yaml.Node, prefix string, f func(key string, k, v *yaml.Node)) {
 	if p.Err != nil {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		if prefix == "" {
-			p.Err = fmt.Errorf("line %d: the scenario must be a mapping of keys", n.Line)
-		}
 		p.Fail(n, strings.TrimSuffix(prefix, "."), "want a mapping of keys")
 		return
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content) && p.Err == nil; i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			p.Fail(k, strings.TrimSuffix(prefix, "."), "a key must be a single value")
+			return
+		}
 		if seen[k.Value] {
 			p.Fail(k, prefix+k.Value, "given twice")
 			return
@@ -167,14 +174,15 @@ func (p *Parser) Strings(n *yaml.Node, key string) []string {
 }
 
 // Document parses data and returns its top-level mapping; an empty document
-// gives an empty mapping.
+// (nothing, comments, a bare "---" or null) gives an empty mapping, at line
+// 1, for errors about the keys it lacks.
 func Document(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
-	if len(doc.Content) == 0 {
-		return &yaml.Node{Kind: yaml.MappingNode}, nil
+	if len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null" {
+		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: 1, Column: 1}, nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
