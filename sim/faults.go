@@ -23,8 +23,9 @@ func (s *sim) resolve(targets []string) []int {
 }
 
 // fault applies one fault to its targets. d is how long it lasts (0 =
-// forever); by is the clock jump.
-func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
+// forever); by is the clock jump; newID says whether a crashed or stopped
+// node comes back under a new identity.
+func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration, newID bool) {
 	if len(targets) == 0 {
 		if s.trace != nil {
 			s.tracef(nil, "fault %s: no target (nobody holds the lock)", kind)
@@ -47,8 +48,10 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration) {
 		}
 		switch kind {
 		case Crash:
+			n.newIdentity = newID
 			s.crash(n, d)
 		case Stop:
+			n.newIdentity = newID
 			s.markFault(n, Stop)
 			n.restartAfter = d
 			// The Machine takes a stop at any time, also during a call; a
@@ -132,8 +135,12 @@ func (s *sim) recover(n *node, e event) {
 		if n.state == up {
 			return
 		}
+		if n.newIdentity {
+			n.renamed++
+			n.newIdentity = false
+		}
 		if s.trace != nil {
-			s.tracef(n, "restart")
+			s.tracef(n, "start as %s", s.identity(n))
 		}
 		n.inc++
 		if err := s.boot(n); err != nil && s.err == nil {
@@ -198,7 +205,7 @@ func (s *sim) randomFault() {
 	if s.rng.Float64() < 0.5 {
 		by = -d
 	}
-	s.fault(kind, []int{target}, d, by)
+	s.fault(kind, []int{target}, d, by, true)
 	s.push(event{at: s.randomGap(), kind: evRandomFault, node: -1})
 }
 

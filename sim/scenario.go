@@ -33,6 +33,15 @@ type Scenario struct {
 	// again nor releases before it has returned; on a graceful stop it
 	// waits for it at most RenewDeadline, then exits without releasing.
 	WorkStop time.Duration
+	// StartSpread: each node starts at a random instant in [0,
+	// StartSpread), drawn from the seed, so that every seed meets a fault
+	// at another point of the leader's renewal cycle and --runs gives a
+	// distribution, not one point. Negative means one RetryPeriod (the
+	// default); 0 starts every node at once.
+	StartSpread time.Duration
+	// FaultJitter delays each fault of the timeline by a random time in
+	// [0, FaultJitter) (default 0).
+	FaultJitter time.Duration
 
 	Latency time.Duration // one way
 	Jitter  time.Duration // extra one-way delay, uniform in [0, Jitter)
@@ -79,6 +88,11 @@ type Fault struct {
 	Targets []string      // node ids or "leader"
 	For     time.Duration // crash/stop: restart after; partition: heal after; pause: length (0 = never)
 	By      time.Duration // clock_jump: how far the wall clock moves
+	// NewIdentity: the node comes back from this crash or stop under a new
+	// identity, as a replaced pod does (restart_identity: new, the
+	// default); false keeps the identity (a restarted process: it still
+	// has a new instance, so it waits out its predecessor's lease).
+	NewIdentity bool
 	Line    int
 }
 
@@ -98,7 +112,7 @@ func DefaultScenario() Scenario {
 	return Scenario{
 		Name: "unnamed", Nodes: 3, Duration: 10 * time.Minute, Seed: 1,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-		ReleaseOnCancel: true, Watch: true, Latency: time.Millisecond,
+		ReleaseOnCancel: true, Watch: true, Latency: time.Millisecond, StartSpread: -1,
 	}
 }
 
@@ -150,6 +164,10 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			})
 		case "watch":
 			sc.Watch = p.Boolean(v, key)
+		case "start_spread":
+			sc.StartSpread = p.nonNegative(v, key, maxLease)
+		case "fault_jitter":
+			sc.FaultJitter = p.nonNegative(v, key, maxLease)
 		case "work_stop":
 			sc.WorkStop = p.nonNegative(v, key, maxLease)
 		case "network":
@@ -376,7 +394,8 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 			break
 		}
 		prefix := fmt.Sprintf("faults[%d].", i)
-		f := Fault{Line: item.Line, At: -1}
+		f := Fault{Line: item.Line, At: -1, NewIdentity: true}
+		identitySet := false
 		var modifier, modLine string
 		var modNode *yaml.Node
 		p.Mapping(item, prefix, func(key string, k, v *yaml.Node) {
@@ -398,6 +417,18 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 				}
 				modifier, modLine, modNode = key, name, v
 				f.For = p.positive(v, name, maxDuration)
+			case "restart_identity":
+				identitySet = true
+				switch p.Str(v, name) {
+				case "new":
+					f.NewIdentity = true
+				case "same":
+					f.NewIdentity = false
+				default:
+					if p.Err == nil {
+						p.Fail(v, name, "want same or new")
+					}
+				}
 			case "by":
 				f.By = p.within(v, name)
 				if p.Err == nil && f.By == 0 {
@@ -421,6 +452,8 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 			p.Fail(item, prefix+"by", "clock_jump needs by (how far the wall clock moves)")
 		case f.Kind != ClockJump && f.By != 0:
 			p.Fail(item, prefix+"by", "only goes with clock_jump")
+		case identitySet && f.Kind != Crash && f.Kind != Stop:
+			p.Fail(item, prefix+"restart_identity", "only goes with crash or stop")
 		case f.Kind == Pause && modifier != "for":
 			p.Fail(item, prefix+"for", "pause needs for (how long)")
 		case modifier != "" && !modifierFits(f.Kind, modifier):
@@ -541,6 +574,8 @@ func (sc *Scenario) Validate() error {
 		{"RenewDeadline", sc.RenewDeadline, 1, maxLease},
 		{"RetryPeriod", sc.RetryPeriod, 1, maxLease},
 		{"WorkStop", sc.WorkStop, 0, maxLease},
+		{"StartSpread", max(sc.StartSpread, 0), 0, maxLease},
+		{"FaultJitter", sc.FaultJitter, 0, maxLease},
 		{"Latency", sc.Latency, 0, maxLease},
 		{"Jitter", sc.Jitter, 0, maxLease},
 	} {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"math/rand/v2"
 	"time"
 
@@ -66,6 +67,8 @@ type node struct {
 
 	stopReq      bool // a stop came while paused: carried out on resume
 	restartAfter time.Duration
+	renamed      int  // how many times it came back under a new identity
+	newIdentity  bool // the pending restart comes under a new identity
 	workDone     bool   // the leader's work has returned since the last leadership
 	workWait     bool   // the current wait waits for that work
 	workGen      uint64 // current leadership's work
@@ -150,15 +153,33 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 			s.timeline.Nodes[i] = n.id
 		}
 	}
+	// The phase: every node starts at its own instant drawn from the seed,
+	// every fault of the timeline a little late if fault_jitter says so.
+	spread := sc.StartSpread
+	if spread < 0 {
+		spread = sc.RetryPeriod
+	}
+	for _, n := range s.nodes {
+		if spread > 0 {
+			n.state = crashed // not started yet: faults skip it
+			s.push(event{at: time.Duration(s.rng.Float64() * float64(spread)), kind: evRecover, node: int32(n.idx), what: Crash})
+		}
+	}
 	for i := range sc.Faults {
-		s.push(event{at: sc.Faults[i].At, kind: evFault, node: -1, idx: i})
+		at := sc.Faults[i].At
+		if sc.FaultJitter > 0 {
+			at += time.Duration(s.rng.Float64() * float64(sc.FaultJitter))
+		}
+		s.push(event{at: at, kind: evFault, node: -1, idx: i})
 	}
 	if sc.Random != nil {
 		s.push(event{at: s.randomGap(), kind: evRandomFault, node: -1})
 	}
-	for _, n := range s.nodes {
-		if err := s.boot(n); err != nil {
-			return nil, err
+	if spread == 0 {
+		for _, n := range s.nodes {
+			if err := s.boot(n); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for s.events.len() > 0 && s.err == nil {
@@ -363,7 +384,7 @@ func (s *sim) dispatch(e event) {
 	switch e.kind {
 	case evFault:
 		f := s.sc.Faults[e.idx]
-		s.fault(f.Kind, s.resolve(f.Targets), f.For, f.By)
+		s.fault(f.Kind, s.resolve(f.Targets), f.For, f.By, f.NewIdentity)
 		return
 	case evRandomFault:
 		s.randomFault()
@@ -529,12 +550,18 @@ func (s *sim) arrive(e event) {
 	s.push(event{at: s.now + s.delay(), kind: evReply, node: e.node, inc: e.inc, gen: e.gen, rec: rec, ver: ver, err: err})
 }
 
-// identity is the identity node n campaigns with.
+// identity is the identity node n campaigns with: its own, or the one the
+// scenario gives it, with a suffix for each time it came back as a new
+// pod (restart_identity: new).
 func (s *sim) identity(n *node) string {
+	id := n.id
 	if n.idx < len(s.sc.Identities) && s.sc.Identities[n.idx] != "" {
-		return s.sc.Identities[n.idx]
+		id = s.sc.Identities[n.idx]
 	}
-	return n.id
+	if n.renamed > 0 {
+		id += "~" + strconv.Itoa(n.renamed)
+	}
+	return id
 }
 
 func (s *sim) nodeIndex(id string) int {

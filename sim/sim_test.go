@@ -234,3 +234,78 @@ func TestStopWithoutRestartLeavesOthers(t *testing.T) {
 		t.Fatalf("failovers %+v, want two handovers to other nodes", r.Failovers)
 	}
 }
+
+// Every seed samples the phase: nodes start at random instants within a
+// RetryPeriod, so a crash at a fixed time meets the leader's renewal cycle
+// anywhere and --runs gives the real spread of failover times (about
+// [LD − RP, LD] with a watching follower). With start_spread: 0s every
+// seed meets it at the same point.
+func TestPhaseIsSampled(t *testing.T) {
+	spread := func(sc *Scenario) (lo, hi float64) {
+		lo, hi = 1e18, 0
+		for seed := uint64(1); seed <= 50; seed++ {
+			r := run(t, sc, seed)
+			if len(r.Failovers) != 1 {
+				t.Fatalf("seed %d: failovers %+v", seed, r.Failovers)
+			}
+			lo, hi = min(lo, r.Failovers[0].FailoverMS), max(hi, r.Failovers[0].FailoverMS)
+		}
+		return lo, hi
+	}
+	sc := load(t, "leader-crash")
+	rp := float64(sc.RetryPeriod) / 1e6
+	if lo, hi := spread(sc); hi-lo < rp/2 {
+		t.Fatalf("crash failovers over 50 seeds span [%v, %v]ms: the phase is not sampled (RetryPeriod %vms)", lo, hi, rp)
+	}
+	sc.StartSpread = 0
+	if lo, hi := spread(sc); hi-lo > rp/10 {
+		t.Fatalf("start_spread 0: failovers span [%v, %v]ms, want one point", lo, hi)
+	}
+	// fault_jitter moves the fault itself.
+	sc = load(t, "leader-crash")
+	sc.FaultJitter = 10 * time.Second
+	first := run(t, sc, 1).Failovers[0].AtMS
+	moved := false
+	for seed := uint64(2); seed <= 10 && !moved; seed++ {
+		moved = run(t, sc, seed).Failovers[0].AtMS != first
+	}
+	if !moved {
+		t.Fatal("fault_jitter: the crash happened at the same instant in 10 seeds")
+	}
+}
+
+// A crashed node comes back as a new pod (a new identity) by default, or
+// as the same identity with restart_identity: same; either way it is a new
+// process and waits out the lease it left behind.
+func TestRestartIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		mode, want string
+	}{{"", "start as n1~1"}, {"new", "start as n1~1"}, {"same", "start as n1\n"}} {
+		mod := ""
+		if tc.mode != "" {
+			mod = ", restart_identity: " + tc.mode
+		}
+		sc, err := ParseScenario([]byte("nodes: 2\nduration: 2m\nstart_spread: 0s\nlease: {duration: 15s, renew_deadline: 10s, retry_period: 2s}\n" +
+			"faults:\n  - {at: 0s, pause: n2, for: 1s}\n  - {at: 30s, crash: n1, restart_after: 2s" + mod + "}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, trace, _ := outputs(t, sc, 1)
+		if !bytes.Contains(trace, []byte(tc.want)) {
+			t.Errorf("restart_identity %q: the trace lacks %q", tc.mode, tc.want)
+		}
+		r := run(t, sc, 1)
+		lo := float64(sc.LeaseDuration-sc.RetryPeriod) / 1e6
+		if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < lo {
+			t.Errorf("restart_identity %q: failovers %+v, want one of about the lease", tc.mode, r.Failovers)
+		}
+	}
+	if _, err := ParseScenario([]byte("faults:\n  - {at: 1s, partition: n1, restart_identity: new}\n")); err == nil ||
+		!strings.Contains(err.Error(), "only goes with crash or stop") {
+		t.Errorf("restart_identity on a partition: %v", err)
+	}
+	if _, err := ParseScenario([]byte("faults:\n  - {at: 1s, crash: n1, restart_identity: other}\n")); err == nil ||
+		!strings.Contains(err.Error(), "want same or new") {
+		t.Errorf("restart_identity other: %v", err)
+	}
+}
