@@ -50,6 +50,7 @@ type Failover struct {
 type Percentiles struct {
 	N   int     `json:"n"`
 	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
 	P99 float64 `json:"p99"`
 	Max float64 `json:"max"`
 }
@@ -251,7 +252,7 @@ func percentilesOf(v []float64) Percentiles {
 		i := int(math.Ceil(p*float64(len(v)))) - 1
 		return v[max(0, min(i, len(v)-1))]
 	}
-	return Percentiles{N: len(v), P50: rank(0.5), P99: rank(0.99), Max: v[len(v)-1]}
+	return Percentiles{N: len(v), P50: rank(0.5), P90: rank(0.9), P99: rank(0.99), Max: v[len(v)-1]}
 }
 
 // Aggregate summarises runs over several seeds.
@@ -267,44 +268,101 @@ type Aggregate struct {
 	Requests          Requests     `json:"requests"`
 	RequestsPerSec    float64      `json:"requests_per_sec"`
 	Events            int64        `json:"events"`
+	// ByCause splits failovers by their cause (crash, stop, partition,
+	// pause, renew-failed, conflict): mixing them would hide each.
+	ByCause map[string]CauseStats `json:"by_cause"`
+	// DualWindowsMS is the distribution of dual-leadership windows.
+	DualWindowsMS Percentiles `json:"dual_windows_ms"`
 }
 
-// Summarize aggregates runs (in seed order).
-func Summarize(runs []*Result) Aggregate {
-	a := Aggregate{Runs: len(runs), UnsafeSeeds: []uint64{}}
-	if len(runs) == 0 {
-		return a
+// CauseStats are the failovers of one cause.
+type CauseStats struct {
+	Count        int         `json:"count"`
+	FailoverMS   Percentiles `json:"failover_ms"`
+	LeaderlessMS Percentiles `json:"leaderless_ms"`
+}
+
+// Summary folds runs into an Aggregate one at a time, keeping only the
+// numbers the percentiles need, so that many runs need no more memory than
+// their failover counts (a run's Result can be dropped once added).
+type Summary struct {
+	a          Aggregate
+	secs       float64
+	all, duals []float64
+	failover   map[string][]float64
+	leaderless map[string][]float64
+	count      map[string]int
+	seen       bool
+}
+
+// Add folds one run in. Runs may come in any order.
+func (m *Summary) Add(r *Result) {
+	a := &m.a
+	if !m.seen {
+		m.seen = true
+		a.Seeds = [2]uint64{r.Seed, r.Seed}
+		m.failover, m.leaderless, m.count = map[string][]float64{}, map[string][]float64{}, map[string]int{}
 	}
-	a.Seeds = [2]uint64{runs[0].Seed, runs[len(runs)-1].Seed}
-	var all []float64
-	var secs float64
-	for _, r := range runs {
-		if !r.Safe() {
-			a.UnsafeSeeds = append(a.UnsafeSeeds, r.Seed)
-		}
-		for _, f := range r.Failovers {
-			a.Failovers++
-			if !f.Unfinished {
-				all = append(all, f.FailoverMS)
-			}
-		}
-		a.LeaderlessMSTotal += r.LeaderlessMSTotal
-		a.DualLeaderMS += r.DualLeaderMS
-		a.FencedWrites.Accepted += r.FencedWrites.Accepted
-		a.FencedWrites.Rejected += r.FencedWrites.Rejected
-		a.FencedWrites.StaleAccepted += r.FencedWrites.StaleAccepted
-		a.Requests.Get += r.Requests.Get
-		a.Requests.Create += r.Requests.Create
-		a.Requests.Update += r.Requests.Update
-		a.Requests.Watch += r.Requests.Watch
-		a.Events += r.Events
-		secs += r.SimSeconds
+	a.Runs++
+	a.Seeds[0], a.Seeds[1] = min(a.Seeds[0], r.Seed), max(a.Seeds[1], r.Seed)
+	if !r.Safe() {
+		a.UnsafeSeeds = append(a.UnsafeSeeds, r.Seed)
 	}
-	a.FailoverMS = percentilesOf(all)
+	for _, f := range r.Failovers {
+		a.Failovers++
+		m.count[f.Cause]++
+		if !f.Unfinished {
+			m.all = append(m.all, f.FailoverMS)
+			m.failover[f.Cause] = append(m.failover[f.Cause], f.FailoverMS)
+			m.leaderless[f.Cause] = append(m.leaderless[f.Cause], f.LeaderlessMS)
+		}
+	}
+	for _, v := range r.Violations {
+		if v.Kind == "dual_leadership" {
+			m.duals = append(m.duals, v.UntilMS-v.AtMS)
+		}
+	}
+	a.LeaderlessMSTotal += r.LeaderlessMSTotal
+	a.DualLeaderMS += r.DualLeaderMS
+	a.FencedWrites.Accepted += r.FencedWrites.Accepted
+	a.FencedWrites.Rejected += r.FencedWrites.Rejected
+	a.FencedWrites.StaleAccepted += r.FencedWrites.StaleAccepted
+	a.Requests.Get += r.Requests.Get
+	a.Requests.Create += r.Requests.Create
+	a.Requests.Update += r.Requests.Update
+	a.Requests.Watch += r.Requests.Watch
+	a.Events += r.Events
+	m.secs += r.SimSeconds
+}
+
+// Aggregate returns the summary of the runs added so far.
+func (m *Summary) Aggregate() Aggregate {
+	a := m.a
+	a.UnsafeSeeds = append([]uint64{}, a.UnsafeSeeds...)
+	slices.Sort(a.UnsafeSeeds)
+	a.FailoverMS = percentilesOf(append([]float64(nil), m.all...))
+	a.DualWindowsMS = percentilesOf(append([]float64(nil), m.duals...))
+	a.ByCause = map[string]CauseStats{}
+	for cause, n := range m.count {
+		a.ByCause[cause] = CauseStats{Count: n,
+			FailoverMS:   percentilesOf(append([]float64(nil), m.failover[cause]...)),
+			LeaderlessMS: percentilesOf(append([]float64(nil), m.leaderless[cause]...))}
+	}
 	a.LeaderlessMSTotal = math.Round(a.LeaderlessMSTotal*1000) / 1000
 	a.DualLeaderMS = math.Round(a.DualLeaderMS*1000) / 1000
-	a.RequestsPerSec = math.Round(float64(a.Requests.total())/secs*1000) / 1000
+	if m.secs > 0 {
+		a.RequestsPerSec = math.Round(float64(a.Requests.total())/m.secs*1000) / 1000
+	}
 	return a
+}
+
+// Summarize aggregates runs.
+func Summarize(runs []*Result) Aggregate {
+	var m Summary
+	for _, r := range runs {
+		m.Add(r)
+	}
+	return m.Aggregate()
 }
 
 // WriteText writes a human summary of one run.
@@ -356,6 +414,21 @@ func (a Aggregate) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "summed over the runs: leaderless %s, dual leadership %s, fenced writes %d accepted / %d rejected / %d stale accepted; %.3f requests/s on average\n",
 		fmtMS(a.LeaderlessMSTotal), fmtMS(a.DualLeaderMS), a.FencedWrites.Accepted, a.FencedWrites.Rejected,
 		a.FencedWrites.StaleAccepted, a.RequestsPerSec)
+	causes := make([]string, 0, len(a.ByCause))
+	for c := range a.ByCause {
+		causes = append(causes, c)
+	}
+	slices.Sort(causes)
+	for _, c := range causes {
+		st := a.ByCause[c]
+		fmt.Fprintf(w, "  %-12s %6d failovers: p50 %s, p90 %s, p99 %s, max %s; leaderless p50 %s, p99 %s\n", c, st.Count,
+			fmtMS(st.FailoverMS.P50), fmtMS(st.FailoverMS.P90), fmtMS(st.FailoverMS.P99), fmtMS(st.FailoverMS.Max),
+			fmtMS(st.LeaderlessMS.P50), fmtMS(st.LeaderlessMS.P99))
+	}
+	if d := a.DualWindowsMS; d.N > 0 {
+		fmt.Fprintf(w, "dual-leadership windows: %d (p50 %s, p90 %s, p99 %s, max %s)\n", d.N,
+			fmtMS(d.P50), fmtMS(d.P90), fmtMS(d.P99), fmtMS(d.Max))
+	}
 	if len(a.UnsafeSeeds) == 0 {
 		fmt.Fprintln(w, "safety: no violation in any run")
 	} else {

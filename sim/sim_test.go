@@ -309,3 +309,42 @@ func TestRestartIdentity(t *testing.T) {
 		t.Errorf("restart_identity other: %v", err)
 	}
 }
+
+// The summary of many runs splits failovers by cause and gives the
+// distribution of dual-leadership windows; folding runs one at a time gives
+// the same as summarising them all at once.
+func TestSummaryByCause(t *testing.T) {
+	var sum Summary
+	var runs []*Result
+	for seed := uint64(1); seed <= 20; seed++ {
+		r := run(t, load(t, "random-chaos"), seed)
+		runs = append(runs, r)
+		sum.Add(r)
+	}
+	a := sum.Aggregate()
+	n := 0
+	for cause, st := range a.ByCause {
+		n += st.Count
+		if st.FailoverMS.N > st.Count || st.FailoverMS.P50 > st.FailoverMS.P90 || st.FailoverMS.P90 > st.FailoverMS.Max {
+			t.Errorf("%s: %+v", cause, st)
+		}
+	}
+	if n != a.Failovers || len(a.ByCause) < 3 {
+		t.Fatalf("by cause %+v adds up to %d of %d failovers", a.ByCause, n, a.Failovers)
+	}
+	// Graceful stops hand over in milliseconds, crashes after about the
+	// lease: one mixed percentile would hide both.
+	if st, ct := a.ByCause["stop"], a.ByCause["crash"]; st.FailoverMS.P50 > 100 || ct.FailoverMS.P50 < 10_000 {
+		t.Fatalf("stop p50 %vms, crash p50 %vms", st.FailoverMS.P50, ct.FailoverMS.P50)
+	}
+	if b := Summarize(runs); b.Failovers != a.Failovers || b.ByCause["crash"] != a.ByCause["crash"] {
+		t.Fatalf("Summarize and Summary disagree: %+v vs %+v", b.ByCause, a.ByCause)
+	}
+	var dual Summary
+	for seed := uint64(1); seed <= 5; seed++ {
+		dual.Add(run(t, load(t, "long-pause"), seed))
+	}
+	if d := dual.Aggregate().DualWindowsMS; d.N == 0 || d.P50 <= 0 || d.Max < d.P50 {
+		t.Fatalf("long-pause dual-leadership windows %+v", d)
+	}
+}

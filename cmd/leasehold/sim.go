@@ -25,6 +25,7 @@ type simFlags struct {
 	seedSet  bool
 	runs     int
 	json     bool
+	perRun   bool
 	svg      string
 	trace    string
 	scenario string
@@ -35,7 +36,7 @@ func parseSimFlags(args []string, stderr io.Writer) (simFlags, error) {
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: leasehold sim [--seed N] [--runs K] [--json] [--svg FILE] [--trace FILE] SCENARIO.yaml")
+		fmt.Fprintln(stderr, "Usage: leasehold sim [--seed N] [--runs K] [--json [--per-run]] [--svg FILE] [--trace FILE] SCENARIO.yaml")
 		fs.PrintDefaults()
 	}
 	fs.Func("seed", "seed of the run (overrides the scenario's seed)", func(s string) error {
@@ -48,6 +49,7 @@ func parseSimFlags(args []string, stderr io.Writer) (simFlags, error) {
 	})
 	fs.IntVar(&f.runs, "runs", 1, "number of runs, with seeds seed..seed+runs-1, in parallel")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
+	fs.BoolVar(&f.perRun, "per-run", false, "with --json and --runs: also print every run (kept in memory until the end)")
 	fs.StringVar(&f.svg, "svg", "", "write a timeline of the (first) run as SVG to this file")
 	fs.StringVar(&f.trace, "trace", "", "write every event of the (first) run to this file")
 	// Flags may come before or after the scenario file.
@@ -91,34 +93,38 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	if f.seedSet {
 		seed = f.seed
 	}
-	results, err := runSims(sc, seed, f)
+	first, agg, kept, err := runSims(sc, seed, f)
 	if err != nil {
 		return err
 	}
 	if f.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if f.runs == 1 {
-			err = enc.Encode(results[0])
-		} else {
+		switch {
+		case f.runs == 1:
+			err = enc.Encode(first)
+		case f.perRun:
 			err = enc.Encode(struct {
 				Runs      []*sim.Result `json:"runs"`
 				Aggregate sim.Aggregate `json:"aggregate"`
-			}{results, sim.Summarize(results)})
+			}{kept, agg})
+		default:
+			err = enc.Encode(struct {
+				Aggregate sim.Aggregate `json:"aggregate"`
+			}{agg})
 		}
 		if err != nil {
 			return err
 		}
 	} else if f.runs == 1 {
-		results[0].WriteText(stdout)
+		first.WriteText(stdout)
 	} else {
-		sim.Summarize(results).WriteText(stdout)
+		agg.WriteText(stdout)
 	}
-	for _, r := range results {
-		if !r.Safe() {
-			return fmt.Errorf("%w in scenario %s with seed %d (rerun: leasehold sim --seed %d --svg out.svg %s)",
-				errUnsafe, sc.Name, r.Seed, r.Seed, f.scenario)
-		}
+	if len(agg.UnsafeSeeds) > 0 {
+		s := agg.UnsafeSeeds[0]
+		return fmt.Errorf("%w in scenario %s with seed %d (rerun: leasehold sim --seed %d --svg out.svg %s)",
+			errUnsafe, sc.Name, s, s, f.scenario)
 	}
 	return nil
 }
@@ -142,59 +148,87 @@ func readScenario(name string) ([]byte, error) {
 }
 
 // runSims runs seeds seed..seed+runs-1 on all cores; the first run gets the
-// trace and the timeline. Results come back in seed order.
-func runSims(sc *sim.Scenario, seed uint64, f simFlags) ([]*sim.Result, error) {
-	results := make([]*sim.Result, f.runs)
-	errs := make([]error, f.runs)
-	first := sim.Options{Seed: seed, Timeline: f.svg != ""}
+// trace and the timeline. Each run is folded into the aggregate as it
+// finishes and dropped, unless --per-run keeps them (then in seed order):
+// memory does not grow with --runs.
+func runSims(sc *sim.Scenario, seed uint64, f simFlags) (first *sim.Result, agg sim.Aggregate, kept []*sim.Result, err error) {
+	opts := sim.Options{Seed: seed, Timeline: f.svg != ""}
 	var traceFile *os.File
 	if f.trace != "" {
 		t, err := os.Create(f.trace)
 		if err != nil {
-			return nil, usagef("%v", err)
+			return nil, agg, nil, usagef("%v", err)
 		}
 		defer t.Close()
-		traceFile, first.Trace = t, t
+		traceFile, opts.Trace = t, t
 	}
-	results[0], errs[0] = sim.Run(sc, first)
+	if first, err = sim.Run(sc, opts); err != nil {
+		return nil, agg, nil, err
+	}
+	var sum sim.Summary
+	sum.Add(first)
+	if f.perRun {
+		kept = make([]*sim.Result, f.runs)
+		kept[0] = first
+	}
 	if f.runs > 1 {
+		type done struct {
+			i   int
+			r   *sim.Result
+			err error
+		}
+		next, results := make(chan int), make(chan done)
 		var wg sync.WaitGroup
-		next := make(chan int)
 		for range runtime.GOMAXPROCS(0) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range next {
-					results[i], errs[i] = sim.Run(sc, sim.Options{Seed: seed + uint64(i)})
+					r, err := sim.Run(sc, sim.Options{Seed: seed + uint64(i)})
+					results <- done{i, r, err}
 				}
 			}()
 		}
-		for i := 1; i < f.runs; i++ {
-			next <- i
+		go func() {
+			for i := 1; i < f.runs; i++ {
+				next <- i
+			}
+			close(next)
+			wg.Wait()
+			close(results)
+		}()
+		var errs []error
+		for d := range results {
+			if d.err != nil {
+				errs = append(errs, d.err)
+				continue
+			}
+			sum.Add(d.r)
+			if kept != nil {
+				kept[d.i] = d.r
+			}
 		}
-		close(next)
-		wg.Wait()
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		if err := errors.Join(errs...); err != nil {
+			return nil, agg, nil, err
+		}
 	}
 	if traceFile != nil {
 		if err := traceFile.Close(); err != nil {
-			return nil, err
+			return nil, agg, nil, err
 		}
 	}
 	if f.svg != "" {
 		out, err := os.Create(f.svg)
 		if err != nil {
-			return nil, usagef("%v", err)
+			return nil, agg, nil, usagef("%v", err)
 		}
-		if err := results[0].WriteSVG(out); err != nil {
+		if err := first.WriteSVG(out); err != nil {
 			out.Close()
-			return nil, err
+			return nil, agg, nil, err
 		}
 		if err := out.Close(); err != nil {
-			return nil, err
+			return nil, agg, nil, err
 		}
 	}
-	return results, nil
+	return first, sum.Aggregate(), kept, nil
 }
