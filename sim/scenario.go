@@ -93,7 +93,7 @@ type Fault struct {
 	// default); false keeps the identity (a restarted process: it still
 	// has a new instance, so it waits out its predecessor's lease).
 	NewIdentity bool
-	Line    int
+	Line        int
 }
 
 // RandomFaults draws faults from the seed: one about every Every (uniform

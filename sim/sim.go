@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/leasehold-go/leasehold/backend/memory"
@@ -67,8 +67,8 @@ type node struct {
 
 	stopReq      bool // a stop came while paused: carried out on resume
 	restartAfter time.Duration
-	renamed      int  // how many times it came back under a new identity
-	newIdentity  bool // the pending restart comes under a new identity
+	renamed      int    // how many times it came back under a new identity
+	newIdentity  bool   // the pending restart comes under a new identity
 	workDone     bool   // the leader's work has returned since the last leadership
 	workWait     bool   // the current wait waits for that work
 	workGen      uint64 // current leadership's work
