@@ -56,12 +56,16 @@ type Percentiles struct {
 }
 
 // FencedWrites counts the writes leaders made to the fenced resource.
-// StaleAccepted are accepted writes from a node other than the record's
-// holder at that instant: safety violations.
+// Rejected are the stale ones: a higher term's write was accepted before
+// them. StaleAccepted would be stale writes the resource accepted anyway: it
+// checks the fence and stays 0.
 type FencedWrites struct {
 	Accepted      int64 `json:"accepted"`
 	Rejected      int64 `json:"rejected"`
 	StaleAccepted int64 `json:"stale_accepted"`
+	// LateAccepted are accepted writes of a leader already replaced in the
+	// store, landing before its successor's first write: harmless.
+	LateAccepted int64 `json:"late_accepted"`
 }
 
 // Requests counts backend requests sent, by kind (watch = registrations).
@@ -132,7 +136,7 @@ func (s *sim) startLeadership(n *node, term int64) {
 	if s.trace != nil {
 		s.tracef(n, "STARTED leading term=%d", term)
 	}
-	s.fenceSend(n)
+	s.fenceFirst(n)
 }
 
 func (s *sim) endLeadership(n *node, reason string) {
@@ -327,6 +331,7 @@ func (m *Summary) Add(r *Result) {
 	a.FencedWrites.Accepted += r.FencedWrites.Accepted
 	a.FencedWrites.Rejected += r.FencedWrites.Rejected
 	a.FencedWrites.StaleAccepted += r.FencedWrites.StaleAccepted
+	a.FencedWrites.LateAccepted += r.FencedWrites.LateAccepted
 	a.Requests.Get += r.Requests.Get
 	a.Requests.Create += r.Requests.Create
 	a.Requests.Update += r.Requests.Update

@@ -42,6 +42,10 @@ type Scenario struct {
 	// FaultJitter delays each fault of the timeline by a random time in
 	// [0, FaultJitter) (default 0).
 	FaultJitter time.Duration
+	// FenceEvery is the mean interval of a leader's writes to the fenced
+	// resource, at random instants (uniform in [0.5, 1.5) intervals, the
+	// first within one interval of the start); 0 means one RetryPeriod.
+	FenceEvery time.Duration
 
 	Latency time.Duration // one way
 	Jitter  time.Duration // extra one-way delay, uniform in [0, Jitter)
@@ -166,6 +170,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			sc.Watch = p.Boolean(v, key)
 		case "start_spread":
 			sc.StartSpread = p.nonNegative(v, key, maxLease)
+		case "fence_every":
+			sc.FenceEvery = p.positive(v, key, maxLease)
 		case "fault_jitter":
 			sc.FaultJitter = p.nonNegative(v, key, maxLease)
 		case "work_stop":
@@ -576,6 +582,7 @@ func (sc *Scenario) Validate() error {
 		{"WorkStop", sc.WorkStop, 0, maxLease},
 		{"StartSpread", max(sc.StartSpread, 0), 0, maxLease},
 		{"FaultJitter", sc.FaultJitter, 0, maxLease},
+		{"FenceEvery", sc.FenceEvery, 0, maxLease},
 		{"Latency", sc.Latency, 0, maxLease},
 		{"Jitter", sc.Jitter, 0, maxLease},
 	} {
