@@ -78,15 +78,18 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration, newID bo
 				s.watchLost(n) // its watch stream breaks
 			}
 			s.mark(n)
-		case Pause:
-			// Overlapping pauses: it resumes when the last one ends.
+		case Pause, Stall:
+			// Overlapping pauses: it resumes when the last one ends. A
+			// stall leaves the work and the guard running, unless a whole
+			// pause overlaps it.
 			n.pauseUntil = max(n.pauseUntil, s.now+d)
 			s.push(event{at: s.now + d, kind: evRecover, node: int32(i), inc: n.inc, what: Pause})
 			if n.paused {
+				n.stall = n.stall && kind == Stall
 				continue
 			}
-			s.markFault(n, Pause)
-			n.paused = true
+			s.markFault(n, kind)
+			n.paused, n.stall = true, kind == Stall
 			s.mark(n)
 		case ClockJump:
 			n.jump += by
@@ -111,7 +114,7 @@ func (s *sim) crash(n *node, restart time.Duration) {
 	n.inc++
 	n.state = crashed
 	n.m = nil
-	n.paused, n.deferred, n.inCall, n.stopReq = false, nil, false, false
+	n.paused, n.stall, n.deferred, n.inCall, n.stopReq = false, false, nil, false, false
 	n.pauseUntil, n.watching = 0, false
 	s.regs[n.idx].active = false
 	s.mark(n)
@@ -158,7 +161,7 @@ func (s *sim) recover(n *node, e event) {
 		if e.inc != n.inc || !n.paused || s.now < n.pauseUntil {
 			return
 		}
-		n.paused = false
+		n.paused, n.stall = false, false
 		s.mark(n)
 		if s.trace != nil {
 			s.tracef(n, "resumed with %d held events", len(n.deferred))

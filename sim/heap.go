@@ -22,10 +22,11 @@ const (
 	evRecover                      // the end of a fault: restart, heal, resume
 	evWatchRetry                   // a node re-registers a watch that was lost
 	evWorkDone                     // a former leader's work has returned
+	evWatchdog                     // a leader's lease deadline, as its guard sees it
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
-	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done"}
+	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done", "watchdog"}
 
 // event is one thing that happens at a true instant. Node-bound events carry
 // the node's incarnation (inc) and a generation or call id (gen) so that

@@ -46,6 +46,11 @@ type Scenario struct {
 	// resource, at random instants (uniform in [0.5, 1.5) intervals, the
 	// first within one interval of the start); 0 means one RetryPeriod.
 	FenceEvery time.Duration
+	// Watchdog models leasehold run's guard: a leader's work is stopped
+	// at the end of its lease (the last acknowledged renewal's send time +
+	// RenewDeadline, on its clock) unless renewed meanwhile, even while its
+	// elector is stalled. A whole-process pause pauses the guard too.
+	Watchdog bool
 
 	Latency time.Duration // one way
 	Jitter  time.Duration // extra one-way delay, uniform in [0, Jitter)
@@ -78,9 +83,12 @@ const (
 	Pause     FaultKind = "pause"
 	ClockJump FaultKind = "clock_jump"
 	Stop      FaultKind = "stop"
+	// Stall pauses the elector but not the leader's work: `kill -STOP`
+	// of a leading `leasehold run`, whose guard and command go on.
+	Stall FaultKind = "stall"
 )
 
-var faultKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop}
+var faultKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall}
 
 // Leader as a fault target means whoever holds the record at that instant.
 const Leader = "leader"
@@ -170,6 +178,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			sc.Watch = p.Boolean(v, key)
 		case "start_spread":
 			sc.StartSpread = p.nonNegative(v, key, maxLease)
+		case "watchdog":
+			sc.Watchdog = p.Boolean(v, key)
 		case "fence_every":
 			sc.FenceEvery = p.positive(v, key, maxLease)
 		case "fault_jitter":
@@ -409,7 +419,7 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 			switch key {
 			case "at":
 				f.At = p.NonNegative(v, name)
-			case "crash", "partition", "pause", "clock_jump", "stop":
+			case "crash", "partition", "pause", "clock_jump", "stop", "stall":
 				if f.Kind != "" {
 					p.Fail(k, name, "a fault does one thing: %s is already given", f.Kind)
 					return
@@ -460,7 +470,7 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 			p.Fail(item, prefix+"by", "only goes with clock_jump")
 		case identitySet && f.Kind != Crash && f.Kind != Stop:
 			p.Fail(item, prefix+"restart_identity", "only goes with crash or stop")
-		case f.Kind == Pause && modifier != "for":
+		case (f.Kind == Pause || f.Kind == Stall) && modifier != "for":
 			p.Fail(item, prefix+"for", "pause needs for (how long)")
 		case modifier != "" && !modifierFits(f.Kind, modifier):
 			p.Fail(modNode, modLine, "does not go with %s", f.Kind)
@@ -477,7 +487,7 @@ func modifierFits(k FaultKind, mod string) bool {
 	case "heal_after":
 		return k == Partition
 	case "for":
-		return k == Pause
+		return k == Pause || k == Stall
 	}
 	return false
 }
@@ -653,8 +663,8 @@ func (sc *Scenario) validateFault(f Fault) error {
 		return fmt.Errorf(".Targets: %s takes one target, got %d", f.Kind, len(f.Targets))
 	case f.For < 0 || f.For > maxDuration:
 		return fmt.Errorf(".For (%v) must be from 0 to %v", f.For, maxDuration)
-	case f.Kind == Pause && f.For == 0:
-		return errors.New(".For: a pause needs a length")
+	case (f.Kind == Pause || f.Kind == Stall) && f.For == 0:
+		return fmt.Errorf(".For: a %s needs a length", f.Kind)
 	case f.Kind == ClockJump && f.For != 0:
 		return errors.New(".For does not go with clock_jump")
 	case f.Kind == ClockJump && (f.By == 0 || f.By < -maxDuration || f.By > maxDuration):

@@ -72,6 +72,8 @@ type node struct {
 	workDone     bool   // the leader's work has returned since the last leadership
 	workWait     bool   // the current wait waits for that work
 	workGen      uint64 // current leadership's work
+	stall        bool   // the pause is the elector's only: work and guard go on
+	wdGen        uint64 // the current lease deadline of the guard
 
 	leading   bool // believes it leads (the Machine says so and the process is alive)
 	term      int64
@@ -293,7 +295,12 @@ func (s *sim) transitions(n *node, out elector.Output) {
 	if out.Stopped && n.leading {
 		s.endLeadership(n, out.Reason.String())
 	}
+	if out.Renewed && s.sc.Watchdog {
+		n.wdGen++
+		s.push(event{at: s.trueAt(n, out.ValidUntil), kind: evWatchdog, node: int32(n.idx), inc: n.inc, gen: n.wdGen})
+	}
 	if out.Stopped {
+		n.wdGen++
 		// Told to stop, the leader's work returns after work_stop.
 		n.workGen++
 		if s.sc.WorkStop == 0 {
@@ -410,7 +417,7 @@ func (s *sim) dispatch(e event) {
 		}
 		return
 	}
-	if n.paused {
+	if n.paused && !(n.stall && (e.kind == evFenceTick || e.kind == evWatchdog)) {
 		if s.trace != nil {
 			s.tracef(n, "paused: hold %s", eventNames[e.kind])
 		}
@@ -489,6 +496,14 @@ func (s *sim) dispatch(e event) {
 			n.workWait = false
 			s.apply(n, n.m.WorkDone(s.nowAt(n)))
 		}
+	case evWatchdog:
+		if e.gen != n.wdGen || !n.leading {
+			return
+		}
+		if s.trace != nil {
+			s.tracef(n, "watchdog: the lease ran out with no renewal; the leader's work is stopped")
+		}
+		s.endLeadership(n, "watchdog")
 	case evFenceTick:
 		if e.gen != n.fenceGen || !n.leading {
 			if s.trace != nil {

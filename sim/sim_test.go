@@ -393,3 +393,22 @@ func TestFencedWritesOwnSchedule(t *testing.T) {
 	}
 	t.Logf("late accepted writes over 30 seeds: %d", late)
 }
+
+// A stalled elector (leasehold stopped, its guard and command running):
+// with the watchdog the work stops at the lease deadline and nobody else
+// leads before; without it, the work goes on past the next leader's start.
+func TestStallAndWatchdog(t *testing.T) {
+	sc := load(t, "stalled-run")
+	for seed := uint64(1); seed <= 30; seed++ {
+		r := run(t, sc, seed)
+		if !r.Safe() || r.DualLeaderMS != 0 || len(r.Failovers) != 1 || r.Failovers[0].Cause != "stall" {
+			t.Fatalf("watchdog, seed %d: dual %vms, failovers %+v, violations %+v", seed, r.DualLeaderMS, r.Failovers, r.Violations)
+		}
+	}
+	sc.Watchdog = false
+	for seed := uint64(1); seed <= 10; seed++ {
+		if r := run(t, sc, seed); r.DualLeaderMS == 0 {
+			t.Fatalf("no watchdog, seed %d: no dual leadership from a 20s stall past a 15s lease", seed)
+		}
+	}
+}
