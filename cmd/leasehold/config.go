@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leasehold-go/leasehold/backend/consul"
 	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/backend/kube"
 	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/smallfile"
@@ -53,6 +55,15 @@ var backends = []backendSpec{
 		backendKey{key: "username", env: "LEASEHOLD_ETCD_USERNAME"},
 		backendKey{key: "password_file", env: "LEASEHOLD_ETCD_PASSWORD_FILE"},
 	).withDeleteHint(etcdDeleteHint),
+	newBackend("consul", consul.DefaultConfig, openConsul,
+		backendKey{key: "address", env: "LEASEHOLD_CONSUL_ADDRESS", flag: "consul-address", usage: "Consul agent HTTP address, host:port"},
+		backendKey{key: "token_file", env: "LEASEHOLD_CONSUL_TOKEN_FILE"},
+	).withDeleteHint(consulDeleteHint),
+	newBackend("kube", kube.DefaultConfig, openKube,
+		backendKey{key: "kubeconfig", env: "LEASEHOLD_KUBE_KUBECONFIG"},
+		backendKey{key: "context", env: "LEASEHOLD_KUBE_CONTEXT"},
+		backendKey{key: "namespace", env: "LEASEHOLD_KUBE_NAMESPACE", flag: "namespace", usage: "Kubernetes namespace of the Lease"},
+	).withDeleteHint(kubeDeleteHint),
 	newBackend("memory", memory.DefaultConfig, openMemory),
 }
 
@@ -67,6 +78,31 @@ func openEtcd(ctx context.Context, c etcd.Config, a openArgs) (elector.Backend, 
 func etcdDeleteHint(b elector.Backend) string {
 	if eb, ok := b.(*etcd.Backend); ok {
 		return fmt.Sprintf("etcd key %s, for example with etcdctl del %s", eb.Key(), eb.Key())
+	}
+	return b.Describe()
+}
+
+func openConsul(ctx context.Context, c consul.Config, a openArgs) (elector.Backend, func() error, error) {
+	return consul.Open(ctx, c, a.lock, a.log)
+}
+
+func consulDeleteHint(b elector.Backend) string {
+	if cb, ok := b.(*consul.Backend); ok {
+		return fmt.Sprintf("consul key %s, for example with consul kv delete %s", cb.Key(), cb.Key())
+	}
+	return b.Describe()
+}
+
+// openKube hands the kube backend the lease duration, which a Lease keeps
+// in whole seconds: a sub-second one is refused there, not truncated.
+func openKube(ctx context.Context, c kube.Config, a openArgs) (elector.Backend, func() error, error) {
+	c.LeaseDuration = a.lease.LeaseDuration
+	return kube.Open(ctx, c, a.lock, a.log)
+}
+
+func kubeDeleteHint(b elector.Backend) string {
+	if kb, ok := b.(*kube.Backend); ok {
+		return fmt.Sprintf("lease %s/%s, for example with kubectl -n %s delete lease %s", kb.Namespace(), kb.Name(), kb.Namespace(), kb.Name())
 	}
 	return b.Describe()
 }

@@ -33,8 +33,8 @@ func isUsage(err error) bool {
 	return errors.As(err, &u)
 }
 
-const usage = `leasehold: leader election over etcd or an in-memory store (Kubernetes
-Leases and Consul are next)
+const usage = `leasehold: leader election over etcd, Consul, Kubernetes Leases or an
+in-memory store
 
 Usage:
   leasehold run --config FILE [flags] -- COMMAND [ARGS...]

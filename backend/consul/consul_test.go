@@ -1,0 +1,446 @@
+package consul_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/leasehold-go/leasehold/backend/backendtest"
+	"github.com/leasehold-go/leasehold/backend/consul"
+	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/servers"
+)
+
+// agent is the Consul agent every test of this package shares, started
+// once.
+var (
+	agent    *servers.Consul
+	agentErr error
+)
+
+func TestMain(m *testing.M) {
+	agent, agentErr = servers.StartConsul()
+	code := m.Run()
+	if agent != nil {
+		agent.Stop()
+	}
+	os.Exit(code)
+}
+
+func need(t testing.TB) *servers.Consul {
+	t.Helper()
+	servers.Require(t, agentErr)
+	return agent
+}
+
+const testPrefix = "leasehold-test/"
+
+// counter is an http.RoundTripper counting the requests a client sends.
+type counter struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	n    map[string]int // by method and path
+}
+
+func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[r.Method+" "+r.URL.Path]++
+	c.mu.Unlock()
+	return c.next.RoundTrip(r)
+}
+
+func (c *counter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.n {
+		n += v
+	}
+	return n
+}
+
+func (c *counter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprint(c.n)
+}
+
+// apiClient is an *api.Client of addr whose requests cnt counts (nil: not
+// counted).
+func apiClient(t testing.TB, addr, token string, cnt *counter) *api.Client {
+	t.Helper()
+	tr := cleanhttp.DefaultPooledTransport()
+	var rt http.RoundTripper = tr
+	if cnt != nil {
+		cnt.next = tr
+		rt = cnt
+	}
+	cli, err := api.NewClient(&api.Config{Address: addr, Scheme: "http", Token: token, Transport: tr, HttpClient: &http.Client{Transport: rt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return cli
+}
+
+// client connects to the shared agent with consul.New; with a counter, it
+// builds its own api.Client and wraps it with consul.NewFromClient, as a
+// program that already has a client does.
+func client(t testing.TB, cnt *counter) *consul.Client {
+	t.Helper()
+	a := need(t)
+	log := slog.New(slog.DiscardHandler)
+	if cnt != nil {
+		return consul.NewFromClient(apiClient(t, a.Address, "", cnt), testPrefix, 0, consul.WithLogger(log))
+	}
+	c, err := consul.New(context.Background(), consul.Config{Address: a.Address, Prefix: testPrefix, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestConformance(t *testing.T) {
+	raw := apiClient(t, need(t).Address, "", nil).KV()
+	key := func(lock string) string { return testPrefix + lock }
+	backendtest.Run(t, backendtest.Harness{
+		New: func(t testing.TB, lock string) elector.Backend { return client(t, nil).Lock(lock) },
+		Corrupt: func(t testing.TB, lock string) func(t testing.TB) {
+			garbage := []byte("\x00not a leasehold record{")
+			if _, err := raw.Put(&api.KVPair{Key: key(lock), Value: garbage}, nil); err != nil {
+				t.Fatal(err)
+			}
+			p, _, err := raw.Get(key(lock), &api.QueryOptions{RequireConsistent: true})
+			if err != nil || p == nil {
+				t.Fatalf("read back the corrupt record: %v %v", p, err)
+			}
+			at := p.ModifyIndex
+			return func(t testing.TB) {
+				p, _, err := raw.Get(key(lock), &api.QueryOptions{RequireConsistent: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p == nil || !bytes.Equal(p.Value, garbage) || p.ModifyIndex != at {
+					t.Fatalf("the corrupt record (index %d) was overwritten: %+v", at, p)
+				}
+			}
+		},
+		Delete: func(t testing.TB, lock string) {
+			p, _, err := raw.Get(key(lock), &api.QueryOptions{RequireConsistent: true})
+			if err != nil || p == nil {
+				t.Fatalf("delete %s: not there: %v", key(lock), err)
+			}
+			if _, err := raw.Delete(key(lock), nil); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// Short leases for the end-to-end tests.
+func lease(id string) elector.Config {
+	return elector.Config{Identity: id, LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond,
+		RetryPeriod: 250 * time.Millisecond, ReleaseOnCancel: true}
+}
+
+// candidate is an elector on its own client, recording its leaderships.
+type candidate struct {
+	id      string
+	e       *elector.Elector
+	count   *counter
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started chan int64
+	stopped chan time.Time
+}
+
+func startOn(t *testing.T, cli *consul.Client, cnt *counter, lock, id string, cfg elector.Config, watch bool) *candidate {
+	t.Helper()
+	c := &candidate{id: id, count: cnt, done: make(chan struct{}), started: make(chan int64, 8), stopped: make(chan time.Time, 8)}
+	var b elector.Backend = cli.Lock(lock)
+	if !watch {
+		b = backendtest.PollOnly(b)
+	}
+	e, err := elector.New(cfg, b, elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) { c.started <- term },
+		OnStoppedLeading: func() { c.stopped <- time.Now() },
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		defer close(c.done)
+		e.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-c.done })
+	return c
+}
+
+func start(t *testing.T, lock, id string, cfg elector.Config, watch bool) *candidate {
+	cnt := &counter{}
+	return startOn(t, client(t, cnt), cnt, lock, id, cfg, watch)
+}
+
+// waitLeader returns the first candidate to start leading within limit.
+func waitLeader(t *testing.T, limit time.Duration, cs ...*candidate) (*candidate, int64) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		for _, c := range cs {
+			select {
+			case term := <-c.started:
+				return c, term
+			default:
+			}
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("no leader within %v", limit)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func lockName(t *testing.T) string {
+	return fmt.Sprintf("%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), time.Now().UnixNano())
+}
+
+func others(all []*candidate, not *candidate) []*candidate {
+	var out []*candidate
+	for _, c := range all {
+		if c != not {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Three electors on separate clients: graceful handoffs, terms going up.
+func TestHandoffAndTerms(t *testing.T) {
+	lock := lockName(t)
+	var cs []*candidate
+	for i := range 3 {
+		cs = append(cs, start(t, lock, fmt.Sprintf("c%d", i), lease(fmt.Sprintf("c%d", i)), true))
+	}
+	leader, term := waitLeader(t, 5*time.Second, cs...)
+	for round := 0; round < 2; round++ {
+		leader.cancel()
+		t0 := time.Now()
+		<-leader.done
+		next, nterm := waitLeader(t, 5*time.Second, others(cs, leader)...)
+		if nterm <= term {
+			t.Fatalf("term went from %d to %d on handoff", term, nterm)
+		}
+		t.Logf("handoff %s -> %s in %v, term %d -> %d", leader.id, next.id, time.Since(t0), term, nterm)
+		cs = others(cs, leader)
+		leader, term = next, nterm
+	}
+}
+
+// A leader that goes away without releasing is replaced only after
+// LeaseDuration.
+func TestCrashedLeaderReplacedAfterLease(t *testing.T) {
+	lock := lockName(t)
+	cfg := lease("crash")
+	cfg.ReleaseOnCancel = false
+	a := start(t, lock, "a", cfg, true)
+	waitLeader(t, 5*time.Second, a)
+	b := start(t, lock, "b", lease("b"), true)
+	time.Sleep(500 * time.Millisecond) // b observes a few renewals
+	a.cancel()                         // stops renewing, no release
+	<-a.done
+	t0 := time.Now()
+	waitLeader(t, 3*cfg.LeaseDuration, b)
+	took := time.Since(t0)
+	if took < cfg.LeaseDuration-cfg.RetryPeriod-100*time.Millisecond {
+		t.Fatalf("b took over %v after a stopped renewing, before the lease ran out", took)
+	}
+	t.Logf("takeover %v after the last renewal stopped (lease %v)", took, cfg.LeaseDuration)
+}
+
+// A leader whose agent dies steps down RenewDeadline after its last
+// renewal, before LeaseDuration. Its own agent, so the shared one stays up.
+func TestLeaderCutOffStepsDown(t *testing.T) {
+	own, err := servers.StartConsul()
+	servers.Require(t, err)
+	defer own.Stop()
+	c, err := consul.New(context.Background(), consul.Config{Address: own.Address, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := lease("alone")
+	started, stopped := make(chan time.Time, 1), make(chan time.Time, 1)
+	e, err := elector.New(cfg, c.Lock("x"), elector.Callbacks{
+		OnStartedLeading: func(context.Context, int64) { started <- time.Now() },
+		OnStoppedLeading: func() { stopped <- time.Now() },
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never led")
+	}
+	time.Sleep(300 * time.Millisecond)
+	killed := time.Now()
+	own.Kill()
+	select {
+	case at := <-stopped:
+		d := at.Sub(killed)
+		if d > cfg.RenewDeadline+200*time.Millisecond || d >= cfg.LeaseDuration {
+			t.Fatalf("stepped down %v after the agent died, later than RenewDeadline %v", d, cfg.RenewDeadline)
+		}
+		t.Logf("stepped down %v after the agent was killed", d.Round(time.Millisecond))
+	case <-time.After(cfg.LeaseDuration + 2*time.Second):
+		t.Fatal("did not step down")
+	}
+}
+
+// A watching follower keeps one blocking query open: while the record does
+// not change it sends no request at all, and while the leader renews it
+// sends one per renewal (each renewal ends its blocking query), never
+// polls. A polling follower sends one per jittered RetryPeriod.
+func TestFollowersDoNotPoll(t *testing.T) {
+	t.Run("idle", func(t *testing.T) {
+		lock := lockName(t)
+		// A holder that does not renew, with a lease much longer than the
+		// window: nothing changes.
+		long := 30 * time.Second
+		now := time.Now()
+		if _, err := client(t, nil).Lock(lock).Create(context.Background(), elector.Record{
+			Holder: "gone", LeaseDuration: long, AcquireTime: now, RenewTime: now, Term: 1}); err != nil {
+			t.Fatal(err)
+		}
+		f := start(t, lock, "follower", lease("follower"), true)
+		time.Sleep(time.Second) // settle: first read, blocking query sent
+		before := f.count.total()
+		time.Sleep(3 * time.Second)
+		if got := f.count.total() - before; got != 0 {
+			t.Fatalf("watching follower sent %d requests in 3s while nothing changed: %v", got, f.count)
+		}
+		if f.e.Leader() != "gone" {
+			t.Fatalf("follower sees leader %q", f.e.Leader())
+		}
+	})
+	for _, watch := range []bool{true, false} {
+		t.Run(fmt.Sprintf("renewing/watch=%v", watch), func(t *testing.T) {
+			lock := lockName(t)
+			leader := start(t, lock, "leader", lease("leader"), true)
+			waitLeader(t, 5*time.Second, leader)
+			f := start(t, lock, "follower", lease("follower"), watch)
+			time.Sleep(time.Second)
+			lb, fb := leader.count.total(), f.count.total()
+			time.Sleep(3 * time.Second)
+			renewals, got := leader.count.total()-lb, f.count.total()-fb
+			if watch && got > renewals+2 {
+				t.Fatalf("watching follower sent %d requests in 3s, more than the leader's %d renewals: %v", got, renewals, f.count)
+			}
+			if !watch && got < 3 {
+				t.Fatalf("polling follower sent only %d requests in 3s", got)
+			}
+			if f.e.Leader() != "leader" {
+				t.Fatalf("follower sees leader %q", f.e.Leader())
+			}
+			t.Logf("in 3s: leader requests %d, follower requests %d", renewals, got)
+		})
+	}
+}
+
+func TestGarbageIsReportedNotOverwritten(t *testing.T) {
+	c := client(t, nil)
+	lock := lockName(t)
+	if err := c.PutRaw(context.Background(), lock, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.Lock(lock).Get(context.Background())
+	if !errors.Is(err, elector.ErrCorrupt) || !strings.Contains(err.Error(), testPrefix+lock) {
+		t.Fatalf("err = %v, want ErrCorrupt naming the key", err)
+	}
+	a := start(t, lock, "a", lease("a"), true)
+	time.Sleep(time.Second)
+	if raw, _, _ := c.Raw(context.Background(), lock); string(raw) != "garbage" {
+		t.Fatalf("key overwritten with %q", raw)
+	}
+	if a.e.IsLeader() {
+		t.Fatal("led over garbage")
+	}
+}
+
+// Versions Consul never returned are conflicts, without a request.
+func TestMalformedVersionSendsNothing(t *testing.T) {
+	cnt := &counter{}
+	b := client(t, cnt).Lock(lockName(t))
+	for _, v := range []elector.Version{"", "0", "+5", "05", "5 ", "-1", "x", "18446744073709551616"} {
+		if _, err := b.Update(context.Background(), elector.Record{Holder: "x", Term: 1}, v); !errors.Is(err, elector.ErrConflict) {
+			t.Errorf("Update(%q): err = %v, want ErrConflict", v, err)
+		}
+	}
+	if n := cnt.total(); n != 0 {
+		t.Fatalf("%d requests for malformed versions: %v", n, cnt)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	port, err := servers.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err = consul.New(context.Background(), consul.Config{Address: fmt.Sprintf("127.0.0.1:%d", port), RequestTimeout: 500 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no answer from") {
+		t.Fatalf("err = %v, want no answer", err)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Fatalf("took %v to give up with a 500ms request timeout", d)
+	}
+}
+
+// A watch never answers with a state older than the version it was given.
+func TestWatchNeverGoesBackwards(t *testing.T) {
+	writer, reader := client(t, nil), client(t, nil)
+	ctx := context.Background()
+	for i := range 20 {
+		lock := fmt.Sprintf("%s-%d", lockName(t), i)
+		w, r := writer.Lock(lock), reader.Lock(lock)
+		v1, err := w.Create(ctx, elector.Record{Holder: "a", LeaseDuration: time.Second, Term: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := r.Watch(ctx, ""); err != nil || got != v1 {
+			t.Fatalf("first watch: %v %v", got, err)
+		}
+		v2, err := w.Update(ctx, elector.Record{Holder: "b", LeaseDuration: time.Second, Term: 2}, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		rec, got, err := r.Watch(wctx, v2)
+		cancel()
+		if err == nil {
+			t.Fatalf("Watch(%s) returned %s (holder %q): nothing newer was written", v2, got, rec.Holder)
+		}
+	}
+}

@@ -1,0 +1,643 @@
+// Package kube implements the leasehold backend contract on Kubernetes
+// coordination.k8s.io/v1 Lease objects.
+//
+// Each lock is one Lease (namespace + name) whose spec is the record, field
+// for field as client-go's leader election (resourcelock.LeaseLock) writes
+// it: holderIdentity, leaseDurationSeconds, acquireTime, renewTime and
+// leaseTransitions (the term). A Lease written by leasehold is therefore a
+// valid client-go leader-election Lease and the other way round. The
+// record's Instance, which client-go does not know, is kept in the
+// annotation leasehold.io/instance (see docs/backends.md).
+//
+// The version is the Lease's resourceVersion: Create fails with
+// elector.ErrConflict when the Lease exists, Update sends the
+// resourceVersion read and a Conflict is elector.ErrConflict. Followers
+// wait on one watch of the Lease, so they send no request while nothing
+// changes.
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Defaults.
+const (
+	DefaultNamespace      = "default"
+	DefaultRequestTimeout = 2 * time.Second
+	// MaxTimeout bounds RequestTimeout: longer is a unit typo.
+	MaxTimeout = time.Hour
+	// QPS and Burst of the client: far above what one elector sends (a
+	// renewal per RetryPeriod), so client-side throttling never delays a
+	// renewal.
+	QPS   = 50
+	Burst = 100
+)
+
+// Annotations leasehold keeps on a Lease beyond client-go's fields.
+const (
+	// AnnotationInstance is the holder's process instance
+	// (elector.Record.Instance).
+	AnnotationInstance = "leasehold.io/instance"
+	// AnnotationInstanceRenewTime is the renewTime the instance was written
+	// with. client-go keeps annotations when it writes a Lease; when the
+	// renewTime no longer matches, the instance annotation is stale (a
+	// client-go candidate wrote since) and is ignored.
+	AnnotationInstanceRenewTime = "leasehold.io/instance-renew-time"
+)
+
+// Config says how to reach the Kubernetes API. It is also the `kube:` block
+// of the leasehold config file: the fields with a yaml tag are its keys
+// (docs/config.md), and Validate names them (kube.namespace).
+type Config struct {
+	// Kubeconfig is the path of a kubeconfig file. Empty: in a pod (the
+	// KUBERNETES_SERVICE_HOST variable is set) the in-cluster config, else
+	// $KUBECONFIG or ~/.kube/config.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// Context in the kubeconfig file; empty means its current context.
+	Context string `yaml:"context"`
+	// Namespace of the Leases; empty means DefaultNamespace.
+	Namespace string `yaml:"namespace"`
+	// RequestTimeout bounds every request (the elector's own, shorter
+	// deadlines apply too); zero means DefaultRequestTimeout. Keep it
+	// below RenewDeadline.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// LeaseDuration is the elector's lease duration, when known (the CLI
+	// sets it): a Lease keeps whole seconds, so a duration that is not a
+	// whole number of seconds is refused rather than truncated. Not a
+	// config file key.
+	LeaseDuration time.Duration `yaml:"-"`
+	// REST, when set, is used instead of Kubeconfig and Context (programs
+	// and tests that have a *rest.Config). Not a config file key.
+	REST *rest.Config `yaml:"-"`
+	// Logger receives watch recoveries; default slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// DefaultConfig is namespace "default", DefaultRequestTimeout, and the
+// kubeconfig found as Config.Kubeconfig says.
+func DefaultConfig() Config {
+	return Config{Namespace: DefaultNamespace, RequestTimeout: DefaultRequestTimeout}
+}
+
+// Validate checks c without reading a file or connecting. Every error is an
+// *elector.ConfigError naming the config file keys (kube.namespace).
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &elector.ConfigError{Fields: []string{field}, Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.Namespace != "" && !validName(c.Namespace, 63) {
+		return bad("kube.namespace", "kube.namespace %q is not a valid namespace name (lower-case letters, digits and '-', at most 63)", c.Namespace)
+	}
+	switch {
+	case c.RequestTimeout < 0:
+		return bad("kube.request_timeout", "kube.request_timeout (%v) must not be negative (leave it out for the default)", c.RequestTimeout)
+	case c.RequestTimeout > MaxTimeout:
+		return bad("kube.request_timeout", "kube.request_timeout (%v) must be at most %v", c.RequestTimeout, MaxTimeout)
+	}
+	if c.LeaseDuration < 0 || c.LeaseDuration%time.Second != 0 {
+		return bad("lease.duration", "lease.duration %v: a Kubernetes Lease keeps whole seconds; use a whole number of seconds (for example %v) with the kube backend",
+			c.LeaseDuration, max(time.Second, c.LeaseDuration.Truncate(time.Second)+time.Second))
+	}
+	return nil
+}
+
+// validName reports whether s is a DNS-1123 label (namespaces) or, with
+// n = 253, a DNS-1123 subdomain-ish name (Lease names).
+func validName(s string, n int) bool {
+	if s == "" || len(s) > n || s[0] == '-' || s[0] == '.' || s[len(s)-1] == '-' || s[len(s)-1] == '.' {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+		case r == '.' && n > 63:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (c Config) withDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// restConfig loads the client configuration c names.
+func (c Config) restConfig() (*rest.Config, error) {
+	if c.REST != nil {
+		return rest.CopyConfig(c.REST), nil
+	}
+	if c.Kubeconfig == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kube: in-cluster config: %w", err)
+		}
+		return rc, nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if c.Kubeconfig != "" {
+		if _, err := os.Stat(c.Kubeconfig); err != nil {
+			return nil, &elector.ConfigError{Fields: []string{"kube.kubeconfig"}, Msg: fmt.Sprintf("kube.kubeconfig %s: %v", c.Kubeconfig, err)}
+		}
+		rules.ExplicitPath = c.Kubeconfig
+	}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+		&clientcmd.ConfigOverrides{CurrentContext: c.Context}).ClientConfig()
+	if err != nil {
+		field := "kube.kubeconfig"
+		if c.Context != "" {
+			field = "kube.context"
+		}
+		return nil, &elector.ConfigError{Fields: []string{field}, Msg: fmt.Sprintf("%s: %v", field, err)}
+	}
+	return rc, nil
+}
+
+// Client is a connection to the Kubernetes API from which locks are opened.
+type Client struct {
+	leases    coordclient.LeaseInterface
+	namespace string
+	timeout   time.Duration
+	host      string
+	log       *slog.Logger
+
+	ctx    context.Context // cancelled by Close: ends the watch loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	watchMu sync.Mutex
+	watches map[string]*watchState
+}
+
+// New validates cfg, builds the client and checks within RequestTimeout
+// that the API answers for the namespace's Leases (a get of a Lease; "not
+// found" is an answer). Forbidden and Unauthorized are reported plainly.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rc, err := cfg.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = QPS, Burst
+	if rc.UserAgent == "" {
+		rc.UserAgent = "leasehold"
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kube: client for %s: %w", rc.Host, err)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &Client{leases: cs.CoordinationV1().Leases(cfg.Namespace), namespace: cfg.Namespace,
+		timeout: cfg.RequestTimeout, host: rc.Host, log: cfg.Logger,
+		ctx: cctx, cancel: cancel, watches: map[string]*watchState{}}
+	pctx, pcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	defer pcancel()
+	_, err = c.leases.Get(pctx, "leasehold-ping", metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
+		// Forbidden on a get of another name is fine: Roles limit get to
+		// the lock's Lease by resourceNames.
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("kube: no answer from %s within %v: %w", rc.Host, cfg.RequestTimeout, c.friendly("get", "", err))
+	}
+	return c, nil
+}
+
+// Open connects as New does and returns the Backend of the lock named lock
+// and the function that closes the connection: the shape every backend's
+// Open has. log receives watch recoveries unless cfg.Logger is set.
+func Open(ctx context.Context, cfg Config, lock string, log *slog.Logger) (elector.Backend, func() error, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = log
+	}
+	if !validName(lock, 253) {
+		return nil, nil, &elector.ConfigError{Fields: []string{"lock"},
+			Msg: fmt.Sprintf("lock %q is not a valid Lease name (lower-case letters, digits, '-' and '.')", lock)}
+	}
+	c, err := New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Lock(lock), c.Close, nil
+}
+
+// Close stops the watches.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// Namespace is the namespace of the client's Leases.
+func (c *Client) Namespace() string { return c.namespace }
+
+// Lock returns the Backend of the Lease named name.
+func (c *Client) Lock(name string) *Backend {
+	return &Backend{c: c, name: name}
+}
+
+// friendly turns permission errors into messages naming the verb, the
+// resource and the namespace.
+func (c *Client) friendly(verb, name string, err error) error {
+	obj := "leases"
+	if name != "" {
+		obj = "lease " + name
+	}
+	switch {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("permission denied: cannot %s %s (coordination.k8s.io) in namespace %s: the account needs a Role allowing %s on leases (docs/deploy/kubernetes.yaml): %w",
+			verb, obj, c.namespace, verb, err)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("unauthorized: %s rejected the credentials (%s %s in namespace %s): %w", c.host, verb, obj, c.namespace, err)
+	}
+	return err
+}
+
+// Backend is one lock: one Lease.
+type Backend struct {
+	c    *Client
+	name string
+
+	mu   sync.Mutex
+	last *coordinationv1.Lease // the last Lease read or written, to keep its other fields on Update
+}
+
+var (
+	_ elector.Backend = (*Backend)(nil)
+	_ elector.Watcher = (*Backend)(nil)
+)
+
+// Describe names the Lease.
+func (b *Backend) Describe() string { return "kube lease " + b.c.namespace + "/" + b.name }
+
+// Name is the Lease's name.
+func (b *Backend) Name() string { return b.name }
+
+// Namespace is the Lease's namespace.
+func (b *Backend) Namespace() string { return b.c.namespace }
+
+func (b *Backend) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.c.timeout)
+}
+
+func (b *Backend) remember(l *coordinationv1.Lease) {
+	b.mu.Lock()
+	b.last = l
+	b.mu.Unlock()
+}
+
+// Get reads the Lease.
+func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	ctx, cancel := b.ctx(ctx)
+	defer cancel()
+	l, err := b.c.leases.Get(ctx, b.name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return elector.Record{}, "", fmt.Errorf("kube: lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
+		}
+		return elector.Record{}, "", fmt.Errorf("kube: get lease %s/%s: %w", b.c.namespace, b.name, b.c.friendly("get", b.name, err))
+	}
+	r, err := b.decode(l)
+	if err != nil {
+		return elector.Record{}, "", err
+	}
+	b.remember(l)
+	return r, elector.Version(l.ResourceVersion), nil
+}
+
+// Create creates the Lease; AlreadyExists is elector.ErrConflict.
+func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	ctx, cancel := b.ctx(ctx)
+	defer cancel()
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.c.namespace}}
+	encode(l, r)
+	out, err := b.c.leases.Create(ctx, l, metav1.CreateOptions{})
+	if err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return "", fmt.Errorf("kube: create lease %s/%s: %w", b.c.namespace, b.name, elector.ErrConflict)
+		}
+		return "", fmt.Errorf("kube: create lease %s/%s: %w", b.c.namespace, b.name, b.c.friendly("create", b.name, err))
+	}
+	b.remember(out)
+	return elector.Version(out.ResourceVersion), nil
+}
+
+// canonicalVersion reports whether v looks like a resourceVersion the API
+// returned: a decimal number without sign or leading zeros. An empty
+// resourceVersion would make Update unconditional.
+func canonicalVersion(v elector.Version) (uint64, bool) {
+	n, err := strconv.ParseUint(string(v), 10, 64)
+	return n, err == nil && n > 0 && strconv.FormatUint(n, 10) == string(v)
+}
+
+// Update replaces the Lease if its resourceVersion is still v: a Conflict
+// is elector.ErrConflict, a missing Lease elector.ErrNotFound. Labels,
+// annotations and owner references of the Lease as last read are kept.
+func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	if _, ok := canonicalVersion(v); !ok {
+		return "", fmt.Errorf("kube: update lease %s/%s: version %q is not a resourceVersion: %w", b.c.namespace, b.name, v, elector.ErrConflict)
+	}
+	b.mu.Lock()
+	var l *coordinationv1.Lease
+	if b.last != nil && b.last.ResourceVersion == string(v) {
+		l = b.last.DeepCopy()
+	} else {
+		l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.c.namespace}}
+	}
+	b.mu.Unlock()
+	l.ResourceVersion = string(v)
+	encode(l, r)
+	ctx, cancel := b.ctx(ctx)
+	defer cancel()
+	out, err := b.c.leases.Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
+		switch {
+		case apierrors.IsConflict(err):
+			// Leases allow create-on-update: a deleted Lease is a Conflict
+			// too. Tell the two apart.
+			_, gerr := b.c.leases.Get(ctx, b.name, metav1.GetOptions{})
+			if apierrors.IsNotFound(gerr) {
+				return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
+			}
+			return "", fmt.Errorf("kube: update lease %s/%s at resourceVersion %s: %w", b.c.namespace, b.name, v, elector.ErrConflict)
+		case apierrors.IsNotFound(err):
+			return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
+		case apierrors.IsBadRequest(err) || apierrors.IsInvalid(err):
+			if strings.Contains(err.Error(), "resourceVersion") {
+				return "", fmt.Errorf("kube: update lease %s/%s: %v: %w", b.c.namespace, b.name, err, elector.ErrConflict)
+			}
+		}
+		return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, b.c.friendly("update", b.name, err))
+	}
+	b.remember(out)
+	return elector.Version(out.ResourceVersion), nil
+}
+
+// encode writes r into l's spec as client-go's LeaseLock does, and the
+// instance annotations.
+func encode(l *coordinationv1.Lease, r elector.Record) {
+	secs := int64(r.LeaseDuration / time.Second)
+	if r.LeaseDuration > time.Duration(secs)*time.Second {
+		secs++ // never make a reader wait less than the writer meant
+	}
+	if secs > 1<<31-1 {
+		secs = 1<<31 - 1
+	}
+	d := int32(secs)
+	term := int32(min(r.Term, 1<<31-1))
+	holder := r.Holder
+	at, rt := metav1.NewMicroTime(r.AcquireTime), metav1.NewMicroTime(r.RenewTime)
+	l.Spec.HolderIdentity = &holder
+	l.Spec.LeaseDurationSeconds = &d
+	l.Spec.AcquireTime = &at
+	l.Spec.RenewTime = &rt
+	l.Spec.LeaseTransitions = &term
+	if r.Instance == "" {
+		delete(l.Annotations, AnnotationInstance)
+		delete(l.Annotations, AnnotationInstanceRenewTime)
+		return
+	}
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[AnnotationInstance] = r.Instance
+	l.Annotations[AnnotationInstanceRenewTime] = microString(rt)
+}
+
+func microString(t metav1.MicroTime) string {
+	return t.UTC().Truncate(time.Microsecond).Format(metav1.RFC3339Micro)
+}
+
+// decode maps a Lease to a record (see docs/backends.md):
+//   - no holder (absent or ""): a released lock, whatever renewTime says;
+//     a missing leaseDurationSeconds then reads as 0;
+//   - a holder without leaseDurationSeconds, or a duration <= 0, or
+//     negative leaseTransitions: elector.ErrCorrupt (it is never
+//     overwritten: how long that holder may lead is unknown);
+//   - leaseTransitions going backwards is passed on as it is: the elector
+//     continues from the highest term it has seen.
+func (b *Backend) decode(l *coordinationv1.Lease) (elector.Record, error) {
+	corrupt := func(format string, args ...any) (elector.Record, error) {
+		return elector.Record{}, fmt.Errorf("kube: lease %s/%s: %w: %s", l.Namespace, l.Name, elector.ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	var r elector.Record
+	s := l.Spec
+	if s.HolderIdentity != nil {
+		r.Holder = *s.HolderIdentity
+	}
+	switch {
+	case s.LeaseDurationSeconds == nil && r.Holder != "":
+		return corrupt("holder %q but no leaseDurationSeconds", r.Holder)
+	case s.LeaseDurationSeconds != nil && *s.LeaseDurationSeconds < 0:
+		return corrupt("leaseDurationSeconds %d is negative", *s.LeaseDurationSeconds)
+	case s.LeaseDurationSeconds != nil && *s.LeaseDurationSeconds == 0 && r.Holder != "":
+		return corrupt("holder %q with leaseDurationSeconds 0", r.Holder)
+	case s.LeaseTransitions != nil && *s.LeaseTransitions < 0:
+		return corrupt("leaseTransitions %d is negative", *s.LeaseTransitions)
+	}
+	if s.LeaseDurationSeconds != nil {
+		r.LeaseDuration = time.Duration(*s.LeaseDurationSeconds) * time.Second
+	}
+	if s.AcquireTime != nil {
+		r.AcquireTime = s.AcquireTime.Time
+	}
+	if s.RenewTime != nil {
+		r.RenewTime = s.RenewTime.Time
+	}
+	if s.LeaseTransitions != nil {
+		r.Term = int64(*s.LeaseTransitions)
+	}
+	if inst, ok := l.Annotations[AnnotationInstance]; ok && r.Holder != "" && s.RenewTime != nil &&
+		l.Annotations[AnnotationInstanceRenewTime] == microString(*s.RenewTime) {
+		r.Instance = inst
+	}
+	return r, nil
+}
+
+// watchState is the latest state of one Lease as its watch loop saw it.
+type watchState struct {
+	mu   sync.Mutex
+	seen bool
+	rv   uint64 // resourceVersion of that state (the list's when missing)
+	rec  elector.Record
+	ver  elector.Version
+	err  error
+	wake chan struct{}
+}
+
+func (ws *watchState) publish(rv uint64, rec elector.Record, ver elector.Version, err error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.seen && rv <= ws.rv {
+		return
+	}
+	ws.seen, ws.rv, ws.rec, ws.ver, ws.err = true, rv, rec, ver, err
+	close(ws.wake)
+	ws.wake = make(chan struct{})
+}
+
+// Watch returns once the Lease's state is newer than resourceVersion v (a
+// missing Lease is elector.ErrNotFound). The first Watch of a Lease starts
+// one watch on it (field selector metadata.name), shared by the Backends of
+// that Lease on this Client and ended by Client.Close; "resource version
+// too old" (410 Gone) and a closed watch are recovered by listing the Lease
+// again and watching from there. resourceVersions compare as numbers, as
+// the apiserver's etcd storage makes them.
+func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
+	ws := b.c.watchOf(b)
+	after, _ := strconv.ParseUint(string(v), 10, 64)
+	for {
+		ws.mu.Lock()
+		if ws.seen && ws.rv > after {
+			r, ver, err := ws.rec, ws.ver, ws.err
+			ws.mu.Unlock()
+			return r, ver, err
+		}
+		wake := ws.wake
+		ws.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return elector.Record{}, "", fmt.Errorf("kube: watch lease %s/%s: %w", b.c.namespace, b.name, ctx.Err())
+		case <-b.c.ctx.Done():
+			return elector.Record{}, "", fmt.Errorf("kube: watch lease %s/%s: client closed", b.c.namespace, b.name)
+		}
+	}
+}
+
+func (c *Client) watchOf(b *Backend) *watchState {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	ws := c.watches[b.name]
+	if ws == nil {
+		ws = &watchState{wake: make(chan struct{})}
+		c.watches[b.name] = ws
+		c.wg.Add(1)
+		go b.watchLoop(ws)
+	}
+	return ws
+}
+
+// watchTimeout asks the apiserver to end a watch after this long; the loop
+// then lists and watches again (one request every few minutes).
+const watchTimeout = 5 * time.Minute
+
+func (b *Backend) watchLoop(ws *watchState) {
+	defer b.c.wg.Done()
+	ctx := b.c.ctx
+	const first, most = 100 * time.Millisecond, time.Second
+	wait := first
+	sel := fields.OneTermEqualSelector("metadata.name", b.name).String()
+	missing := func() error {
+		return fmt.Errorf("kube: lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
+	}
+	publish := func(l *coordinationv1.Lease) {
+		rv, _ := strconv.ParseUint(l.ResourceVersion, 10, 64)
+		r, err := b.decode(l)
+		ws.publish(rv, r, elector.Version(l.ResourceVersion), err)
+	}
+	backoff := func(what string, err error) bool {
+		b.c.log.Warn("kube: watch: "+what+"; retrying", "lease", b.c.namespace+"/"+b.name, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, most)
+		return true
+	}
+	for ctx.Err() == nil {
+		lctx, cancel := b.ctx(ctx)
+		list, err := b.c.leases.List(lctx, metav1.ListOptions{FieldSelector: sel})
+		cancel()
+		if err != nil {
+			if !backoff("cannot list the lease", b.c.friendly("list", b.name, err)) {
+				return
+			}
+			continue
+		}
+		if len(list.Items) == 0 {
+			rv, _ := strconv.ParseUint(list.ResourceVersion, 10, 64)
+			ws.publish(rv, elector.Record{}, "", missing())
+		} else {
+			publish(&list.Items[0])
+		}
+		from := list.ResourceVersion
+		secs := int64(watchTimeout / time.Second)
+		w, err := b.c.leases.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: from,
+			TimeoutSeconds: &secs, AllowWatchBookmarks: true})
+		if err != nil {
+			if !backoff("cannot watch the lease", b.c.friendly("watch", b.name, err)) {
+				return
+			}
+			continue
+		}
+		wait = first
+		b.follow(ctx, w, ws, publish, missing)
+		w.Stop()
+	}
+}
+
+// follow publishes the watch's events until it ends or fails.
+func (b *Backend) follow(ctx context.Context, w watch.Interface, ws *watchState, publish func(*coordinationv1.Lease), missing func() error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return // expired or closed: list and watch again
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
+					publish(l)
+				}
+			case watch.Deleted:
+				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
+					rv, _ := strconv.ParseUint(l.ResourceVersion, 10, 64)
+					ws.publish(rv, elector.Record{}, "", missing())
+				}
+			case watch.Bookmark:
+			case watch.Error:
+				err := apierrors.FromObject(ev.Object)
+				if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+					b.c.log.Info("kube: watch error; listing the lease and watching again", "lease", b.c.namespace+"/"+b.name, "err", err)
+				}
+				return
+			}
+		}
+	}
+}

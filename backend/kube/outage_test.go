@@ -1,0 +1,95 @@
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/leasehold-go/leasehold/elector"
+)
+
+// TestApiserverOutage: the apiserver is killed for longer than the renew
+// deadline and started again. The leader steps down within the renew
+// deadline, and a leader is back about a retry period after /readyz
+// answers, without restarting anything.
+func TestApiserverOutage(t *testing.T) {
+	s := need(t)
+	tm := timing{2 * time.Second, 1500 * time.Millisecond, 250 * time.Millisecond}
+	lock := fmt.Sprintf("outage-%d", time.Now().UnixNano()%1e9)
+	a, b := startLeasehold(t, lock, "a", tm), startLeasehold(t, lock, "b", tm)
+	leader := leaderAmong(t, 10*time.Second, a, b)
+	time.Sleep(500 * time.Millisecond)
+
+	killed := time.Now()
+	s.Kill()
+	restarted := false
+	defer func() {
+		if !restarted {
+			if err := s.Start(); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for leader.leading.Load() {
+		if time.Since(killed) > tm.renew+time.Second {
+			t.Fatalf("%s still leads %v into the outage (renew deadline %v)", leader.id, time.Since(killed), tm.renew)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	stepped := time.Since(killed)
+	t.Logf("%s stepped down %v after the kill (renew deadline %v)", leader.id, stepped, tm.renew)
+	if stepped > tm.renew {
+		t.Errorf("the leader stepped down after %v, past the renew deadline %v", stepped, tm.renew)
+	}
+	time.Sleep(tm.lease + time.Second - time.Since(killed)) // down for longer than the lease
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	ready := time.Now()
+	back := leaderAmong(t, 10*time.Second, a, b)
+	took := time.Since(ready)
+	t.Logf("outage %v; %s leads %v after /readyz (retry period %v)", ready.Sub(killed), back.id, took, tm.retry)
+	if took > tm.retry+time.Second {
+		t.Errorf("leadership came back %v after /readyz, want about one retry period (%v)", took, tm.retry)
+	}
+}
+
+// TestWatchAfterRestart: a watch the apiserver closes (here: killed and
+// started again) is listed and watched again; a later change still wakes
+// the waiting follower, which never sees a state older than its version.
+func TestWatchAfterRestart(t *testing.T) {
+	s := need(t)
+	lock := fmt.Sprintf("rewatch-%d", time.Now().UnixNano()%1e9)
+	lead, fol := client(t, nil).Lock(lock), client(t, nil).Lock(lock)
+	r := elector.Record{Holder: "a", LeaseDuration: 2 * time.Second, Term: 1}
+	v, err := lead.Create(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, wv, err := fol.Watch(ctxT(t), ""); err != nil || wv != v {
+		t.Fatalf("first Watch = %q %v, want %q", wv, err, v)
+	}
+	time.Sleep(200 * time.Millisecond) // the watch is established
+	s.Kill()
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Term = 2
+	var v2 elector.Version
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if v2, err = lead.Update(ctxT(t), r, v); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	got, wv, err := fol.Watch(ctx, v)
+	if err != nil || wv != v2 || got.Term != 2 {
+		t.Fatalf("Watch after the restart = %+v %q %v, want term 2 at %q", got, wv, err, v2)
+	}
+}
