@@ -230,6 +230,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if apierrors.IsUnauthorized(err) {
+			return nil, fmt.Errorf("kube: %w", c.friendly("get", "", err))
+		}
 		return nil, fmt.Errorf("kube: no answer from %s within %v: %w", rc.Host, cfg.RequestTimeout, c.friendly("get", "", err))
 	}
 	return c, nil

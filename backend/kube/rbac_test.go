@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -178,4 +179,36 @@ func TestDocumentedRole(t *testing.T) {
 	if _, _, err := c.Lock("someone-else").Get(ctxT(t)); err == nil || !strings.Contains(err.Error(), "permission denied: cannot get lease someone-else") {
 		t.Fatalf("get of another Lease: %v, want permission denied", err)
 	}
+}
+
+// TestUnauthorized: credentials the apiserver rejects give a plain error
+// naming the server, the verb, the Lease and the namespace — never a
+// conflict or a missing record that would make a candidate write.
+func TestUnauthorized(t *testing.T) {
+	k := need(t)
+	b, err := os.ReadFile(k.UserKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.ReplaceAll(string(b), k.UserToken, "not-a-token")
+	if bad == string(b) {
+		t.Fatal("the user's token is not in its kubeconfig")
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := kube.DefaultConfig()
+	cfg.Kubeconfig = path
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	c, err := kube.New(ctxT(t), cfg)
+	if err == nil {
+		defer c.Close()
+		_, _, err = c.Lock("unauthorized").Get(ctxT(t))
+	}
+	if err == nil || errors.Is(err, elector.ErrNotFound) || errors.Is(err, elector.ErrConflict) ||
+		!strings.Contains(err.Error(), "unauthorized") || strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("with a rejected token: %v; want an unauthorized error", err)
+	}
+	t.Log(err)
 }
