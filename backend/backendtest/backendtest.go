@@ -2,7 +2,8 @@
 // passes, against its real server: compare-and-swap semantics (also across
 // a deleted record and with versions the backend never returned), watch
 // (also across a deletion), reporting of undecodable records and elections
-// with several candidates.
+// with several candidates, and a crashed leader replaced only once its
+// lease has run out.
 //
 // A backend's test calls Run with a Harness that opens independent clients
 // on named locks of a running server and acts on the store past the
@@ -72,6 +73,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("WatchDelete", func(t *testing.T) { testWatchDelete(t, h) })
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, h) })
 	t.Run("Election", func(t *testing.T) { testElection(t, h) })
+	t.Run("CrashTakeover", func(t *testing.T) { testCrashTakeover(t, h) })
 }
 
 func ctxT(t testing.TB) context.Context {
@@ -507,6 +509,56 @@ func testElection(t *testing.T, h Harness) {
 			t.Fatalf("terms went backwards: %v", terms)
 		}
 	}
+}
+
+// testCrashTakeover: a leader that stops renewing without releasing (a
+// crash) is replaced only once its lease has run out, as the follower
+// measures it from the last renewal it observed.
+func testCrashTakeover(t *testing.T, h Harness) {
+	lock := lockName(t)
+	started := make(chan string, 4)
+	run := func(id string, release bool) (cancel context.CancelFunc, done chan struct{}) {
+		cfg := lease(h)
+		cfg.Identity, cfg.ReleaseOnCancel = id, release
+		e, err := elector.New(cfg, h.New(t, lock), elector.Callbacks{
+			OnStartedLeading: func(ctx context.Context, term int64) { started <- id; <-ctx.Done() },
+			OnStoppedLeading: func() {},
+		}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done = make(chan struct{})
+		go func() { defer close(done); e.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return cancel, done
+	}
+	cfg := lease(h)
+	wait := func(want string, limit time.Duration) {
+		t.Helper()
+		select {
+		case id := <-started:
+			if id != want {
+				t.Fatalf("%s started leading, want %s", id, want)
+			}
+		case <-time.After(limit):
+			t.Fatalf("%s did not lead within %v", want, limit)
+		}
+	}
+	stopA, doneA := run("a", false)
+	wait("a", 3*cfg.LeaseDuration+10*time.Second)
+	run("b", true)
+	time.Sleep(2 * cfg.RetryPeriod) // b observes a few renewals
+	stopA()                         // stops renewing, no release
+	<-doneA
+	t0 := time.Now()
+	wait("b", 3*cfg.LeaseDuration)
+	took := time.Since(t0)
+	// b observed a's last renewal at most RetryPeriod before a stopped.
+	if took < cfg.LeaseDuration-cfg.RetryPeriod-100*time.Millisecond {
+		t.Fatalf("b took over %v after a stopped renewing, before the lease (%v) ran out", took, cfg.LeaseDuration)
+	}
+	t.Logf("takeover %v after the last renewal (lease %v)", took, cfg.LeaseDuration)
 }
 
 // PollOnly hides a backend's Watcher, so electors on it poll: tests compare

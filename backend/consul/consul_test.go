@@ -222,59 +222,6 @@ func lockName(t *testing.T) string {
 	return fmt.Sprintf("%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), time.Now().UnixNano())
 }
 
-func others(all []*candidate, not *candidate) []*candidate {
-	var out []*candidate
-	for _, c := range all {
-		if c != not {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// Three electors on separate clients: graceful handoffs, terms going up.
-func TestHandoffAndTerms(t *testing.T) {
-	lock := lockName(t)
-	var cs []*candidate
-	for i := range 3 {
-		cs = append(cs, start(t, lock, fmt.Sprintf("c%d", i), lease(fmt.Sprintf("c%d", i)), true))
-	}
-	leader, term := waitLeader(t, 5*time.Second, cs...)
-	for round := 0; round < 2; round++ {
-		leader.cancel()
-		t0 := time.Now()
-		<-leader.done
-		next, nterm := waitLeader(t, 5*time.Second, others(cs, leader)...)
-		if nterm <= term {
-			t.Fatalf("term went from %d to %d on handoff", term, nterm)
-		}
-		t.Logf("handoff %s -> %s in %v, term %d -> %d", leader.id, next.id, time.Since(t0), term, nterm)
-		cs = others(cs, leader)
-		leader, term = next, nterm
-	}
-}
-
-// A leader that goes away without releasing is replaced only after
-// LeaseDuration.
-func TestCrashedLeaderReplacedAfterLease(t *testing.T) {
-	lock := lockName(t)
-	cfg := lease("crash")
-	cfg.ReleaseOnCancel = false
-	a := start(t, lock, "a", cfg, true)
-	waitLeader(t, 5*time.Second, a)
-	b := start(t, lock, "b", lease("b"), true)
-	time.Sleep(500 * time.Millisecond) // b observes a few renewals
-	a.cancel()                         // stops renewing, no release
-	<-a.done
-	t0 := time.Now()
-	waitLeader(t, 3*cfg.LeaseDuration, b)
-	took := time.Since(t0)
-	if took < cfg.LeaseDuration-cfg.RetryPeriod-100*time.Millisecond {
-		t.Fatalf("b took over %v after a stopped renewing, before the lease ran out", took)
-	}
-	t.Logf("takeover %v after the last renewal stopped (lease %v)", took, cfg.LeaseDuration)
-}
-
 // A leader whose agent dies steps down RenewDeadline after its last
 // renewal, before LeaseDuration. Its own agent, so the shared one stays up.
 func TestLeaderCutOffStepsDown(t *testing.T) {

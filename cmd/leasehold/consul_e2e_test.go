@@ -124,25 +124,7 @@ func TestConsulRunFailover(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	ls = readLines(t, out)
-	var blocks [][]line
-	for i, l := range ls {
-		if i == 0 || l.id != ls[i-1].id {
-			blocks = append(blocks, nil)
-		}
-		blocks[len(blocks)-1] = append(blocks[len(blocks)-1], l)
-	}
-	if len(blocks) != 3 {
-		t.Fatalf("writers interleaved or missing: %d blocks: %v", len(blocks), ids(blocks))
-	}
-	for i := 1; i < len(blocks); i++ {
-		prev, cur := blocks[i-1], blocks[i]
-		if cur[0].term <= prev[0].term {
-			t.Fatalf("term went from %d (%s) to %d (%s)", prev[0].term, prev[0].id, cur[0].term, cur[0].id)
-		}
-		if !cur[0].at.After(prev[len(prev)-1].at) {
-			t.Fatalf("%s started writing before %s stopped", cur[0].id, prev[0].id)
-		}
-	}
+	blocks := handovers(t, ls, 3)
 	third := blocks[2][0]
 	if rep, code := consulStatus(t, cfg, srv.Address); code != 0 || rep.Holder != third.id || rep.Term != third.term {
 		t.Fatalf("status while %s leads (term %d): exit %d, %+v", third.id, third.term, code, rep)

@@ -232,8 +232,21 @@ func TestRunFailover(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	ls = readLines(t, out)
 
-	// Blocks of one writer each, terms strictly up from block to block, and
-	// the next block starts after the previous one's last write.
+	blocks := handovers(t, ls, 3)
+	// After the SIGKILL, the first child wrote nothing.
+	for _, l := range blocks[0] {
+		if l.at.After(killed.Add(50 * time.Millisecond)) {
+			t.Fatalf("%s's child wrote at %v, after its leasehold was killed at %v", first, l.at, killed)
+		}
+	}
+}
+
+// handovers splits the children's lines into blocks of one writer each and
+// checks that there are want of them, that terms go strictly up from block
+// to block, and that each block starts after the previous one's last write:
+// two commands never ran at once.
+func handovers(t *testing.T, ls []line, want int) [][]line {
+	t.Helper()
 	var blocks [][]line
 	for i, l := range ls {
 		if i == 0 || l.id != ls[i-1].id {
@@ -241,7 +254,7 @@ func TestRunFailover(t *testing.T) {
 		}
 		blocks[len(blocks)-1] = append(blocks[len(blocks)-1], l)
 	}
-	if len(blocks) != 3 {
+	if len(blocks) != want {
 		t.Fatalf("writers interleaved or missing: %d blocks: %v", len(blocks), ids(blocks))
 	}
 	for i := 1; i < len(blocks); i++ {
@@ -253,12 +266,7 @@ func TestRunFailover(t *testing.T) {
 			t.Fatalf("%s started writing before %s stopped", cur[0].id, prev[0].id)
 		}
 	}
-	// After the SIGKILL, the first child wrote nothing.
-	for _, l := range blocks[0] {
-		if l.at.After(killed.Add(50 * time.Millisecond)) {
-			t.Fatalf("%s's child wrote at %v, after its leasehold was killed at %v", first, l.at, killed)
-		}
-	}
+	return blocks
 }
 
 func ids(blocks [][]line) []string {
