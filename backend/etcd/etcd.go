@@ -21,6 +21,7 @@ import (
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/smallfile"
 	"github.com/leasehold-go/leasehold/internal/tlsx"
+	"github.com/leasehold-go/leasehold/internal/watchstate"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -173,18 +174,9 @@ type Client struct {
 	wg     sync.WaitGroup
 
 	watchMu sync.Mutex
-	watches map[string]*watchState // one watch loop per key, shared by its Backends
-}
-
-// watchState is the latest state of one key as its watch loop saw it.
-type watchState struct {
-	mu   sync.Mutex
-	seen bool  // the loop has read the key at least once
-	rev  int64 // revision of that state: the ModRevision, or where the key was found missing or deleted
-	rec  elector.Record
-	ver  elector.Version
-	err  error
-	wake chan struct{}
+	// One watch loop per key, shared by its Backends; the revision of a
+	// state is the key's ModRevision, or where it was found missing.
+	watches map[string]*watchstate.State
 }
 
 // Open connects as New does and returns the Backend of the lock named lock
@@ -348,7 +340,7 @@ func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Dura
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{cli: cli, prefix: prefix, timeout: requestTimeout, maxDelay: DefaultMaxReconnectDelay,
-		log: slog.Default(), ctx: ctx, cancel: cancel, watches: map[string]*watchState{}}
+		log: slog.Default(), ctx: ctx, cancel: cancel, watches: map[string]*watchstate.State{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -496,34 +488,21 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 // or a broken stream is recovered by reading the key and watching again
 // from there.
 func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
-	ws := b.c.watchOf(b)
 	after, _ := strconv.ParseInt(string(v), 10, 64)
-	for {
-		ws.mu.Lock()
-		if ws.seen && ws.rev > after {
-			r, ver, err := ws.rec, ws.ver, ws.err
-			ws.mu.Unlock()
-			return r, ver, err
-		}
-		wake := ws.wake
-		ws.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return elector.Record{}, "", fmt.Errorf("etcd: watch %s: %w", b.key, ctx.Err())
-		case <-b.c.ctx.Done():
-			return elector.Record{}, "", fmt.Errorf("etcd: watch %s: client closed", b.key)
-		}
+	r, ver, err := b.c.watchOf(b).Wait(ctx, after, b.c.ctx.Done())
+	if err != nil && (errors.Is(err, watchstate.ErrClosed) || err == ctx.Err()) {
+		err = fmt.Errorf("etcd: watch %s: %w", b.key, err)
 	}
+	return r, ver, err
 }
 
 // watchOf returns the key's watch state, starting its loop the first time.
-func (c *Client) watchOf(b *Backend) *watchState {
+func (c *Client) watchOf(b *Backend) *watchstate.State {
 	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
 	ws := c.watches[b.key]
 	if ws == nil {
-		ws = &watchState{wake: make(chan struct{})}
+		ws = watchstate.New()
 		c.watches[b.key] = ws
 		c.wg.Add(1)
 		go b.watchLoop(ws)
@@ -531,19 +510,7 @@ func (c *Client) watchOf(b *Backend) *watchState {
 	return ws
 }
 
-// publish records a newer state of the key and wakes the waiters.
-func (ws *watchState) publish(rev int64, rec elector.Record, ver elector.Version, err error) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if ws.seen && rev <= ws.rev {
-		return
-	}
-	ws.seen, ws.rev, ws.rec, ws.ver, ws.err = true, rev, rec, ver, err
-	close(ws.wake)
-	ws.wake = make(chan struct{})
-}
-
-func (b *Backend) watchLoop(ws *watchState) {
+func (b *Backend) watchLoop(ws *watchstate.State) {
 	defer b.c.wg.Done()
 	ctx := b.c.ctx
 	first := min(reconnectBaseDelay, b.c.maxDelay)
@@ -565,11 +532,11 @@ func (b *Backend) watchLoop(ws *watchState) {
 		}
 		wait = first
 		if len(resp.Kvs) == 0 {
-			ws.publish(resp.Header.Revision, elector.Record{}, "", missing())
+			ws.Publish(resp.Header.Revision, elector.Record{}, "", missing())
 		} else {
 			kv := resp.Kvs[0]
 			r, _, err := b.decode(kv.Value, kv.ModRevision)
-			ws.publish(kv.ModRevision, r, version(kv.ModRevision), err)
+			ws.Publish(kv.ModRevision, r, version(kv.ModRevision), err)
 		}
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := b.c.cli.Watch(wctx, b.key, clientv3.WithRev(resp.Header.Revision+1))
@@ -582,11 +549,11 @@ func (b *Backend) watchLoop(ws *watchState) {
 			}
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					ws.publish(ev.Kv.ModRevision, elector.Record{}, "", missing())
+					ws.Publish(ev.Kv.ModRevision, elector.Record{}, "", missing())
 					continue
 				}
 				r, _, err := b.decode(ev.Kv.Value, ev.Kv.ModRevision)
-				ws.publish(ev.Kv.ModRevision, r, version(ev.Kv.ModRevision), err)
+				ws.Publish(ev.Kv.ModRevision, r, version(ev.Kv.ModRevision), err)
 			}
 		}
 		wcancel()

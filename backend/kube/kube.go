@@ -18,6 +18,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/watchstate"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -193,7 +195,7 @@ type Client struct {
 	wg     sync.WaitGroup
 
 	watchMu sync.Mutex
-	watches map[string]*watchState
+	watches map[string]*watchstate.State
 }
 
 // New validates cfg, builds the client and checks within RequestTimeout
@@ -219,7 +221,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{leases: cs.CoordinationV1().Leases(cfg.Namespace), namespace: cfg.Namespace,
 		timeout: cfg.RequestTimeout, host: rc.Host, log: cfg.Logger,
-		ctx: cctx, cancel: cancel, watches: map[string]*watchState{}}
+		ctx: cctx, cancel: cancel, watches: map[string]*watchstate.State{}}
 	pctx, pcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer pcancel()
 	_, err = c.leases.Get(pctx, "leasehold-ping", metav1.GetOptions{})
@@ -489,28 +491,6 @@ func (b *Backend) decode(l *coordinationv1.Lease) (elector.Record, error) {
 	return r, nil
 }
 
-// watchState is the latest state of one Lease as its watch loop saw it.
-type watchState struct {
-	mu   sync.Mutex
-	seen bool
-	rv   uint64 // resourceVersion of that state (the list's when missing)
-	rec  elector.Record
-	ver  elector.Version
-	err  error
-	wake chan struct{}
-}
-
-func (ws *watchState) publish(rv uint64, rec elector.Record, ver elector.Version, err error) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if ws.seen && rv <= ws.rv {
-		return
-	}
-	ws.seen, ws.rv, ws.rec, ws.ver, ws.err = true, rv, rec, ver, err
-	close(ws.wake)
-	ws.wake = make(chan struct{})
-}
-
 // Watch returns once the Lease's state is newer than resourceVersion v (a
 // missing Lease is elector.ErrNotFound). The first Watch of a Lease starts
 // one watch on it (field selector metadata.name), shared by the Backends of
@@ -519,33 +499,20 @@ func (ws *watchState) publish(rv uint64, rec elector.Record, ver elector.Version
 // again and watching from there. resourceVersions compare as numbers, as
 // the apiserver's etcd storage makes them.
 func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
-	ws := b.c.watchOf(b)
-	after, _ := strconv.ParseUint(string(v), 10, 64)
-	for {
-		ws.mu.Lock()
-		if ws.seen && ws.rv > after {
-			r, ver, err := ws.rec, ws.ver, ws.err
-			ws.mu.Unlock()
-			return r, ver, err
-		}
-		wake := ws.wake
-		ws.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return elector.Record{}, "", fmt.Errorf("kube: watch lease %s/%s: %w", b.c.namespace, b.name, ctx.Err())
-		case <-b.c.ctx.Done():
-			return elector.Record{}, "", fmt.Errorf("kube: watch lease %s/%s: client closed", b.c.namespace, b.name)
-		}
+	after, _ := strconv.ParseInt(string(v), 10, 64)
+	r, ver, err := b.c.watchOf(b).Wait(ctx, after, b.c.ctx.Done())
+	if err != nil && (errors.Is(err, watchstate.ErrClosed) || err == ctx.Err()) {
+		err = fmt.Errorf("kube: watch lease %s/%s: %w", b.c.namespace, b.name, err)
 	}
+	return r, ver, err
 }
 
-func (c *Client) watchOf(b *Backend) *watchState {
+func (c *Client) watchOf(b *Backend) *watchstate.State {
 	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
 	ws := c.watches[b.name]
 	if ws == nil {
-		ws = &watchState{wake: make(chan struct{})}
+		ws = watchstate.New()
 		c.watches[b.name] = ws
 		c.wg.Add(1)
 		go b.watchLoop(ws)
@@ -557,7 +524,7 @@ func (c *Client) watchOf(b *Backend) *watchState {
 // then lists and watches again (one request every few minutes).
 const watchTimeout = 5 * time.Minute
 
-func (b *Backend) watchLoop(ws *watchState) {
+func (b *Backend) watchLoop(ws *watchstate.State) {
 	defer b.c.wg.Done()
 	ctx := b.c.ctx
 	const first, most = 100 * time.Millisecond, time.Second
@@ -567,9 +534,9 @@ func (b *Backend) watchLoop(ws *watchState) {
 		return fmt.Errorf("kube: lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
 	}
 	publish := func(l *coordinationv1.Lease) {
-		rv, _ := strconv.ParseUint(l.ResourceVersion, 10, 64)
+		rv, _ := strconv.ParseInt(l.ResourceVersion, 10, 64)
 		r, err := b.decode(l)
-		ws.publish(rv, r, elector.Version(l.ResourceVersion), err)
+		ws.Publish(rv, r, elector.Version(l.ResourceVersion), err)
 	}
 	backoff := func(what string, err error) bool {
 		b.c.log.Warn("kube: watch: "+what+"; retrying", "lease", b.c.namespace+"/"+b.name, "err", err, "in", wait)
@@ -592,8 +559,8 @@ func (b *Backend) watchLoop(ws *watchState) {
 			continue
 		}
 		if len(list.Items) == 0 {
-			rv, _ := strconv.ParseUint(list.ResourceVersion, 10, 64)
-			ws.publish(rv, elector.Record{}, "", missing())
+			rv, _ := strconv.ParseInt(list.ResourceVersion, 10, 64)
+			ws.Publish(rv, elector.Record{}, "", missing())
 		} else {
 			publish(&list.Items[0])
 		}
@@ -614,7 +581,7 @@ func (b *Backend) watchLoop(ws *watchState) {
 }
 
 // follow publishes the watch's events until it ends or fails.
-func (b *Backend) follow(ctx context.Context, w watch.Interface, ws *watchState, publish func(*coordinationv1.Lease), missing func() error) {
+func (b *Backend) follow(ctx context.Context, w watch.Interface, ws *watchstate.State, publish func(*coordinationv1.Lease), missing func() error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -630,8 +597,8 @@ func (b *Backend) follow(ctx context.Context, w watch.Interface, ws *watchState,
 				}
 			case watch.Deleted:
 				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
-					rv, _ := strconv.ParseUint(l.ResourceVersion, 10, 64)
-					ws.publish(rv, elector.Record{}, "", missing())
+					rv, _ := strconv.ParseInt(l.ResourceVersion, 10, 64)
+					ws.Publish(rv, elector.Record{}, "", missing())
 				}
 			case watch.Bookmark:
 			case watch.Error:
