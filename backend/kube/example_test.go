@@ -155,7 +155,7 @@ func Example_fromClientGo() {
 
 	// The health check: no adaptor to wire, the handler asks e. client-go
 	// counts the tolerance from LeaseDuration, leasehold from RenewDeadline:
-	// this is the adaptor's 20s threshold.
+	// this fails when NewLeaderHealthzAdaptor(20 * time.Second) did.
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", elector.HealthHandler(e, 20*time.Second+lease.LeaseDuration-lease.RenewDeadline))
 	go func() { logger.Error("health server", "err", http.ListenAndServe(":8080", mux)) }()
