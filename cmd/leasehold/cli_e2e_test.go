@@ -60,7 +60,8 @@ func TestRunSIGHUP(t *testing.T) {
 
 // A stop signal while connecting to a store that never answers ends
 // leasehold at once, cleanly: run and sidecar exit 0 with a short "stopped"
-// line, status exits 1 (it read nothing). With credentials the etcd client
+// line, status exits 128 + the signal (it read nothing, as a shell says of a
+// command a signal ended). With credentials the etcd client
 // authenticates while connecting, which ignores the stop unless leasehold
 // stops waiting for it.
 func TestSignalDuringStartup(t *testing.T) {
@@ -80,8 +81,9 @@ func TestSignalDuringStartup(t *testing.T) {
 		{"sidecar", false, syscall.SIGTERM, []string{"sidecar", "--http", "127.0.0.1:0"}, 0},
 		{"sidecar with credentials", true, syscall.SIGTERM, []string{"sidecar", "--http", "127.0.0.1:0"}, 0},
 		{"sidecar SIGHUP", false, syscall.SIGHUP, []string{"sidecar", "--http", "127.0.0.1:0"}, 0},
-		{"status", false, syscall.SIGTERM, []string{"status"}, 1},
-		{"status with credentials", true, syscall.SIGTERM, []string{"status"}, 1},
+		{"status", false, syscall.SIGTERM, []string{"status"}, 143},
+		{"status SIGINT", false, syscall.SIGINT, []string{"status"}, 130},
+		{"status with credentials", true, syscall.SIGTERM, []string{"status"}, 143},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			extra := ""
@@ -136,8 +138,8 @@ func TestStatusTermExhausted(t *testing.T) {
 	defer c.Close()
 	for _, tc := range []struct {
 		holder string
-		code   int // 0 while someone holds the lock, 1 when released
-	}{{"x", 0}, {"", 1}} {
+		code   int // 0 while someone holds the lock, 3 when released
+	}{{"x", 0}, {"", 3}} {
 		cfg, lock := writeConfig(t, "")
 		now := time.Now()
 		if _, err := c.Lock(lock).Create(ctx, elector.Record{Holder: tc.holder, LeaseDuration: time.Second,

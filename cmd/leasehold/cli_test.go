@@ -66,7 +66,8 @@ func TestBadInputBeforeConnecting(t *testing.T) {
 		args  []string // after the command's --config
 		want  string
 	}{
-		{args: []string{"status", "--retry-period", "0"}, want: "--retry-period must be positive, got 0s"},
+		{args: []string{"sidecar", "--retry-period", "0"}, want: "--retry-period must be positive, got 0s"},
+		{args: []string{"status", "--retry-period", "1s"}, want: "unknown flag: --retry-period"},
 		{args: []string{"run", "--retry-period", "0", "--", "true"}, want: "--retry-period must be positive"},
 		{args: []string{"sidecar", "--retry-period", "0"}, want: "--retry-period must be positive"},
 		{args: []string{"sidecar", "--lease-duration", "2000000h"}, want: "--lease-duration (2000000h0m0s) must be at most 168h0m0s"},
@@ -75,7 +76,7 @@ func TestBadInputBeforeConnecting(t *testing.T) {
 		{args: []string{"sidecar", "--http", "notanaddr"}, want: `--http "notanaddr"`},
 		{args: []string{"sidecar", "--http", "127.0.0.1:99999"}, want: `--http "127.0.0.1:99999"`},
 		{args: []string{"sidecar", "--http", "127.0.0.1:http"}, want: `--http "127.0.0.1:http"`},
-		{args: []string{"status", "--id", ""}, want: "--id: empty"},
+		{args: []string{"status", "--id", "x"}, want: "unknown flag: --id"},
 		{args: []string{"run", "--id", "", "--", "true"}, want: "--id: empty"},
 		{args: []string{"sidecar", "--id="}, want: "--id: empty"},
 		{extra: "lease: {duration: 2000000h}\n", args: []string{"status"}, want: "f.yaml: line 6: lease.duration (2000000h0m0s) must be at most 168h0m0s"},
@@ -83,7 +84,7 @@ func TestBadInputBeforeConnecting(t *testing.T) {
 			want: "f.yaml: line 7: lease.renew_deadline (1s) must be greater than 1.2 × lease.retry_period (1s) = 1.2s"},
 		{extra: "lease:\n  duration: 3s\n  renew_deadline: 4s\n", args: []string{"status"},
 			want: "f.yaml: line 7: lease.duration (3s) must be greater than lease.renew_deadline (4s)"},
-		{extra: "lease: {retry_period: 2s}\n", args: []string{"status", "--renew-deadline", "2s"},
+		{extra: "lease: {retry_period: 2s}\n", args: []string{"sidecar", "--renew-deadline", "2s"},
 			want: "f.yaml: line 6: --renew-deadline (2s) must be greater than 1.2 × lease.retry_period (2s) = 2.4s"},
 		{env: map[string]string{"LEASEHOLD_RETRY_PERIOD": "0s"}, args: []string{"status"}, want: "LEASEHOLD_RETRY_PERIOD must be positive"},
 		{extra: "  request_timeout: 2h\n", args: []string{"status"}, want: "f.yaml: line 6: etcd.request_timeout (2h0m0s) must be at most 1h0m0s"},
@@ -207,9 +208,9 @@ func TestFileLimits(t *testing.T) {
 		if err := os.WriteFile(p, []byte(body+strings.Repeat("#", maxFileSize-len(body)-1)+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// Read and accepted: status on the memory backend finds nobody (1).
-		if code, stderr := runQuick(t, 3*time.Second, "status", "--config", p); code != 1 {
-			t.Fatalf("exit %d, stderr %q; want 1 (no holder)", code, stderr)
+		// Read and accepted: status on the memory backend finds nobody (3).
+		if code, stderr := runQuick(t, 3*time.Second, "status", "--config", p); code != 3 {
+			t.Fatalf("exit %d, stderr %q; want 3 (no holder)", code, stderr)
 		}
 	})
 	t.Run("missing config", func(t *testing.T) {

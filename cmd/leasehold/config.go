@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/smallfile"
 	"github.com/leasehold-go/leasehold/internal/yamlx"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
 
@@ -223,19 +223,31 @@ type overrides struct {
 	release                   bool
 	backendFlags              map[string]*string // by flag name
 	logFormat, logLevel       string
-	flagSet                   *flag.FlagSet
+	flagSet                   *pflag.FlagSet
 }
 
-func addConfigFlags(fs *flag.FlagSet) *overrides {
+// Which of the shared flags a command takes: a candidate (run, sidecar)
+// campaigns, so it takes the identity and the lease timing; a reader
+// (status) only reads the lock.
+const (
+	reader    = false
+	candidate = true
+)
+
+// addConfigFlags defines the flags of the commands that use a lock; the
+// values override the environment and the file only when given.
+func addConfigFlags(fs *pflag.FlagSet, campaigns bool) *overrides {
 	o := &overrides{flagSet: fs, backendFlags: map[string]*string{}}
 	fs.StringVar(&o.config, "config", "", "config file (YAML, see docs/config.md)")
-	fs.StringVar(&o.backend, "backend", "", "backend: one of "+backendNames()+" (overrides LEASEHOLD_BACKEND and the file)")
+	fs.StringVar(&o.backend, "backend", "", "backend: one of "+backendNames()+" (overrides LEASEHOLD_BACKEND and the file; default etcd)")
 	fs.StringVar(&o.name, "name", "", "name of the lock (overrides LEASEHOLD_NAME and the file)")
-	fs.StringVar(&o.id, "id", "", "identity of this candidate (default: hostname_random; overrides LEASEHOLD_IDENTITY and the file)")
-	fs.DurationVar(&o.lease, "lease-duration", 0, "LeaseDuration (overrides LEASEHOLD_LEASE_DURATION and the file)")
-	fs.DurationVar(&o.renew, "renew-deadline", 0, "RenewDeadline (overrides LEASEHOLD_RENEW_DEADLINE and the file)")
-	fs.DurationVar(&o.retry, "retry-period", 0, "RetryPeriod (overrides LEASEHOLD_RETRY_PERIOD and the file)")
-	fs.BoolVar(&o.release, "release-on-cancel", true, "release the lock when stopping (overrides LEASEHOLD_RELEASE_ON_CANCEL and the file)")
+	if campaigns {
+		fs.StringVar(&o.id, "id", "", "identity of this candidate (default: hostname_random; overrides LEASEHOLD_IDENTITY and the file)")
+		fs.DurationVar(&o.lease, "lease-duration", 0, "LeaseDuration (overrides LEASEHOLD_LEASE_DURATION and the file; default 15s)")
+		fs.DurationVar(&o.renew, "renew-deadline", 0, "RenewDeadline (overrides LEASEHOLD_RENEW_DEADLINE and the file; default 10s)")
+		fs.DurationVar(&o.retry, "retry-period", 0, "RetryPeriod (overrides LEASEHOLD_RETRY_PERIOD and the file; default 2s)")
+		fs.BoolVar(&o.release, "release-on-cancel", true, "release the lock when stopping (overrides LEASEHOLD_RELEASE_ON_CANCEL and the file)")
+	}
 	for _, b := range backends {
 		for _, k := range b.keys {
 			if k.flag != "" {
@@ -262,7 +274,7 @@ var flagKeys = []struct{ flag, key string }{
 // its line in the file).
 func (o *overrides) load(getenv func(string) string) (config, error) {
 	set := map[string]bool{}
-	o.flagSet.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.flagSet.Visit(func(f *pflag.Flag) { set[f.Name] = true })
 	// An empty --id is a mistake (an unset variable in a script, say), not a
 	// request for the default: leave --id out for that.
 	if set["id"] && o.id == "" {

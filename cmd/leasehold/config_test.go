@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,14 +15,15 @@ import (
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/yamlx"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
 
 func loadWith(t *testing.T, file string, env map[string]string, args ...string) (config, error) {
 	t.Helper()
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	o := addConfigFlags(fs)
+	cmd := &cobra.Command{Use: "t"}
+	o := addConfigFlags(cmd.Flags(), candidate)
 	if file != "" {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(p, []byte(file), 0o644); err != nil {
@@ -31,8 +31,8 @@ func loadWith(t *testing.T, file string, env map[string]string, args ...string) 
 		}
 		args = append([]string{"--config", p}, args...)
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return config{}, err
+	if err := cmd.Flags().Parse(args); err != nil {
+		return config{}, flagError(cmd, err)
 	}
 	return o.load(func(k string) string { return env[k] })
 }
@@ -238,8 +238,8 @@ func TestBackendTable(t *testing.T) {
 		}
 		seen[ev] = true
 	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	addConfigFlags(fs) // panics on a flag defined twice
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	addConfigFlags(fs, candidate) // panics on a flag defined twice
 	for _, b := range backends {
 		if b.name == "" || backendNamed(b.name) == nil {
 			t.Errorf("backend %q", b.name)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/spf13/cobra"
 )
 
 // demoOptions are the demo's timings.
@@ -32,28 +32,48 @@ type demoResult struct {
 	leaderless time.Duration
 }
 
-func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newDemoCmd() *cobra.Command {
 	o := demoOptions{cfg: elector.Config{ReleaseOnCancel: true}}
+	cmd := &cobra.Command{
+		Use:   "demo [flags]",
+		Short: "Three candidates on the in-memory store in real time: a graceful handoff and a partitioned leader",
+		Long: `Start candidates on one in-memory store, in this process and in real time;
+stop the first leader gracefully (it releases the lock: the handoff takes
+milliseconds), then cut the next leader off from the store (it steps down at
+its renew deadline; another leads once the lease runs out), and print what
+happened and how long each step took. Ctrl-C stops it (exit 0).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return demoCmd(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	fs := cmd.Flags()
 	fs.IntVar(&o.nodes, "nodes", 3, "number of candidates (at least 2)")
-	fs.DurationVar(&o.cfg.LeaseDuration, "lease", 2*time.Second, "LeaseDuration")
+	fs.DurationVar(&o.cfg.LeaseDuration, "lease-duration", 2*time.Second, "LeaseDuration")
 	fs.DurationVar(&o.cfg.RenewDeadline, "renew-deadline", 1500*time.Millisecond, "RenewDeadline")
 	fs.DurationVar(&o.cfg.RetryPeriod, "retry-period", 500*time.Millisecond, "RetryPeriod")
 	fs.DurationVar(&o.hold, "hold", 3*time.Second, "how long each leader leads before the next fault")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the poll jitter")
-	fs.Usage = usageOf(fs, stderr, "leasehold demo [flags]")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
+	// The demo's first spelling; one name per concept now.
+	fs.DurationVar(&o.cfg.LeaseDuration, "lease", 2*time.Second, "LeaseDuration")
+	fs.MarkDeprecated("lease", "use --lease-duration")
+	return cmd
+}
+
+func demoCmd(ctx context.Context, o demoOptions, stdout io.Writer) error {
 	if o.nodes < 2 {
-		return usagef("-nodes must be at least 2, got %d", o.nodes)
+		return usagef("--nodes must be at least 2, got %d", o.nodes)
 	}
 	o.cfg.Identity = "n1"
 	if err := o.cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
 	res, err := runDemo(ctx, stdout, o)
+	if ctx.Err() != nil {
+		// Ctrl-C is a normal way to end the demo.
+		fmt.Fprintln(stdout, "\nstopped")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "leasehold")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	// Outside the workspace, so that the binary carries its VCS revision
+	// (go does not stamp it in workspace mode), as the README's build does.
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
 		binErr = fmt.Errorf("building leasehold: %v\n%s", err, out)
 	}
 	etcdSrv, etcdErr = servers.StartEtcd()
@@ -299,8 +303,8 @@ func TestRunChildExit(t *testing.T) {
 	if jerr := json.Unmarshal(st.Bytes(), &rep); jerr != nil {
 		t.Fatalf("status --json: %v: %q", jerr, st.String())
 	}
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || rep.Holder != "" || rep.Term != 1 {
-		t.Fatalf("after release: status exit %v, report %+v; want exit 1, no holder, term 1", err, rep)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || rep.Holder != "" || rep.Term != 1 || rep.State != "released" {
+		t.Fatalf("after release: status exit %v, report %+v; want exit 3, state released, no holder, term 1", err, rep)
 	}
 }
 

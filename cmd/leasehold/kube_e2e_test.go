@@ -86,8 +86,8 @@ func TestKube(t *testing.T) {
 			t.Fatal("leasehold did not exit after SIGTERM")
 		}
 		rep, err = status(t, cfg)
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || rep.Holder != "" || rep.Term != ls[len(ls)-1].term {
-			t.Fatalf("after release: status exit %v, report %+v; want exit 1, no holder, term %d", err, rep, ls[len(ls)-1].term)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || rep.Holder != "" || rep.Term != ls[len(ls)-1].term {
+			t.Fatalf("after release: status exit %v, report %+v; want exit 3, no holder, term %d", err, rep, ls[len(ls)-1].term)
 		}
 	})
 

@@ -1,17 +1,16 @@
 // Command leasehold is the command-line face of leasehold: leader election
-// for any program, its failover demo, and (as they land) the simulator, the
-// run and sidecar modes, status and the benchmark.
+// for any program (run, sidecar), who holds a lock (status), the failover
+// simulator (sim) and a live demo. docs/cli.md describes every command,
+// flag, environment variable and exit status.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 )
 
@@ -33,25 +32,19 @@ func isUsage(err error) bool {
 	return errors.As(err, &u)
 }
 
-const usage = `leasehold: leader election over etcd, Consul, Kubernetes Leases or an
-in-memory store
-
-Usage:
-  leasehold run --config FILE [flags] -- COMMAND [ARGS...]
-                            run COMMAND only while this replica leads
-  leasehold sidecar --config FILE [--http ADDR]
-                            campaign and serve {"name":"<leader>"} on HTTP
-  leasehold status --config FILE [--json]
-                            who holds the lock (exit 1 if nobody)
-  leasehold sim [flags] SCENARIO.yaml
-                            simulate a scenario in virtual time: failover times,
-                            leaderless time, dual leadership, fenced writes
-  leasehold demo [flags]    three candidates on the in-memory store in real time:
-                            a graceful handoff and a partitioned leader
-  leasehold help            this text
-
-Run "leasehold <command> -h" for a command's flags.
-`
+// Exit statuses shared by the commands (docs/cli.md lists them all).
+const (
+	exitOK       = 0
+	exitFailure  = 1 // an operational failure
+	exitUsage    = 2 // bad input, named in the message
+	exitUnsafe   = 3 // sim: a safety violation
+	exitNoLeader = 3 // status: nobody holds a live lease
+	exitNoStore  = 4 // status: the store cannot be read or the record not decoded
+	// exitNotLeader is run --wait: this replica did not lead within the
+	// wait. 75 is EX_TEMPFAIL of sysexits.h, "try again later": what a
+	// cron job that lost the race is.
+	exitNotLeader = 75
+)
 
 // stopSignals stop leasehold cleanly: the command stopped, the lock
 // released, exit 0. SIGHUP is one of them, so that a closed terminal or a
@@ -59,109 +52,81 @@ Run "leasehold <command> -h" for a command's flags.
 // still held (until the lease runs out).
 var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
+// stopSignal is the cause of the context a stop signal cancelled: commands
+// whose answer the signal cut short (sim, a one-shot status) exit
+// 128 + the signal's number, as a shell reports a command a signal ended.
+type stopSignal struct{ sig os.Signal }
+
+func (s stopSignal) Error() string { return s.sig.String() + " signal received" }
+
+// code is 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+func (s stopSignal) code() int {
+	if n, ok := s.sig.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return exitFailure
+}
+
+// notifyContext is signal.NotifyContext whose cause says which signal came.
+func notifyContext(parent context.Context, sigs ...os.Signal) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(stopSignal{s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
+}
+
+// interruptedCode is the exit status of a command a stop signal cut short.
+func interruptedCode(ctx context.Context) int {
+	var s stopSignal
+	if errors.As(context.Cause(ctx), &s) {
+		return s.code()
+	}
+	return exitFailure
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	// The guard is leasehold itself, started by run; it is not a command
+	// for people, and it must not pay for building the command tree.
+	if len(os.Args) > 1 && os.Args[1] == guardCommand {
+		os.Exit(guard(os.Args[2:]))
+	}
+	ctx, stop := notifyContext(context.Background(), stopSignals...)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run executes one command and returns the process exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	root := newRootCmd(ctx, stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	name := "leasehold"
+	if cmd != nil && cmd != root {
+		name = "leasehold " + cmd.Name()
 	}
-	var err error
-	switch args[0] {
-	case "run":
-		err = runCmd(ctx, args[1:], stdout, stderr)
-	case "sidecar":
-		err = sidecarCmd(ctx, args[1:], stdout, stderr)
-	case "status":
-		err = statusCmd(ctx, args[1:], stdout, stderr)
-	case guardCommand:
-		return guard(args[1:])
-	case "sim":
-		err = simCmd(args[1:], stdout, stderr)
-	case "demo":
-		err = demoCmd(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "leasehold: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
+	var c exitCode
 	switch {
 	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitOK
 	case errors.Is(err, errStopped):
-		return 0
-	case errors.As(err, new(exitCode)):
-		var c exitCode
-		errors.As(err, &c)
+		return exitOK
+	case errors.As(err, &c):
 		return int(c)
 	case isUsage(err):
-		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
-		return 2
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitUsage
 	case errors.Is(err, errUnsafe):
-		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
-		return 3
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitUnsafe
 	default:
-		fmt.Fprintf(stderr, "leasehold %s: %v\n", args[0], err)
-		return 1
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitFailure
 	}
-}
-
-// parseFlags parses a command's flags; a bad flag is a usage error (exit 2).
-// The flag package's own message is printed once, with a hint, instead of
-// the message and the whole usage; -h prints the usage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	out := fs.Output()
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	fs.SetOutput(out)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
-		return err
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "parse error") && strings.Contains(msg, "invalid value") {
-		msg = strings.Replace(msg, ": parse error", ": not a duration (write it like 15s, 500ms or 2m)", 1)
-	}
-	return usagef("%s (leasehold %s -h lists the flags)", msg, fs.Name())
-}
-
-// usageOf prints "Usage: line" and the flags.
-func usageOf(fs *flag.FlagSet, w io.Writer, line string) func() {
-	return func() {
-		fmt.Fprintf(w, "Usage: %s\n", line)
-		fs.PrintDefaults()
-	}
-}
-
-// configCommand makes the flag set of a command that reads the config: the
-// shared flags and a usage line.
-func configCommand(name, usage string, stderr io.Writer) (*flag.FlagSet, *overrides) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o := addConfigFlags(fs)
-	fs.Usage = usageOf(fs, stderr, usage)
-	return fs, o
-}
-
-// parseNoArgs parses flags for a command that takes no arguments.
-func parseNoArgs(fs *flag.FlagSet, args []string) error {
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
 }

@@ -9,8 +9,8 @@ import (
 
 func TestDemo(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"demo", "-lease", "1s", "-renew-deadline", "700ms",
-		"-retry-period", "200ms", "-hold", "300ms"}, &out, &errb)
+	code := run(context.Background(), []string{"demo", "--lease-duration", "1s", "--renew-deadline", "700ms",
+		"--retry-period", "200ms", "--hold", "300ms"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
@@ -27,11 +27,14 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{}, "Usage"},
 		{[]string{"nope"}, `unknown command "nope"`},
-		{[]string{"demo", "-nodes", "1"}, "-nodes must be at least 2"},
-		{[]string{"demo", "-renew-deadline", "5s"}, "LeaseDuration (2s) must be greater than RenewDeadline (5s)"},
-		{[]string{"demo", "-lease", "soon"}, "invalid value"},
+		{[]string{"stauts"}, `unknown command "stauts" (did you mean status?)`},
+		{[]string{"demo", "--nodes", "1"}, "--nodes must be at least 2"},
+		{[]string{"demo", "--nodes", "x"}, `--nodes: "x" is not a whole number`},
+		{[]string{"demo", "--renew-deadline", "5s"}, "LeaseDuration (2s) must be greater than RenewDeadline (5s)"},
+		{[]string{"demo", "--lease-duration", "soon"}, `--lease-duration: "soon" is not a duration (write it like 15s`},
+		{[]string{"demo", "-nodes", "1"}, "-nodes: write long flags with two dashes: --nodes"},
+		{[]string{"demo", "--bogus"}, "unknown flag: --bogus (leasehold demo --help lists the flags)"},
 		{[]string{"demo", "extra"}, `unexpected argument "extra"`},
 	} {
 		var out, errb bytes.Buffer

@@ -3,17 +3,19 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // exitCode is an error that makes the process exit with a given status
@@ -22,27 +24,69 @@ type exitCode int
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
-func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := configCommand("run", "leasehold run --config FILE [flags] -- COMMAND [ARGS...]", stderr)
-	httpAddr := fs.String("http", "", "serve /, /healthz and /metrics on this address (for example 127.0.0.1:4040)")
-	grace := fs.Duration("grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of the smaller of lease.renew_deadline and lease.duration - lease.renew_deadline, at most 10s)")
-	restart := fs.Bool("restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
-	if err := parseFlags(fs, args); err != nil {
+// runOptions are run's own flags.
+type runOptions struct {
+	http, probe string
+	grace       time.Duration
+	restart     bool
+	wait        time.Duration
+}
+
+func newRunCmd() *cobra.Command {
+	var ro runOptions
+	var o *overrides
+	cmd := &cobra.Command{
+		Use:   "run --config FILE [flags] -- COMMAND [ARGS...]",
+		Short: "Run a long-lived command only while this replica leads",
+		Long: `Campaign for the lock and run COMMAND only while this replica leads: the
+long-running singleton (a controller, a scheduler, a queue consumer) that
+must run on exactly one replica at a time. The command is stopped when
+leadership is lost, before another replica may start its own, and the lock
+is released when leasehold is stopped (SIGTERM, SIGINT, SIGHUP) or the
+command exits.
+
+run is not a scheduler: started from crontab on several hosts, each replica
+waits for the lock and runs the job in turn. For scheduled jobs see
+docs/scheduled-jobs.md; --wait makes a replica that does not lead give up.`,
+		Example: `  leasehold run --config leasehold.yaml -- ./controller --flag
+  leasehold run --config leasehold.yaml --wait 0 -- ./nightly-report.sh`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCmd(cmd.Context(), o, ro, cmd.Flags(), args, cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	// COMMAND's own flags are its own: flags end at COMMAND (or at --).
+	fs.SetInterspersed(false)
+	o = addConfigFlags(fs, candidate)
+	fs.StringVar(&ro.http, "http", "", "serve /, /healthz and /metrics on this address (for example 127.0.0.1:4040)")
+	fs.StringVar(&ro.probe, "probe-http", "", "also serve /healthz and /metrics alone on this address (for probes and Prometheus)")
+	fs.DurationVar(&ro.grace, "grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of the smaller of lease.renew_deadline and lease.duration - lease.renew_deadline, at most 10s)")
+	fs.BoolVar(&ro.restart, "restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
+	fs.DurationVar(&ro.wait, "wait", 0, "give up, with exit status 75, if this replica does not lead within this long; 0 tries once (default: wait for ever)")
+	return cmd
+}
+
+func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet, command []string, stderr io.Writer) error {
+	grace := &ro.grace
+	if err := checkHTTPFlags(ro.http, ro.probe); err != nil {
 		return err
 	}
-	command := fs.Args()
-	if len(command) == 0 {
-		return usagef("name the command to run after --, for example: leasehold run --config f.yaml -- ./job.sh")
-	}
-	if *httpAddr != "" {
-		if err := checkHTTPAddr(*httpAddr); err != nil {
-			return err
-		}
-	}
-	graceSet := false
-	fs.Visit(func(f *flag.Flag) { graceSet = graceSet || f.Name == "grace" })
+	graceSet := fs.Changed("grace")
 	if graceSet && *grace <= 0 {
 		return usagef("--grace (%v) must be positive: it is how long the command gets between SIGTERM and SIGKILL", *grace)
+	}
+	var gate *waitGate
+	if fs.Changed("wait") {
+		if ro.wait < 0 {
+			return usagef("--wait (%v) must not be negative: 0 tries once", ro.wait)
+		}
+		gate = &waitGate{wait: ro.wait}
 	}
 	ss, err := o.open(ctx, stderr, func(cfg config) error {
 		// After losing the lease the command must be gone before another
@@ -67,10 +111,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer ss.close()
 	log := ss.log
 	becomeSubreaper()
-	if *httpAddr != "" {
-		if _, err := ss.srv.listen(ctx, *httpAddr); err != nil {
-			return err
-		}
+	if err := ss.srv.serve(ctx, ro.http, ro.probe); err != nil {
+		return err
 	}
 
 	// With --restart, a command that keeps exiting quickly is restarted
@@ -79,11 +121,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pause := time.Duration(0)
 	for {
 		began := time.Now()
-		end, err := campaign(ctx, ss, command, *grace)
+		end, err := campaign(ctx, ss, command, *grace, gate)
+		gate = nil // --wait is for the first leadership only
 		code := end.code
 		switch {
 		case err != nil:
 			return err
+		case end.gaveUp:
+			log.Info("did not lead within --wait; giving up", "wait", ro.wait)
+			return exitCode(exitNotLeader)
 		case ctx.Err() != nil:
 			log.Info("stopped on signal")
 			return nil
@@ -100,7 +146,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			continue
 		case !end.exited:
 			return nil
-		case !*restart:
+		case !ro.restart:
 			log.Info("command exited; lock released", "status", code)
 			if code != 0 {
 				return exitCode(code)
@@ -126,19 +172,32 @@ type campaignEnd struct {
 	code     int  // the command's status, when it ended
 	exited   bool // the command exited on its own (or its guard died)
 	watchdog bool // the guard's watchdog stopped the command: campaign again
+	gaveUp   bool // --wait: this replica did not lead in time
 }
 
 // campaign runs one Elector until ctx is cancelled, the command exits on its
 // own while leading, or the guard's watchdog stops it (then the lock is
 // released, if it is still held).
-func campaign(ctx context.Context, ss *session, command []string, grace time.Duration) (campaignEnd, error) {
+func campaign(ctx context.Context, ss *session, command []string, grace time.Duration, gate *waitGate) (campaignEnd, error) {
 	cfg, log := ss.cfg, ss.log
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	ended := make(chan campaignEnd, 1)
 	feed := newLeaseFeed()
+	var obs elector.Observer = ss.srv.obs
+	if gate != nil {
+		gate.start(cfg.Identity, cfg.Lease.RenewDeadline, func() {
+			ended <- campaignEnd{gaveUp: true}
+			stop()
+		})
+		defer gate.close()
+		obs = teeObserver{ss.srv.obs, gate}
+	}
 	e, err := elector.New(cfg.Lease, ss.backend, elector.Callbacks{
 		OnStartedLeading: func(lctx context.Context, term int64) {
+			if gate != nil && !gate.lead() {
+				return // gave up just before: the lock is released at once
+			}
 			env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
 				"LEASEHOLD_IDENTITY="+cfg.Identity, "LEASEHOLD_LOCK="+cfg.Name)
 			c, how := runChild(lctx, command, env, grace, feed, log.With("term", term))
@@ -152,9 +211,13 @@ func campaign(ctx context.Context, ss *session, command []string, grace time.Dur
 			}
 		},
 		OnStoppedLeading: func() {},
-		OnNewLeader:      func(string) {},
-		OnRenewed:        func(_ int64, until time.Time) { feed.renewed(until) },
-	}, elector.WithLogger(ss.base), elector.WithObserver(ss.srv.obs))
+		OnNewLeader: func(id string) {
+			if gate != nil {
+				gate.newLeader(id)
+			}
+		},
+		OnRenewed: func(_ int64, until time.Time) { feed.renewed(until) },
+	}, elector.WithLogger(ss.base), elector.WithObserver(obs))
 	if err != nil {
 		return campaignEnd{}, usagef("%v", err)
 	}
@@ -168,6 +231,108 @@ func campaign(ctx context.Context, ss *session, command []string, grace time.Dur
 	default:
 		return campaignEnd{}, nil
 	}
+}
+
+// waitGate is run --wait: it gives up on leading once the wait is over and
+// this replica has tried — when, after the wait, a finished call fails or
+// another candidate is seen to hold the lock, or at the latest a renew
+// deadline after the wait (the longest a try can take). So --wait 0 takes
+// the lock only if the first read finds it free (no record, or released)
+// and the acquire that follows wins; a lock held by another candidate, even
+// one whose lease has run out, is not waited for.
+//
+// Its methods are called on the elector's goroutine (newLeader, the
+// observer's Call, OnStartedLeading) and on a timer's; a mutex orders them.
+type waitGate struct {
+	wait time.Duration
+
+	mu      sync.Mutex
+	self    string
+	over    bool   // the wait is over
+	leader  string // the leader last seen ("" none)
+	leading bool   // this replica has started leading: the gate is open for good
+	done    bool   // gave up
+	giveUp  func()
+	timers  []*time.Timer
+}
+
+func (g *waitGate) start(self string, slack time.Duration, giveUp func()) {
+	g.self, g.giveUp = self, giveUp
+	g.timers = append(g.timers,
+		time.AfterFunc(g.wait, func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.over = true
+			if g.leader != "" && g.leader != g.self {
+				g.quit()
+			}
+		}),
+		time.AfterFunc(g.wait+slack, func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.quit()
+		}))
+}
+
+func (g *waitGate) close() {
+	for _, t := range g.timers {
+		t.Stop()
+	}
+}
+
+// quit gives up, unless leading or given up already; g.mu is held.
+func (g *waitGate) quit() {
+	if g.leading || g.done {
+		return
+	}
+	g.done = true
+	g.giveUp()
+}
+
+// lead reports whether this replica may start leading: not if it gave up.
+func (g *waitGate) lead() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.done {
+		return false
+	}
+	g.leading = true
+	return true
+}
+
+func (g *waitGate) newLeader(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.leader = id
+	if g.over && id != "" && id != g.self {
+		g.quit()
+	}
+}
+
+// Call is the elector.Observer method: a failed read or acquire after the
+// wait ends the try (a read finding no record is not a failure).
+func (g *waitGate) Call(kind elector.Kind, _ elector.Op, _ time.Duration, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.over && err != nil && !errors.Is(err, elector.ErrNotFound) && kind != elector.KindRelease {
+		g.quit()
+	}
+}
+
+// Leading is the elector.Observer method; lead already opened the gate.
+func (g *waitGate) Leading(bool, int64, elector.StopReason) {}
+
+// teeObserver reports to two observers.
+type teeObserver [2]elector.Observer
+
+func (t teeObserver) Call(kind elector.Kind, op elector.Op, took time.Duration, err error) {
+	t[0].Call(kind, op, took, err)
+	t[1].Call(kind, op, took, err)
+}
+
+func (t teeObserver) Leading(leading bool, term int64, reason elector.StopReason) {
+	t[0].Leading(leading, term, reason)
+	t[1].Leading(leading, term, reason)
 }
 
 // leaseFeed carries the lease deadlines of the elector to the guard: the

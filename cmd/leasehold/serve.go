@@ -70,25 +70,44 @@ func (s *server) handler() http.Handler {
 	return mux
 }
 
-// checkHTTPAddr checks the syntax of an --http address without listening:
+// checkHTTPFlags checks --http and --probe-http (either may be empty: not
+// served) before anything is connected.
+func checkHTTPFlags(httpAddr, probe string) error {
+	if httpAddr != "" {
+		if err := checkAddr("--http", httpAddr); err != nil {
+			return err
+		}
+	}
+	if probe != "" {
+		if err := checkAddr("--probe-http", probe); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkHTTPAddr checks the syntax of an --http address.
+func checkHTTPAddr(addr string) error { return checkAddr("--http", addr) }
+
+// checkAddr checks the syntax of an address flag without listening:
 // host:port with a numeric port from 0 to 65535; the host may be empty
 // (every interface), an IP address (IPv6 in brackets) or a host name. So a
 // typo is reported before anything is connected; listen reports what only
 // listening can tell (the port is taken, the host does not resolve).
-func checkHTTPAddr(addr string) error {
+func checkAddr(flag, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		var ae *net.AddrError
 		if errors.As(err, &ae) {
 			err = errors.New(ae.Err)
 		}
-		return usagef("--http %q: want host:port, for example 127.0.0.1:4040 (%v)", addr, err)
+		return usagef("%s %q: want host:port, for example 127.0.0.1:4040 (%v)", flag, addr, err)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return usagef("--http %q: the port must be a number from 0 to 65535, got %q", addr, port)
+		return usagef("%s %q: the port must be a number from 0 to 65535, got %q", flag, addr, port)
 	}
 	if host != "" && net.ParseIP(host) == nil && !hostName.MatchString(host) {
-		return usagef("--http %q: %q is neither an IP address nor a host name", addr, host)
+		return usagef("%s %q: %q is neither an IP address nor a host name", flag, addr, host)
 	}
 	return nil
 }
@@ -96,14 +115,41 @@ func checkHTTPAddr(addr string) error {
 // hostName is a DNS name: dot-separated labels of letters, digits and '-'.
 var hostName = regexp.MustCompile(`^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\.?$`)
 
-// listen serves on addr until ctx is done; it returns once listening (or
-// with the listen error).
-func (s *server) listen(ctx context.Context, addr string) (net.Addr, error) {
+// serve serves the full API (who leads, health, metrics) on httpAddr and
+// health and metrics alone on probe, until ctx is done; an empty address is
+// not served. The probe address is for the kubelet and Prometheus, which
+// reach the pod's IP, while the leader API can stay on localhost.
+func (s *server) serve(ctx context.Context, httpAddr, probe string) error {
+	if httpAddr != "" {
+		if _, err := s.listen(ctx, "--http", httpAddr, s.handler()); err != nil {
+			return err
+		}
+	}
+	if probe != "" {
+		if _, err := s.listen(ctx, "--probe-http", probe, s.probeHandler()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// probeHandler serves /healthz and /metrics only; other paths are 404.
+func (s *server) probeHandler() http.Handler {
+	full := s.handler()
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", full)
+	mux.Handle("GET /metrics", full)
+	return mux
+}
+
+// listen serves h on addr until ctx is done; it returns once listening (or
+// with the listen error, naming flag).
+func (s *server) listen(ctx context.Context, flag, addr string, h http.Handler) (net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, usagef("--http %s: %v", addr, err)
+		return nil, usagef("%s %s: %v", flag, addr, err)
 	}
-	hs := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -115,6 +161,10 @@ func (s *server) listen(ctx context.Context, addr string) (net.Addr, error) {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
-	s.log.Info("serving leader, health and metrics", "addr", l.Addr().String())
+	what := "serving leader, health and metrics"
+	if flag == "--probe-http" {
+		what = "serving health and metrics"
+	}
+	s.log.Info(what, "addr", l.Addr().String())
 	return l.Addr(), nil
 }

@@ -1,20 +1,24 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/leasehold-go/leasehold/docs/scenarios"
 	"github.com/leasehold-go/leasehold/sim"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // errUnsafe marks a simulation that found a safety violation: exit 3.
@@ -29,58 +33,70 @@ type simFlags struct {
 	svg      string
 	trace    string
 	scenario string
+	progress io.Writer // where progress goes; nil for none
 }
 
-func parseSimFlags(args []string, stderr io.Writer) (simFlags, error) {
+func newSimCmd() *cobra.Command {
 	var f simFlags
-	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: leasehold sim [--seed N] [--runs K] [--json [--per-run]] [--svg FILE] [--trace FILE] SCENARIO.yaml")
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   "sim [flags] SCENARIO",
+		Short: "Simulate a scenario in virtual time: failover, leaderless time, dual leadership, fenced writes",
+		Long: `Run the election logic of N candidates against a simulated store and
+network in virtual time, with the faults of a scenario file (or of a
+built-in scenario named without .yaml: see docs/scenarios/), and report
+failover and leaderless time per cause, dual leadership and fenced writes.
+docs/simulator.md describes the scenario keys and the output.
+
+--runs K runs seeds seed..seed+K-1 on all cores and prints the aggregate;
+progress goes to stderr when it is a terminal. Exit status: 0 no violation,
+3 a safety violation in some run (the seed is printed with the command that
+replays it), 2 bad input; interrupted (Ctrl-C, SIGTERM), it prints what
+finished and exits 130 or 143.`,
+		Example: `  leasehold sim leader-crash
+  leasehold sim --runs 1000 random-chaos
+  leasehold sim --json --seed 42 --svg timeline.svg partition-leader`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return usagef("name a scenario file (see docs/scenarios/)")
+			case 1:
+				return nil
+			}
+			return usagef("one scenario file, got %q and %q", args[0], args[1])
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.scenario = args[0]
+			f.seedSet = cmd.Flags().Changed("seed")
+			if f.runs < 1 || f.runs > 1_000_000 {
+				return usagef("--runs must be from 1 to 1000000, got %d", f.runs)
+			}
+			if f.runs > 1 && isTerminal(cmd.ErrOrStderr()) {
+				f.progress = cmd.ErrOrStderr()
+			}
+			return simCmd(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	fs.Func("seed", "seed of the run (overrides the scenario's seed)", func(s string) error {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("want a whole number")
-		}
-		f.seed, f.seedSet = n, true
-		return nil
-	})
+	fs := cmd.Flags()
+	fs.Uint64Var(&f.seed, "seed", 0, "seed of the run (overrides the scenario's seed)")
 	fs.IntVar(&f.runs, "runs", 1, "number of runs, with seeds seed..seed+runs-1, in parallel")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of text")
 	fs.BoolVar(&f.perRun, "per-run", false, "with --json and --runs: also print every run (kept in memory until the end)")
 	fs.StringVar(&f.svg, "svg", "", "write a timeline of the (first) run as SVG to this file")
 	fs.StringVar(&f.trace, "trace", "", "write every event of the (first) run to this file")
-	// Flags may come before or after the scenario file.
-	rest := args
-	for {
-		if err := parseFlags(fs, rest); err != nil {
-			return f, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		if f.scenario != "" {
-			return f, usagef("one scenario file, got %q and %q", f.scenario, fs.Arg(0))
-		}
-		f.scenario = fs.Arg(0)
-		rest = fs.Args()[1:]
-	}
-	switch {
-	case f.scenario == "":
-		return f, usagef("name a scenario file (see docs/scenarios/)")
-	case f.runs < 1 || f.runs > 1_000_000:
-		return f, usagef("--runs must be from 1 to 1000000, got %d", f.runs)
-	}
-	return f, nil
+	return cmd
 }
 
-func simCmd(args []string, stdout, stderr io.Writer) error {
-	f, err := parseSimFlags(args, stderr)
-	if err != nil {
-		return err
-	}
+// isTerminal reports whether w is a terminal (for progress lines).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// shownSeeds is how many unsafe seeds the text output lists; --json has
+// them all.
+const shownSeeds = 5
+
+func simCmd(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 	data, err := readScenario(f.scenario)
 	if err != nil {
 		return usagef("%v", err)
@@ -93,10 +109,11 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	if f.seedSet {
 		seed = f.seed
 	}
-	first, agg, kept, err := runSims(sc, seed, f)
+	first, agg, kept, err := runSims(ctx, sc, seed, f)
 	if err != nil {
 		return err
 	}
+	interrupted := ctx.Err() != nil
 	if f.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -121,12 +138,36 @@ func simCmd(args []string, stdout, stderr io.Writer) error {
 	} else {
 		agg.WriteText(stdout)
 	}
+	if interrupted {
+		fmt.Fprintf(stderr, "leasehold sim: interrupted: %d of %d runs finished (reported above)\n", agg.Runs, f.runs)
+		if len(agg.UnsafeSeeds) > 0 {
+			fmt.Fprintf(stderr, "leasehold sim: %s\n", unsafeMessage(sc.Name, f.scenario, agg.UnsafeSeeds))
+		}
+		return exitCode(interruptedCode(ctx))
+	}
 	if len(agg.UnsafeSeeds) > 0 {
-		s := agg.UnsafeSeeds[0]
-		return fmt.Errorf("%w in scenario %s with seed %d (rerun: leasehold sim --seed %d --svg out.svg %s)",
-			errUnsafe, sc.Name, s, s, f.scenario)
+		return fmt.Errorf("%w %s", errUnsafe, unsafeMessage(sc.Name, f.scenario, agg.UnsafeSeeds))
 	}
 	return nil
+}
+
+// unsafeMessage names the unsafe seeds — the first few and how many — and
+// the command that replays the first.
+func unsafeMessage(name, file string, seeds []uint64) string {
+	s := seeds[0]
+	msg := fmt.Sprintf("in scenario %s with seed %d", name, s)
+	if n := len(seeds); n > 1 {
+		shown := make([]string, 0, shownSeeds)
+		for _, x := range seeds[:min(n, shownSeeds)] {
+			shown = append(shown, strconv.FormatUint(x, 10))
+		}
+		more := ""
+		if n > shownSeeds {
+			more = fmt.Sprintf(" and %d more; --json lists them all", n-shownSeeds)
+		}
+		msg = fmt.Sprintf("in scenario %s in %d runs, seeds %s%s", name, n, strings.Join(shown, ", "), more)
+	}
+	return fmt.Sprintf("%s (rerun: leasehold sim --seed %d --svg out.svg %s)", msg, s, file)
 }
 
 // readScenario reads a scenario file or, if there is no such file, one of
@@ -151,7 +192,10 @@ func readScenario(name string) ([]byte, error) {
 // trace and the timeline. Each run is folded into the aggregate as it
 // finishes and dropped, unless --per-run keeps them (then in seed order):
 // memory does not grow with --runs.
-func runSims(sc *sim.Scenario, seed uint64, f simFlags) (first *sim.Result, agg sim.Aggregate, kept []*sim.Result, err error) {
+//
+// A stop signal (ctx done) stops handing out seeds; the runs under way
+// finish (a run takes milliseconds) and what finished is returned.
+func runSims(ctx context.Context, sc *sim.Scenario, seed uint64, f simFlags) (first *sim.Result, agg sim.Aggregate, kept []*sim.Result, err error) {
 	opts := sim.Options{Seed: seed, Timeline: f.svg != ""}
 	var traceFile *os.File
 	if f.trace != "" {
@@ -190,15 +234,38 @@ func runSims(sc *sim.Scenario, seed uint64, f simFlags) (first *sim.Result, agg 
 			}()
 		}
 		go func() {
+		hand:
 			for i := 1; i < f.runs; i++ {
-				next <- i
+				select {
+				case next <- i:
+				case <-ctx.Done():
+					break hand
+				}
 			}
 			close(next)
 			wg.Wait()
 			close(results)
 		}()
 		var errs []error
-		for d := range results {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		finished := 1
+		for results != nil {
+			var d done
+			var ok bool
+			select {
+			case d, ok = <-results:
+				if !ok {
+					results = nil
+					continue
+				}
+			case <-tick.C:
+				if f.progress != nil {
+					fmt.Fprintf(f.progress, "\r%d of %d runs", finished, f.runs)
+				}
+				continue
+			}
+			finished++
 			if d.err != nil {
 				errs = append(errs, d.err)
 				continue
@@ -208,8 +275,14 @@ func runSims(sc *sim.Scenario, seed uint64, f simFlags) (first *sim.Result, agg 
 				kept[d.i] = d.r
 			}
 		}
+		if f.progress != nil {
+			fmt.Fprintf(f.progress, "\r%d of %d runs\n", finished, f.runs)
+		}
 		if err := errors.Join(errs...); err != nil {
 			return nil, agg, nil, err
+		}
+		if kept != nil && ctx.Err() != nil {
+			kept = slices.DeleteFunc(kept, func(r *sim.Result) bool { return r == nil })
 		}
 	}
 	if traceFile != nil {
