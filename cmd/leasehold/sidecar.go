@@ -73,4 +73,3 @@ func sidecarCmd(ctx context.Context, o *overrides, httpAddr, probe string, stder
 	ss.log.Info("stopped on signal")
 	return nil
 }
-
