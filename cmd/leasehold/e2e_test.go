@@ -37,10 +37,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "leasehold")
-	// Outside the workspace, so that the binary carries its VCS revision
-	// (go does not stamp it in workspace mode), as the README's build does.
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Env = append(os.Environ(), "GOWORK=off")
+	// With its VCS revision, as the README's build does (go does not
+	// stamp it by default in this workspace).
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", binary, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		binErr = fmt.Errorf("building leasehold: %v\n%s", err, out)
 	}

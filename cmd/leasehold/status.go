@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -101,7 +102,10 @@ func statusSession(ctx context.Context, o *overrides, stderr io.Writer) (*sessio
 	if isUsage(err) || errors.Is(err, errStopped) {
 		return nil, statusReport{}, err
 	}
-	r := statusReport{Lock: o.name, Backend: o.backend, State: stateError, Error: err.Error()}
+	r := statusReport{State: stateError, Error: err.Error()}
+	if cfg, lerr := o.load(os.Getenv); lerr == nil { // it loaded before failing
+		r.Lock, r.Backend = cfg.Name, cfg.Backend
+	}
 	return nil, r, nil
 }
 
