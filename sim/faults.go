@@ -11,6 +11,12 @@ import (
 func (s *sim) resolve(targets []string) []int {
 	var out []int
 	for _, t := range targets {
+		if t == All {
+			for i := range s.nodes {
+				out = append(out, i)
+			}
+			continue
+		}
 		i := s.holder
 		if t != Leader {
 			i = s.nodeIndex(t)
@@ -22,10 +28,150 @@ func (s *sim) resolve(targets []string) []int {
 	return out
 }
 
+// timelineFault applies fault f of the scenario's timeline.
+func (s *sim) timelineFault(f Fault) {
+	switch f.Kind {
+	case StoreDown:
+		s.storeDown(f.For)
+	case LatencySpike:
+		s.spike(s.resolve(f.Targets), f.For, f.Latency)
+	case Partition:
+		s.partition(s.resolve(f.Targets), f.For, f.Lose)
+	default:
+		s.fault(f.Kind, s.resolve(f.Targets), f.For, f.By, f.NewIdentity)
+	}
+}
+
+// storeDown takes the store down for d: requests and registrations that
+// reach it meanwhile, and requests it was serving, are lost; every watch
+// stream breaks.
+func (s *sim) storeDown(d time.Duration) {
+	if s.timeline != nil {
+		s.timeline.Faults = append(s.timeline.Faults, Mark{At: s.now, Node: -1, Kind: StoreDown, For: d})
+	}
+	if s.trace != nil {
+		s.tracef(nil, "FAULT store_down for=%v", d)
+	}
+	s.downUntil = max(s.downUntil, s.now+d)
+	s.push(event{at: s.now + d, kind: evRecover, node: -1, what: StoreDown})
+	if s.down {
+		return
+	}
+	s.down = true
+	for _, n := range s.nodes {
+		s.markFault(n, StoreDown)
+		if s.regs[n.idx].active {
+			s.regs[n.idx].active = false
+			if n.state == up && s.regs[n.idx].inc == n.inc && s.regs[n.idx].gen == n.waitGen {
+				s.watchLost(n)
+			}
+		}
+	}
+}
+
+// recoverStore ends a store-wide fault.
+func (s *sim) recoverStore(e event) {
+	if e.what == StoreDown && s.down && s.now >= s.downUntil {
+		s.down = false
+		for i := range s.free {
+			s.free[i] = s.now // it comes back with nothing in line
+		}
+		if s.trace != nil {
+			s.tracef(nil, "store up")
+		}
+	}
+}
+
+// spike sets the one-way latency of the targets' messages to lat for d
+// (overlapping spikes: the latest one's latency, until the last one ends).
+func (s *sim) spike(targets []int, d, lat time.Duration) {
+	for _, i := range targets {
+		n := s.nodes[i]
+		if s.timeline != nil {
+			s.timeline.Faults = append(s.timeline.Faults, Mark{At: s.now, Node: i, Kind: LatencySpike, For: d})
+		}
+		if s.trace != nil {
+			s.tracef(n, "FAULT latency_spike for=%v latency=%v", d, lat)
+		}
+		n.spike, n.spikeLat = true, lat
+		n.spikeUntil = max(n.spikeUntil, s.now+d)
+		s.push(event{at: s.now + d, kind: evRecover, node: int32(i), inc: n.inc, what: LatencySpike})
+	}
+}
+
+// partition cuts the targets from the store for d (0 = forever): both
+// ways, or only their requests or only the replies (lose).
+func (s *sim) partition(targets []int, d time.Duration, lose string) {
+	if len(targets) == 0 {
+		if s.trace != nil {
+			s.tracef(nil, "fault partition: no target (nobody holds the lock)")
+		}
+		return
+	}
+	for _, i := range targets {
+		n := s.nodes[i]
+		if n.state != up {
+			if s.trace != nil {
+				s.tracef(n, "fault partition skipped: node is not running")
+			}
+			continue
+		}
+		if s.timeline != nil {
+			s.timeline.Faults = append(s.timeline.Faults, Mark{At: s.now, Node: i, Kind: Partition, For: d})
+		}
+		if s.trace != nil {
+			if lose == "" {
+				s.tracef(n, "FAULT %s for=%v by=%v", Partition, d, time.Duration(0))
+			} else {
+				s.tracef(n, "FAULT partition for=%v losing %s", d, lose)
+			}
+		}
+		s.cut(n, d, lose != LoseReplies, lose != LoseRequests)
+	}
+}
+
+// cut loses n's requests (req) and replies (rep) for d (0 = forever).
+// Overlapping partitions: each direction heals when its last one does.
+func (s *sim) cut(n *node, d time.Duration, req, rep bool) {
+	if d > 0 {
+		s.push(event{at: s.now + d, kind: evRecover, node: int32(n.idx), what: Partition})
+	}
+	if req {
+		n.reqForever = n.reqForever || d == 0
+		n.reqUntil = max(n.reqUntil, s.now+d)
+	}
+	if rep {
+		n.repForever = n.repForever || d == 0
+		n.repUntil = max(n.repUntil, s.now+d)
+	}
+	was := n.cut
+	n.reqCut, n.repCut = n.reqCut || req, n.repCut || rep
+	n.cut = true
+	if !was {
+		s.markFault(n, Partition)
+	}
+	// Its watch stream breaks when notifications can no longer reach it.
+	if rep && s.regs[n.idx].active {
+		s.regs[n.idx].active = false
+		s.watchLost(n)
+	}
+	if !was {
+		s.mark(n)
+	}
+}
+
 // fault applies one fault to its targets. d is how long it lasts (0 =
 // forever); by is the clock jump; newID says whether a crashed or stopped
 // node comes back under a new identity.
 func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration, newID bool) {
+	switch kind {
+	case StoreDown:
+		s.storeDown(d)
+		return
+	case Partition:
+		s.partition(targets, d, "")
+		return
+	}
 	if len(targets) == 0 {
 		if s.trace != nil {
 			s.tracef(nil, "fault %s: no target (nobody holds the lock)", kind)
@@ -60,24 +206,6 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration, newID bo
 			if !n.paused {
 				s.stopNow(n)
 			}
-		case Partition:
-			// Overlapping partitions: the cut lasts until the last one heals.
-			if d == 0 {
-				n.cutForever = true
-			} else {
-				n.cutUntil = max(n.cutUntil, s.now+d)
-				s.push(event{at: s.now + d, kind: evRecover, node: int32(i), what: Partition})
-			}
-			if n.cut {
-				continue
-			}
-			s.markFault(n, Partition)
-			n.cut = true
-			if s.regs[i].active {
-				s.regs[i].active = false
-				s.watchLost(n) // its watch stream breaks
-			}
-			s.mark(n)
 		case Pause, Stall:
 			// Overlapping pauses: it resumes when the last one ends. A
 			// stall leaves the work and the guard running, unless a whole
@@ -150,11 +278,24 @@ func (s *sim) recover(n *node, e event) {
 			s.err = err
 		}
 	case Partition:
-		if n.cut && !n.cutForever && s.now >= n.cutUntil {
+		if n.reqCut && !n.reqForever && s.now >= n.reqUntil {
+			n.reqCut = false
+		}
+		if n.repCut && !n.repForever && s.now >= n.repUntil {
+			n.repCut = false
+		}
+		if n.cut && !n.reqCut && !n.repCut {
 			n.cut = false
 			s.mark(n)
 			if s.trace != nil {
 				s.tracef(n, "healed")
+			}
+		}
+	case LatencySpike:
+		if n.spike && s.now >= n.spikeUntil {
+			n.spike = false
+			if s.trace != nil {
+				s.tracef(n, "latency back to normal")
 			}
 		}
 	case Pause:

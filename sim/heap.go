@@ -23,10 +23,12 @@ const (
 	evWatchRetry                   // a node re-registers a watch that was lost
 	evWorkDone                     // a former leader's work has returned
 	evWatchdog                     // a leader's lease deadline, as its guard sees it
+	evServe                        // the store finished serving a request
+	evWorkStarted                  // a new leader's work runs
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
-	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done", "watchdog"}
+	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done", "watchdog", "serve", "work-started"}
 
 // event is one thing that happens at a true instant. Node-bound events carry
 // the node's incarnation (inc) and a generation or call id (gen) so that

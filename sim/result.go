@@ -27,6 +27,7 @@ type Result struct {
 	RequestsPerSec    float64      `json:"requests_per_sec"`
 	Transitions       int          `json:"transitions"`
 	Violations        []Violation  `json:"violations"`
+	Store             StoreStats   `json:"store,omitzero"`
 
 	Timeline *Timeline `json:"-"`
 }
@@ -66,6 +67,17 @@ type FencedWrites struct {
 	// LateAccepted are accepted writes of a leader already replaced in the
 	// store, landing before its successor's first write: harmless.
 	LateAccepted int64 `json:"late_accepted"`
+}
+
+// StoreStats is what the store saw when it has a service time or stale
+// reads: requests served, how many waited in line and how long, and how
+// many Gets answered with a record older than the latest.
+type StoreStats struct {
+	Served      int64   `json:"served"`
+	Queued      int64   `json:"queued"`
+	WaitMSTotal float64 `json:"wait_ms_total"`
+	MaxWaitMS   float64 `json:"max_wait_ms"`
+	StaleReads  int64   `json:"stale_reads"`
 }
 
 // Requests counts backend requests sent, by kind (watch = registrations).
@@ -124,17 +136,29 @@ func (s *sim) startLeadership(n *node, term int64) {
 		}
 		s.dualNodes = append(s.dualNodes, n.id)
 	}
+	n.fenceGen++
+	s.mark(n)
+	if s.trace != nil {
+		s.tracef(n, "STARTED leading term=%d", term)
+	}
+	if s.sc.WorkStart > 0 {
+		s.push(event{at: s.now + s.sc.WorkStart, kind: evWorkStarted, node: int32(n.idx), inc: n.inc, gen: n.fenceGen})
+		return
+	}
+	s.workRunning(n)
+}
+
+// workRunning: the new leader's work runs. The failover pending ends here
+// (its leaderless part counted until now), and the work starts writing to
+// the fenced resource.
+func (s *sim) workRunning(n *node) {
 	if f := s.pending; f != nil {
+		s.acct()
 		f.To = n.id
 		f.FailoverMS = ms(s.now - time.Duration(f.AtMS*1e6))
 		f.LeaderlessMS = ms(s.leaderless - s.pendingLL)
 		s.res.Failovers = append(s.res.Failovers, *f)
 		s.pending = nil
-	}
-	n.fenceGen++
-	s.mark(n)
-	if s.trace != nil {
-		s.tracef(n, "STARTED leading term=%d", term)
 	}
 	s.fenceFirst(n)
 }

@@ -52,9 +52,39 @@ type Scenario struct {
 	// elector is stalled. A whole-process pause pauses the guard too.
 	Watchdog bool
 
-	Latency time.Duration // one way
-	Jitter  time.Duration // extra one-way delay, uniform in [0, Jitter)
-	Loss    float64       // probability a message is lost
+	// Store names the timing profile the file selected (store:), "" for
+	// none; its values are already in the fields below.
+	Store string
+	// Latency is the one-way delay of a request (node → store) and, unless
+	// ReplyLatency is zero or more, of a reply or watch notification
+	// (store → node) too. DefaultScenario sets ReplyLatency to -1.
+	Latency      time.Duration
+	ReplyLatency time.Duration
+	Jitter       time.Duration // extra one-way delay, uniform in [0, Jitter)
+	Loss         float64       // probability a message is lost
+	// Tail adds a heavy-tailed delay to each one-way message (nil: none).
+	Tail *Tail
+	// ReadService and WriteService are the store's own time for a Get and
+	// for a Create or Update. The store serves Parallel requests at once
+	// (0 means 1), first come first served: the others wait in line, so
+	// load shows up as queueing. With both zero a request is answered the
+	// instant it arrives.
+	ReadService  time.Duration
+	WriteService time.Duration
+	Parallel     int
+	// WatchLag delays every watch notification at the store (a watch
+	// cache, a follower replica) before it goes on the network.
+	WatchLag time.Duration
+	// StaleReads: a Get returns the record as it was at a random instant
+	// up to StaleReads ago (uniform), as a lagging replica or a watch
+	// cache would. Creates and updates stay linearizable: they compare
+	// against the latest version.
+	StaleReads time.Duration
+	// WorkStart is how long a new leader's work takes to run once its
+	// elector started leading (leasehold run starting its command). A
+	// failover ends when the work runs; the work writes to the fenced
+	// resource from then on.
+	WorkStart time.Duration
 
 	Clocks []Clock // one per node, index 0 = n1
 	// Identities are the nodes' identities, index 0 = n1; a node's id
@@ -86,9 +116,27 @@ const (
 	// Stall pauses the elector but not the leader's work: `kill -STOP`
 	// of a leading `leasehold run`, whose guard and command go on.
 	Stall FaultKind = "stall"
+	// LatencySpike sets the one-way latency of the targets' messages (or
+	// everyone's) to Fault.Latency for Fault.For.
+	LatencySpike FaultKind = "latency_spike"
+	// StoreDown: the store answers nobody for Fault.For; watch streams
+	// break (watchers register again, one RetryPeriod later).
+	StoreDown FaultKind = "store_down"
 )
 
-var faultKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall}
+var faultKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall, LatencySpike, StoreDown}
+
+// randomKinds are the kinds random_faults may draw.
+var randomKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall, StoreDown}
+
+// All as a latency_spike target is every node.
+const All = "all"
+
+// What a partition loses: both directions (""), or one of them.
+const (
+	LoseRequests = "requests" // node → store lost; replies and notifications still arrive
+	LoseReplies  = "replies"  // requests reach the store (writes apply); replies and notifications are lost
+)
 
 // Leader as a fault target means whoever holds the record at that instant.
 const Leader = "leader"
@@ -105,7 +153,26 @@ type Fault struct {
 	// default); false keeps the identity (a restarted process: it still
 	// has a new instance, so it waits out its predecessor's lease).
 	NewIdentity bool
-	Line        int
+	// Latency is a latency_spike's one-way latency, in both directions.
+	Latency time.Duration
+	// Lose is what a partition loses: "" both directions, LoseRequests
+	// or LoseReplies.
+	Lose string
+	Line int
+}
+
+// Tail is a heavy-tailed extra one-way delay: with probability P (0
+// means 1) a message takes a draw of Dist on top of its latency and
+// jitter, at most Max. Lognormal draws are Median·e^(Sigma·N(0,1));
+// Pareto draws are Min / U^(1/Alpha) with U uniform in (0, 1].
+type Tail struct {
+	Dist   string // lognormal or pareto
+	P      float64
+	Median time.Duration // lognormal
+	Sigma  float64       // lognormal
+	Min    time.Duration // pareto
+	Alpha  float64       // pareto
+	Max    time.Duration // cap on one draw (0 means maxLease)
 }
 
 // RandomFaults draws faults from the seed: one about every Every (uniform
@@ -124,7 +191,8 @@ func DefaultScenario() Scenario {
 	return Scenario{
 		Name: "unnamed", Nodes: 3, Duration: 10 * time.Minute, Seed: 1,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-		ReleaseOnCancel: true, Watch: true, Latency: time.Millisecond, StartSpread: -1,
+		ReleaseOnCancel: true, Watch: true, Latency: time.Millisecond, ReplyLatency: -1, StartSpread: -1,
+		Parallel: 1,
 	}
 }
 
@@ -144,6 +212,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 	}
 	p := parser{lines: map[string]int{}}
 	var clocks, identities *yaml.Node
+	var store *yaml.Node
+	given := map[string]bool{} // profile keys the file sets
 	var faults *yaml.Node
 	p.Mapping(doc.Content[0], "", func(key string, k, v *yaml.Node) {
 		switch key {
@@ -185,18 +255,66 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		case "fault_jitter":
 			sc.FaultJitter = p.nonNegative(v, key, maxLease)
 		case "work_stop":
+			given[key] = true
 			sc.WorkStop = p.nonNegative(v, key, maxLease)
+		case "work_start":
+			given[key] = true
+			sc.WorkStart = p.nonNegative(v, key, maxLease)
+		case "store":
+			store = v
 		case "network":
+			latency := sc.Latency
+			var req, rep time.Duration
+			reqSet, repSet := false, false
 			p.Mapping(v, "network.", func(key string, k, v *yaml.Node) {
+				name := "network." + key
+				given[name] = true
 				switch key {
 				case "latency":
-					sc.Latency = p.nonNegative(v, "network."+key, maxLease)
+					latency = p.nonNegative(v, name, maxLease)
+				case "request_latency":
+					reqSet = true
+					req = p.nonNegative(v, name, maxLease)
+				case "reply_latency":
+					repSet = true
+					rep = p.nonNegative(v, name, maxLease)
 				case "jitter":
-					sc.Jitter = p.nonNegative(v, "network."+key, maxLease)
+					sc.Jitter = p.nonNegative(v, name, maxLease)
 				case "loss":
-					sc.Loss = p.Float(v, "network."+key, 0, 0.99)
+					sc.Loss = p.Float(v, name, 0, 0.99)
+				case "tail":
+					sc.Tail = p.tail(v, name)
 				default:
-					p.Unknown(k, "network."+key)
+					p.Unknown(k, name)
+				}
+			})
+			// Each direction: its own key, else latency (given or default).
+			if given["network.latency"] || reqSet || repSet {
+				sc.Latency, sc.ReplyLatency = latency, latency
+				if reqSet {
+					sc.Latency = req
+				}
+				if repSet {
+					sc.ReplyLatency = rep
+				}
+			}
+		case "service":
+			p.Mapping(v, "service.", func(key string, k, v *yaml.Node) {
+				name := "service." + key
+				given[name] = true
+				switch key {
+				case "read":
+					sc.ReadService = p.nonNegative(v, name, maxLease)
+				case "write":
+					sc.WriteService = p.nonNegative(v, name, maxLease)
+				case "parallel":
+					sc.Parallel = p.Integer(v, name, 1, 1000)
+				case "watch_lag":
+					sc.WatchLag = p.nonNegative(v, name, maxLease)
+				case "stale_reads":
+					sc.StaleReads = p.nonNegative(v, name, maxLease)
+				default:
+					p.Unknown(k, name)
 				}
 			})
 		case "clocks":
@@ -211,6 +329,15 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			p.Unknown(k, key)
 		}
 	})
+	if p.Err == nil && store != nil {
+		name := p.Str(store, "store")
+		prof, ok := Profiles[name]
+		if p.Err == nil && !ok {
+			p.Fail(store, "store", "no timing profile %q (want one of %s)", name, profileNames())
+		}
+		sc.Store = name
+		prof.applyTo(&sc, given)
+	}
 	if p.Err != nil {
 		return nil, p.Err
 	}
@@ -357,10 +484,81 @@ func (p *parser) node(n *yaml.Node, key, id string, nodes int) int {
 
 func (p *parser) kind(n *yaml.Node, key string) FaultKind {
 	s, _ := p.Scalar(n, key)
-	if p.Err == nil && !slices.Contains(faultKinds, FaultKind(s)) {
-		p.Fail(n, key, "unknown fault kind %q (want one of crash, partition, pause, clock_jump, stop)", s)
+	switch {
+	case p.Err != nil:
+	case FaultKind(s) == LatencySpike:
+		p.Fail(n, key, "latency_spike is not drawn at random (it needs a latency): put it on the timeline")
+	case !slices.Contains(randomKinds, FaultKind(s)):
+		p.Fail(n, key, "unknown fault kind %q (want one of %s)", s, kindList(randomKinds))
 	}
 	return FaultKind(s)
+}
+
+func kindList(ks []FaultKind) string {
+	var out []string
+	for _, k := range ks {
+		out = append(out, string(k))
+	}
+	return strings.Join(out, ", ")
+}
+
+// tail reads network.tail.
+func (p *parser) tail(n *yaml.Node, prefix string) *Tail {
+	t := &Tail{}
+	given := map[string]*yaml.Node{}
+	p.Mapping(n, prefix+".", func(key string, k, v *yaml.Node) {
+		name := prefix + "." + key
+		given[key] = v
+		switch key {
+		case "dist":
+			t.Dist = p.Str(v, name)
+			if p.Err == nil && t.Dist != "lognormal" && t.Dist != "pareto" {
+				p.Fail(v, name, "want lognormal or pareto, got %q", t.Dist)
+			}
+		case "p":
+			t.P = p.Float(v, name, 0.000001, 1)
+		case "median":
+			t.Median = p.positive(v, name, maxLease)
+		case "sigma":
+			t.Sigma = p.Float(v, name, 0.01, 10)
+		case "min":
+			t.Min = p.positive(v, name, maxLease)
+		case "alpha":
+			t.Alpha = p.Float(v, name, 0.1, 100)
+		case "max":
+			t.Max = p.positive(v, name, maxLease)
+		default:
+			p.Unknown(k, name)
+		}
+	})
+	if p.Err != nil {
+		return t
+	}
+	need := func(keys ...string) {
+		for _, k := range keys {
+			if given[k] == nil && p.Err == nil {
+				p.Fail(n, prefix+"."+k, "missing (a %s tail needs %s)", t.Dist, strings.Join(keys, " and "))
+			}
+		}
+	}
+	refuse := func(keys ...string) {
+		for _, k := range keys {
+			if v := given[k]; v != nil && p.Err == nil {
+				p.Fail(v, prefix+"."+k, "does not go with a %s tail", t.Dist)
+			}
+		}
+	}
+	switch t.Dist {
+	case "":
+		p.Fail(n, prefix+".dist", "missing (lognormal or pareto)")
+	case "lognormal":
+		need("median", "sigma")
+		refuse("min", "alpha")
+	case "pareto":
+		need("min", "alpha")
+		refuse("median", "sigma")
+	}
+	return t
 }
 
 func (p *parser) random(n *yaml.Node) *RandomFaults {
@@ -411,7 +609,8 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 		}
 		prefix := fmt.Sprintf("faults[%d].", i)
 		f := Fault{Line: item.Line, At: -1, NewIdentity: true}
-		identitySet := false
+		identitySet, latencySet := false, false
+		var loseNode *yaml.Node
 		var modifier, modLine string
 		var modNode *yaml.Node
 		p.Mapping(item, prefix, func(key string, k, v *yaml.Node) {
@@ -419,13 +618,38 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 			switch key {
 			case "at":
 				f.At = p.NonNegative(v, name)
-			case "crash", "partition", "pause", "clock_jump", "stop", "stall":
+			case "crash", "partition", "pause", "clock_jump", "stop", "stall", "latency_spike", "store_down":
 				if f.Kind != "" {
 					p.Fail(k, name, "a fault does one thing: %s is already given", f.Kind)
 					return
 				}
 				f.Kind = FaultKind(key)
-				f.Targets = p.targets(v, name, sc.Nodes, key == "partition")
+				switch f.Kind {
+				case StoreDown:
+					if !p.Boolean(v, name) && p.Err == nil {
+						p.Fail(v, name, "want true (the store goes down for `for`)")
+					}
+				case LatencySpike:
+					if v.Kind == yaml.ScalarNode && v.Value == All {
+						f.Targets = []string{All}
+						return
+					}
+					f.Targets = p.targets(v, name, sc.Nodes, true)
+				default:
+					f.Targets = p.targets(v, name, sc.Nodes, key == "partition")
+				}
+			case "latency":
+				latencySet = true
+				f.Latency = p.nonNegative(v, name, maxLease)
+			case "lose":
+				f.Lose = p.Str(v, name)
+				if p.Err == nil && f.Lose != LoseRequests && f.Lose != LoseReplies && f.Lose != "both" {
+					p.Fail(v, name, "want requests, replies or both")
+				}
+				if f.Lose == "both" {
+					f.Lose = ""
+				}
+				loseNode = v
 			case "restart_after", "heal_after", "for":
 				if modifier != "" {
 					p.Fail(k, name, "%s is already given", modifier)
@@ -463,15 +687,21 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 		case f.At > sc.Duration:
 			p.Fail(item, prefix+"at", "%v is after the end of the run (duration %v)", f.At, sc.Duration)
 		case f.Kind == "":
-			p.Fail(item, prefix[:len(prefix)-1], "say what happens: crash, partition, pause, clock_jump or stop")
+			p.Fail(item, prefix[:len(prefix)-1], "say what happens: %s", kindList(faultKinds))
 		case f.Kind == ClockJump && f.By == 0:
 			p.Fail(item, prefix+"by", "clock_jump needs by (how far the wall clock moves)")
 		case f.Kind != ClockJump && f.By != 0:
 			p.Fail(item, prefix+"by", "only goes with clock_jump")
 		case identitySet && f.Kind != Crash && f.Kind != Stop:
 			p.Fail(item, prefix+"restart_identity", "only goes with crash or stop")
-		case (f.Kind == Pause || f.Kind == Stall) && modifier != "for":
-			p.Fail(item, prefix+"for", "pause needs for (how long)")
+		case (f.Kind == Pause || f.Kind == Stall || f.Kind == LatencySpike || f.Kind == StoreDown) && modifier != "for":
+			p.Fail(item, prefix+"for", "%s needs for (how long)", f.Kind)
+		case f.Kind == LatencySpike && !latencySet:
+			p.Fail(item, prefix+"latency", "latency_spike needs latency (the one-way latency during the spike)")
+		case f.Kind != LatencySpike && latencySet:
+			p.Fail(item, prefix+"latency", "only goes with latency_spike")
+		case f.Kind != Partition && loseNode != nil:
+			p.Fail(loseNode, prefix+"lose", "only goes with partition")
 		case modifier != "" && !modifierFits(f.Kind, modifier):
 			p.Fail(modNode, modLine, "does not go with %s", f.Kind)
 		}
@@ -487,7 +717,7 @@ func modifierFits(k FaultKind, mod string) bool {
 	case "heal_after":
 		return k == Partition
 	case "for":
-		return k == Pause || k == Stall
+		return k == Pause || k == Stall || k == LatencySpike || k == StoreDown
 	}
 	return false
 }
@@ -594,7 +824,13 @@ func (sc *Scenario) Validate() error {
 		{"FaultJitter", sc.FaultJitter, 0, maxLease},
 		{"FenceEvery", sc.FenceEvery, 0, maxLease},
 		{"Latency", sc.Latency, 0, maxLease},
+		{"ReplyLatency", max(sc.ReplyLatency, 0), 0, maxLease},
 		{"Jitter", sc.Jitter, 0, maxLease},
+		{"ReadService", sc.ReadService, 0, maxLease},
+		{"WriteService", sc.WriteService, 0, maxLease},
+		{"WatchLag", sc.WatchLag, 0, maxLease},
+		{"StaleReads", sc.StaleReads, 0, maxLease},
+		{"WorkStart", sc.WorkStart, 0, maxLease},
 	} {
 		if err := between(c.name, c.d, c.lo, c.hi); err != nil {
 			return err
@@ -605,6 +841,26 @@ func (sc *Scenario) Validate() error {
 	}
 	if !(sc.Loss >= 0 && sc.Loss <= 0.99) {
 		return bad("Loss (%v) must be from 0 to 0.99", sc.Loss)
+	}
+	if sc.Parallel < 0 || sc.Parallel > 1000 {
+		return bad("Parallel (%d) must be from 0 to 1000", sc.Parallel)
+	}
+	if _, ok := Profiles[sc.Store]; sc.Store != "" && !ok {
+		return bad("Store: no timing profile %q (want one of %s)", sc.Store, profileNames())
+	}
+	if t := sc.Tail; t != nil {
+		switch {
+		case t.Dist != "lognormal" && t.Dist != "pareto":
+			return bad("Tail.Dist %q: want lognormal or pareto", t.Dist)
+		case !(t.P >= 0 && t.P <= 1):
+			return bad("Tail.P (%v) must be from 0 to 1", t.P)
+		case t.Dist == "lognormal" && (t.Median <= 0 || t.Median > maxLease || !(t.Sigma >= 0.01 && t.Sigma <= 10)):
+			return bad("Tail: a lognormal tail needs Median in (0, %v] and Sigma from 0.01 to 10, got %v and %v", maxLease, t.Median, t.Sigma)
+		case t.Dist == "pareto" && (t.Min <= 0 || t.Min > maxLease || !(t.Alpha >= 0.1 && t.Alpha <= 100)):
+			return bad("Tail: a pareto tail needs Min in (0, %v] and Alpha from 0.1 to 100, got %v and %v", maxLease, t.Min, t.Alpha)
+		case t.Max < 0 || t.Max > maxLease:
+			return bad("Tail.Max (%v) must be from 0 to %v", t.Max, maxLease)
+		}
 	}
 	if len(sc.Clocks) != sc.Nodes {
 		return bad("Clocks has %d entries, want one per node (%d)", len(sc.Clocks), sc.Nodes)
@@ -641,7 +897,10 @@ func (sc *Scenario) Validate() error {
 			return bad("Random.Kinds is empty")
 		}
 		for i, k := range r.Kinds {
-			if !slices.Contains(faultKinds, k) {
+			switch {
+			case k == LatencySpike:
+				return bad("Random.Kinds[%d]: latency_spike cannot be drawn at random (it needs a latency)", i)
+			case !slices.Contains(randomKinds, k):
 				return bad("Random.Kinds[%d]: unknown fault kind %q", i, k)
 			}
 		}
@@ -657,14 +916,24 @@ func (sc *Scenario) validateFault(f Fault) error {
 		return fmt.Errorf(".At (%v) must be from 0 to the end of the run (Duration %v)", f.At, sc.Duration)
 	case !slices.Contains(faultKinds, f.Kind):
 		return fmt.Errorf(".Kind: unknown fault kind %q", f.Kind)
-	case len(f.Targets) == 0:
+	case f.Kind == StoreDown && len(f.Targets) != 0:
+		return errors.New(".Targets: store_down takes none (it is the store's)")
+	case f.Kind != StoreDown && len(f.Targets) == 0:
 		return errors.New(".Targets is empty")
-	case len(f.Targets) > 1 && f.Kind != Partition:
+	case len(f.Targets) > 1 && f.Kind != Partition && f.Kind != LatencySpike:
 		return fmt.Errorf(".Targets: %s takes one target, got %d", f.Kind, len(f.Targets))
 	case f.For < 0 || f.For > maxDuration:
 		return fmt.Errorf(".For (%v) must be from 0 to %v", f.For, maxDuration)
-	case (f.Kind == Pause || f.Kind == Stall) && f.For == 0:
+	case (f.Kind == Pause || f.Kind == Stall || f.Kind == LatencySpike || f.Kind == StoreDown) && f.For == 0:
 		return fmt.Errorf(".For: a %s needs a length", f.Kind)
+	case f.Latency < 0 || f.Latency > maxLease:
+		return fmt.Errorf(".Latency (%v) must be from 0 to %v", f.Latency, maxLease)
+	case f.Kind != LatencySpike && f.Latency != 0:
+		return errors.New(".Latency only goes with latency_spike")
+	case f.Lose != "" && f.Lose != LoseRequests && f.Lose != LoseReplies:
+		return fmt.Errorf(".Lose %q: want \"\", %q or %q", f.Lose, LoseRequests, LoseReplies)
+	case f.Lose != "" && f.Kind != Partition:
+		return errors.New(".Lose only goes with partition")
 	case f.Kind == ClockJump && f.For != 0:
 		return errors.New(".For does not go with clock_jump")
 	case f.Kind == ClockJump && (f.By == 0 || f.By < -maxDuration || f.By > maxDuration):
@@ -673,7 +942,7 @@ func (sc *Scenario) validateFault(f Fault) error {
 		return errors.New(".By only goes with clock_jump")
 	}
 	for j, t := range f.Targets {
-		if t == Leader {
+		if t == Leader || t == All && f.Kind == LatencySpike && len(f.Targets) == 1 {
 			continue
 		}
 		if nodeIndex(t, sc.Nodes) < 0 {

@@ -54,9 +54,16 @@ type node struct {
 	paused     bool
 	pauseUntil time.Duration
 	deferred   []event // node-bound events held while paused
-	cut        bool    // partitioned from the store
-	cutUntil   time.Duration
-	cutForever bool
+	cut        bool    // partitioned from the store, one way or both
+	reqCut     bool    // its requests (and watch registrations) are lost
+	repCut     bool    // replies and notifications to it are lost
+	reqUntil   time.Duration
+	repUntil   time.Duration
+	reqForever bool
+	repForever bool
+	spike      bool          // a latency spike holds its messages
+	spikeLat   time.Duration // their one-way latency meanwhile
+	spikeUntil time.Duration
 
 	waitGen  uint64 // current wait; timers and notifications of older waits are stale
 	watching bool   // the current wait includes a watch past watchVer
@@ -120,6 +127,19 @@ type sim struct {
 	pending    *Failover
 	pendingLL  time.Duration // leaderless total when the pending failover opened
 	err        error
+
+	down      bool            // the store answers nobody
+	downUntil time.Duration   // until then
+	free      []time.Duration // when each of the store's Parallel servers is free
+	history   []committed     // recent writes, for stale reads
+}
+
+// committed is the record from a true instant on, for stale reads.
+type committed struct {
+	at     time.Duration
+	rec    elector.Record
+	ver    elector.Version
+	exists bool
 }
 
 // rngAdapter gives each Machine its jitter from the simulation's generator.
@@ -260,7 +280,7 @@ func (s *sim) trueAt(n *node, m time.Duration) time.Duration {
 	return max(t, s.now)
 }
 
-// delay draws a one-way network delay.
+// delay draws a one-way delay to the fenced resource.
 func (s *sim) delay() time.Duration {
 	d := s.sc.Latency
 	if s.sc.Jitter > 0 {
@@ -269,9 +289,60 @@ func (s *sim) delay() time.Duration {
 	return d
 }
 
-// lost decides whether a message between n and the store is lost.
-func (s *sim) lost(n *node) bool {
-	return n.cut || (s.sc.Loss > 0 && s.rng.Float64() < s.sc.Loss)
+// reqDelay draws the one-way delay of a message from n to the store.
+func (s *sim) reqDelay(n *node) time.Duration { return s.oneWay(n, s.sc.Latency) }
+
+// repDelay draws the one-way delay of a message from the store to n.
+func (s *sim) repDelay(n *node) time.Duration {
+	base := s.sc.ReplyLatency
+	if base < 0 {
+		base = s.sc.Latency
+	}
+	return s.oneWay(n, base)
+}
+
+// oneWay is base (or a spike's latency), plus jitter, plus the tail.
+func (s *sim) oneWay(n *node, base time.Duration) time.Duration {
+	d := base
+	if n.spike {
+		d = n.spikeLat
+	}
+	if s.sc.Jitter > 0 {
+		d += time.Duration(s.rng.Float64() * float64(s.sc.Jitter))
+	}
+	if t := s.sc.Tail; t != nil && (t.P == 0 || t.P == 1 || s.rng.Float64() < t.P) {
+		d += s.tailDraw(t)
+	}
+	return d
+}
+
+// tailDraw draws one heavy-tailed extra delay.
+func (s *sim) tailDraw(t *Tail) time.Duration {
+	var x float64
+	switch t.Dist {
+	case "lognormal":
+		x = float64(t.Median) * math.Exp(t.Sigma*s.rng.NormFloat64())
+	default: // pareto
+		x = float64(t.Min) / math.Pow(1-s.rng.Float64(), 1/t.Alpha)
+	}
+	hi := t.Max
+	if hi <= 0 {
+		hi = maxLease
+	}
+	if !(x < float64(hi)) { // also +Inf and NaN
+		return hi
+	}
+	return time.Duration(x)
+}
+
+// lostReq decides whether a message from n to the store is lost.
+func (s *sim) lostReq(n *node) bool {
+	return n.reqCut || (s.sc.Loss > 0 && s.rng.Float64() < s.sc.Loss)
+}
+
+// lostRep decides whether a message from the store to n is lost.
+func (s *sim) lostRep(n *node) bool {
+	return n.repCut || (s.sc.Loss > 0 && s.rng.Float64() < s.sc.Loss)
 }
 
 // apply carries out what a node's Machine answered.
@@ -334,8 +405,8 @@ func (s *sim) send(n *node, c elector.Call) {
 	if s.trace != nil {
 		s.tracef(n, "send %s (%s) term=%d expect=%s", c.Op, c.Kind, c.Record.Term, c.Version)
 	}
-	if !s.lost(n) {
-		s.push(event{at: s.now + s.delay(), kind: evArrive, node: int32(n.idx), inc: n.inc, gen: n.callGen,
+	if !s.lostReq(n) {
+		s.push(event{at: s.now + s.reqDelay(n), kind: evArrive, node: int32(n.idx), inc: n.inc, gen: n.callGen,
 			op: c.Op, release: c.Kind == elector.KindRelease, rec: c.Record, ver: c.Version})
 	}
 	s.push(event{at: s.trueAt(n, c.Deadline), kind: evTimeout, node: int32(n.idx), inc: n.inc, gen: n.callGen})
@@ -355,11 +426,11 @@ func (s *sim) wait(n *node, w elector.Wait) {
 // registerWatch sends the node's watch registration to the store.
 func (s *sim) registerWatch(n *node) {
 	s.res.Requests.Watch++
-	if s.lost(n) {
+	if s.lostReq(n) {
 		s.watchLost(n)
 		return
 	}
-	s.push(event{at: s.now + s.delay(), kind: evWatchReg, node: int32(n.idx), inc: n.inc, gen: n.waitGen, ver: n.watchVer})
+	s.push(event{at: s.now + s.reqDelay(n), kind: evWatchReg, node: int32(n.idx), inc: n.inc, gen: n.waitGen, ver: n.watchVer})
 }
 
 // watchLost: a registration or a notification was lost. Like a watch
@@ -390,8 +461,7 @@ func (s *sim) exit(n *node) {
 func (s *sim) dispatch(e event) {
 	switch e.kind {
 	case evFault:
-		f := s.sc.Faults[e.idx]
-		s.fault(f.Kind, s.resolve(f.Targets), f.For, f.By, f.NewIdentity)
+		s.timelineFault(s.sc.Faults[e.idx])
 		return
 	case evRandomFault:
 		s.randomFault()
@@ -402,8 +472,15 @@ func (s *sim) dispatch(e event) {
 	case evWatchReg:
 		s.register(e)
 		return
+	case evServe:
+		s.serve(e)
+		return
 	case evFenceWrite:
 		s.fenceWrite(e)
+		return
+	}
+	if e.kind == evRecover && e.node < 0 {
+		s.recoverStore(e)
 		return
 	}
 	n := s.nodes[e.node]
@@ -417,7 +494,7 @@ func (s *sim) dispatch(e event) {
 		}
 		return
 	}
-	if n.paused && !(n.stall && (e.kind == evFenceTick || e.kind == evWatchdog)) {
+	if n.paused && !(n.stall && (e.kind == evFenceTick || e.kind == evWatchdog || e.kind == evWorkStarted)) {
 		if s.trace != nil {
 			s.tracef(n, "paused: hold %s", eventNames[e.kind])
 		}
@@ -496,6 +573,14 @@ func (s *sim) dispatch(e event) {
 			n.workWait = false
 			s.apply(n, n.m.WorkDone(s.nowAt(n)))
 		}
+	case evWorkStarted:
+		if e.gen != n.fenceGen || !n.leading {
+			return
+		}
+		if s.trace != nil {
+			s.tracef(n, "leader work running")
+		}
+		s.workRunning(n)
 	case evWatchdog:
 		if e.gen != n.wdGen || !n.leading {
 			return
@@ -518,12 +603,58 @@ func (s *sim) dispatch(e event) {
 // afterInput applies a Machine output.
 func (s *sim) afterInput(n *node, out elector.Output) { s.apply(n, out) }
 
-// arrive applies a request at the store and sends the reply.
+// arrive: a request reached the store. It is served at once, or after
+// its service time behind the requests ahead of it.
 func (s *sim) arrive(e event) {
 	n := s.nodes[e.node]
-	if n.cut {
+	if n.reqCut {
 		if s.trace != nil {
 			s.tracef(n, "request lost: partitioned")
+		}
+		return
+	}
+	if s.down {
+		if s.trace != nil {
+			s.tracef(n, "request lost: the store is down")
+		}
+		return
+	}
+	svc := s.sc.WriteService
+	if e.op == elector.OpGet {
+		svc = s.sc.ReadService
+	}
+	if svc == 0 {
+		s.serve(e)
+		return
+	}
+	if s.free == nil {
+		s.free = make([]time.Duration, max(s.sc.Parallel, 1))
+	}
+	k := 0
+	for i, f := range s.free {
+		if f < s.free[k] {
+			k = i
+		}
+	}
+	start := max(s.now, s.free[k])
+	s.free[k] = start + svc
+	s.res.Store.Served++
+	if w := start - s.now; w > 0 {
+		s.res.Store.Queued++
+		s.res.Store.WaitMSTotal += ms(w)
+		s.res.Store.MaxWaitMS = max(s.res.Store.MaxWaitMS, ms(w))
+	}
+	e.kind = evServe
+	e.at = start + svc
+	s.push(e)
+}
+
+// serve carries out a request at the store and sends the reply.
+func (s *sim) serve(e event) {
+	n := s.nodes[e.node]
+	if s.down {
+		if s.trace != nil {
+			s.tracef(n, "request lost: the store went down")
 		}
 		return
 	}
@@ -534,7 +665,7 @@ func (s *sim) arrive(e event) {
 	)
 	switch e.op {
 	case elector.OpGet:
-		rec, ver, err = n.backend.Get(s.ctx)
+		rec, ver, err = s.read(n)
 	case elector.OpCreate:
 		ver, err = n.backend.Create(s.ctx, e.rec)
 	case elector.OpUpdate:
@@ -550,19 +681,20 @@ func (s *sim) arrive(e event) {
 		if s.trace != nil {
 			s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", e.op, n.id, e.rec.Holder, e.rec.Term, ver)
 		}
+		s.commit()
 		s.notifyAll(e.rec, ver)
 	case s.trace != nil:
 		if s.trace != nil {
 			s.tracef(nil, "store: %s by %s -> version=%s err=%v", e.op, n.id, ver, err)
 		}
 	}
-	if s.lost(n) {
+	if s.lostRep(n) {
 		if s.trace != nil {
 			s.tracef(n, "reply lost")
 		}
 		return
 	}
-	s.push(event{at: s.now + s.delay(), kind: evReply, node: e.node, inc: e.inc, gen: e.gen, rec: rec, ver: ver, err: err})
+	s.push(event{at: s.now + s.repDelay(n), kind: evReply, node: e.node, inc: e.inc, gen: e.gen, rec: rec, ver: ver, err: err})
 }
 
 // identity is the identity node n campaigns with: its own, or the one the
@@ -592,9 +724,9 @@ func (s *sim) nodeIndex(id string) int {
 // record has already moved past the version it knows.
 func (s *sim) register(e event) {
 	n := s.nodes[e.node]
-	if n.cut {
+	if n.reqCut || s.down {
 		if s.trace != nil {
-			s.tracef(n, "watch registration lost: partitioned")
+			s.tracef(n, "watch registration lost: partitioned or the store is down")
 		}
 		if e.inc == n.inc && e.gen == n.waitGen {
 			s.watchLost(n)
@@ -622,13 +754,14 @@ func (s *sim) notifyAll(rec elector.Record, ver elector.Version) {
 func (s *sim) notify(i int, rec elector.Record, ver elector.Version, err error) {
 	r := s.regs[i]
 	s.regs[i].active = false
-	if n := s.nodes[i]; s.lost(n) {
+	n := s.nodes[i]
+	if s.lostRep(n) {
 		if r.inc == n.inc && r.gen == n.waitGen {
 			s.watchLost(n)
 		}
 		return
 	}
-	s.push(event{at: s.now + s.delay(), kind: evNotify, node: int32(i), inc: r.inc, gen: r.gen, rec: rec, ver: ver, err: err})
+	s.push(event{at: s.now + s.sc.WatchLag + s.repDelay(n), kind: evNotify, node: int32(i), inc: r.inc, gen: r.gen, rec: rec, ver: ver, err: err})
 }
 
 // fenceEvery is the mean interval of a leader's writes to the fenced
@@ -701,4 +834,52 @@ func (s *sim) tracef(n *node, format string, args ...any) {
 // fmtTime renders a true instant as seconds with microseconds.
 func fmtTime(d time.Duration) string {
 	return fmt.Sprintf("%12.6fs", d.Seconds())
+}
+
+// commit remembers the record just written, for stale reads.
+func (s *sim) commit() {
+	if s.sc.StaleReads == 0 {
+		return
+	}
+	rec, ver, err := s.nodes[0].backend.Get(s.ctx)
+	s.history = append(s.history, committed{at: s.now, rec: rec, ver: ver, exists: err == nil})
+	// Keep the newest write at or before the oldest instant a read may see.
+	cut := s.now - s.sc.StaleReads
+	k := 0
+	for k+1 < len(s.history) && s.history[k+1].at <= cut {
+		k++
+	}
+	if k > 0 {
+		s.history = append(s.history[:0], s.history[k:]...)
+	}
+}
+
+// read answers a Get: the latest record, or with stale_reads the one of a
+// random instant up to StaleReads ago.
+func (s *sim) read(n *node) (elector.Record, elector.Version, error) {
+	if s.sc.StaleReads == 0 {
+		return n.backend.Get(s.ctx)
+	}
+	at := s.now - time.Duration(s.rng.Float64()*float64(s.sc.StaleReads))
+	for i := len(s.history) - 1; i >= 0; i-- {
+		h := s.history[i]
+		if h.at > at {
+			continue
+		}
+		if i < len(s.history)-1 {
+			s.res.Store.StaleReads++
+			if s.trace != nil {
+				s.tracef(n, "stale read: version %s as of %s", h.ver, fmtTime(h.at))
+			}
+		}
+		if !h.exists {
+			return elector.Record{}, "", fmt.Errorf("sim: stale read: %w", elector.ErrNotFound)
+		}
+		return h.rec, h.ver, nil
+	}
+	if len(s.history) > 0 {
+		s.res.Store.StaleReads++
+	}
+	// Before the first write: no record yet.
+	return elector.Record{}, "", fmt.Errorf("sim: stale read: %w", elector.ErrNotFound)
 }

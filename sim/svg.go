@@ -148,6 +148,13 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		lastLabel[i] = -1e9
 	}
 	for _, f := range t.Faults {
+		if f.Node < 0 { // the store's: a grey band over every lane
+			x0, x1 := x(f.At), x(min(f.At+f.For, t.End))
+			p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#555" fill-opacity="0.18"><title>%s %s at %s</title></rect>`+"\n",
+				x0, top-4, math.Max(x1-x0, 2), bottom-top+8, f.Kind, f.For, f.At.Round(time.Millisecond))
+			p(`<text x="%.2f" y="%.0f" font-size="10" fill="#333">%s</text>`+"\n", x0+3, top-8, html.EscapeString(string(f.Kind)+" "+f.For.String()))
+			continue
+		}
 		y := laneY(f.Node)
 		label := string(f.Kind)
 		if f.For > 0 {

@@ -1,0 +1,476 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parse(t *testing.T, src string) *Scenario {
+	t.Helper()
+	sc, err := ParseScenario([]byte(src))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	return sc
+}
+
+func traceOf(t *testing.T, sc *Scenario, seed uint64) string {
+	t.Helper()
+	_, tr, _ := outputs(t, sc, seed)
+	return string(tr)
+}
+
+func TestParseTimingErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"store: mysql\n", `line 1: store: no timing profile "mysql" (want one of consul, etcd, kube, memory)`},
+		{"nodes: 2\nstore: [etcd]\n", "line 2: store:"},
+		{"network:\n  tail: {dist: weibull}\n", `line 2: network.tail.dist: want lognormal or pareto, got "weibull"`},
+		{"network:\n  tail: {p: 0.1}\n", "line 2: network.tail.dist: missing"},
+		{"network:\n  tail: {dist: lognormal, median: 1ms}\n", "line 2: network.tail.sigma: missing (a lognormal tail needs median and sigma)"},
+		{"network:\n  tail:\n    dist: pareto\n    min: 1ms\n    alpha: 2\n    sigma: 1\n", "line 6: network.tail.sigma: does not go with a pareto tail"},
+		{"network: {tail: {dist: pareto, min: 1ms, alpha: 0}}\n", "network.tail.alpha: want a number from 0.1 to 100"},
+		{"network: {tail: {dist: pareto, min: 0s, alpha: 1}}\n", "network.tail.min: must be between 0 and 24h0m0s, got 0s"},
+		{"network: {tail: {dist: pareto, min: 1ms, alpha: 1, p: 2}}\n", "network.tail.p: want a number from"},
+		{"network: {tail: {dist: pareto, min: 1ms, alpha: 1, bogus: 2}}\n", "network.tail.bogus: unknown key"},
+		{"network: {request_latency: -1ms}\n", "line 1: network.request_latency: must not be negative"},
+		{"network: {reply_latency: 25h}\n", "line 1: network.reply_latency: must be at most 24h0m0s"},
+		{"service: {parallel: 0}\n", "line 1: service.parallel: want a whole number from 1 to 1000"},
+		{"service:\n  write: -1ms\n", "line 2: service.write: must not be negative"},
+		{"service: {read: 25h}\n", "service.read: must be at most 24h0m0s"},
+		{"service: {watch_lag: x}\n", `service.watch_lag: "x" is not a duration`},
+		{"service: {stale_reads: -1s}\n", "service.stale_reads: must not be negative"},
+		{"service: {bogus: 1}\n", "line 1: service.bogus: unknown key"},
+		{"service: 5ms\n", "line 1: service:"},
+		{"work_start: 25h\n", "line 1: work_start: must be at most 24h0m0s"},
+		{"faults:\n  - {at: 5s, latency_spike: all, for: 5s}\n", "line 2: faults[0].latency: latency_spike needs latency"},
+		{"faults:\n  - {at: 5s, latency_spike: all, latency: 1s}\n", "line 2: faults[0].for: latency_spike needs for"},
+		{"faults:\n  - {at: 5s, latency_spike: n7, latency: 1s, for: 1s}\n", `faults[0].latency_spike: no node "n7"`},
+		{"faults:\n  - {at: 5s, crash: n1, latency: 1s}\n", "faults[0].latency: only goes with latency_spike"},
+		{"faults:\n  - {at: 5s, crash: n1, lose: replies}\n", "line 2: faults[0].lose: only goes with partition"},
+		{"faults:\n  - {at: 5s, partition: n1, lose: sideways}\n", "line 2: faults[0].lose: want requests, replies or both"},
+		{"faults:\n  - {at: 5s, store_down: false, for: 1s}\n", "line 2: faults[0].store_down: want true"},
+		{"faults:\n  - {at: 5s, store_down: true}\n", "faults[0].for: store_down needs for"},
+		{"faults:\n  - {at: 5s, store_down: true, heal_after: 1s}\n", "faults[0].for: store_down needs for"},
+		{"faults:\n  - {at: 5s, store_down: true, for: 1s, crash: n1}\n", "faults[0].crash: a fault does one thing"},
+		{"random_faults: {every: 1m, kinds: [latency_spike], max_down: 5s}\n", "random_faults.kinds: latency_spike is not drawn at random"},
+	} {
+		_, err := ParseScenario([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseScenario(%q) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestValidateTiming(t *testing.T) {
+	for _, tc := range []struct {
+		mod  func(*Scenario)
+		want string
+	}{
+		{func(s *Scenario) { s.ReplyLatency = 25 * time.Hour }, "ReplyLatency (25h0m0s)"},
+		{func(s *Scenario) { s.ReadService = -1 }, "ReadService (-1ns)"},
+		{func(s *Scenario) { s.WriteService = -1 }, "WriteService (-1ns)"},
+		{func(s *Scenario) { s.WatchLag = -1 }, "WatchLag (-1ns)"},
+		{func(s *Scenario) { s.StaleReads = -1 }, "StaleReads (-1ns)"},
+		{func(s *Scenario) { s.WorkStart = -1 }, "WorkStart (-1ns)"},
+		{func(s *Scenario) { s.Parallel = -1 }, "Parallel (-1)"},
+		{func(s *Scenario) { s.Store = "mysql" }, `Store: no timing profile "mysql"`},
+		{func(s *Scenario) { s.Tail = &Tail{Dist: "cauchy"} }, `Tail.Dist "cauchy"`},
+		{func(s *Scenario) { s.Tail = &Tail{Dist: "lognormal", Median: time.Millisecond} }, "Sigma from 0.01 to 10"},
+		{func(s *Scenario) { s.Tail = &Tail{Dist: "pareto", Min: time.Millisecond, Alpha: 1, P: 1.5} }, "Tail.P (1.5)"},
+		{func(s *Scenario) { s.Tail = &Tail{Dist: "pareto", Min: time.Millisecond, Alpha: 1, Max: -1} }, "Tail.Max (-1ns)"},
+		{func(s *Scenario) {
+			s.Faults = []Fault{{At: time.Second, Kind: StoreDown, Targets: []string{"n1"}, For: time.Second}}
+		}, "Faults[0].Targets: store_down takes none"},
+		{func(s *Scenario) { s.Faults = []Fault{{At: time.Second, Kind: StoreDown}} }, "Faults[0].For: a store_down needs a length"},
+		{func(s *Scenario) {
+			s.Faults = []Fault{{At: time.Second, Kind: Crash, Targets: []string{"n1"}, Latency: time.Second}}
+		}, "Faults[0].Latency only goes with latency_spike"},
+		{func(s *Scenario) {
+			s.Faults = []Fault{{At: time.Second, Kind: Crash, Targets: []string{"n1"}, Lose: LoseReplies}}
+		}, "Faults[0].Lose only goes with partition"},
+		{func(s *Scenario) {
+			s.Faults = []Fault{{At: time.Second, Kind: Partition, Targets: []string{"n1"}, Lose: "up"}}
+		}, `Faults[0].Lose "up"`},
+		{func(s *Scenario) {
+			s.Faults = []Fault{{At: time.Second, Kind: Crash, Targets: []string{All}}}
+		}, `Faults[0].Targets[0]: no node "all"`},
+		{func(s *Scenario) {
+			s.Random = &RandomFaults{Every: time.Minute, MaxDown: time.Second, Kinds: []FaultKind{LatencySpike}}
+		}, "Random.Kinds[0]: latency_spike cannot be drawn at random"},
+	} {
+		sc := DefaultScenario()
+		sc.Clocks = make([]Clock, sc.Nodes)
+		for i := range sc.Clocks {
+			sc.Clocks[i].Rate = 1
+		}
+		tc.mod(&sc)
+		err := sc.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want an error saying %q", err, tc.want)
+		}
+	}
+	// What Validate accepts runs.
+	sc := DefaultScenario()
+	sc.Clocks = make([]Clock, sc.Nodes)
+	for i := range sc.Clocks {
+		sc.Clocks[i].Rate = 1
+	}
+	sc.Duration = time.Minute
+	sc.Tail = &Tail{Dist: "pareto", Min: time.Millisecond, Alpha: 1.5, P: 0.1}
+	sc.Faults = []Fault{{At: 20 * time.Second, Kind: StoreDown, For: time.Second},
+		{At: 30 * time.Second, Kind: LatencySpike, Targets: []string{All}, For: time.Second, Latency: 100 * time.Millisecond}}
+	run(t, &sc, 1)
+}
+
+// store: selects a profile; the keys the file gives override it, each
+// direction of the network on its own.
+func TestProfileOverride(t *testing.T) {
+	etcd := Profiles["etcd"]
+	sc := parse(t, "store: etcd\nwork_stop: 1s\nnetwork: {reply_latency: 3ms}\nservice: {parallel: 7}\n")
+	if sc.Store != "etcd" || sc.Latency != etcd.RequestLatency || sc.ReplyLatency != 3*time.Millisecond ||
+		sc.Jitter != etcd.Jitter || sc.ReadService != etcd.ReadService || sc.WriteService != etcd.WriteService ||
+		sc.Parallel != 7 || sc.WatchLag != etcd.WatchLag || sc.WorkStart != etcd.WorkStart || sc.WorkStop != time.Second {
+		t.Errorf("store: etcd with overrides: %+v, profile %+v", sc, etcd)
+	}
+	// The order of the keys does not matter.
+	sc2 := parse(t, "network: {reply_latency: 3ms}\nwork_stop: 1s\nservice: {parallel: 7}\nstore: etcd\n")
+	if !equalJSON(t, sc, sc2) {
+		t.Errorf("the key order changed the scenario:\n%+v\n%+v", sc, sc2)
+	}
+	// network.latency sets both directions, the profile neither.
+	sc = parse(t, "store: kube\nnetwork: {latency: 2ms, request_latency: 5ms}\n")
+	if sc.Latency != 5*time.Millisecond || sc.ReplyLatency != 2*time.Millisecond || sc.WriteService != Profiles["kube"].WriteService {
+		t.Errorf("latency + request_latency over kube: request %v reply %v", sc.Latency, sc.ReplyLatency)
+	}
+	// Without a profile, request_latency alone leaves the reply at the default.
+	sc = parse(t, "network: {request_latency: 5ms}\n")
+	if sc.Latency != 5*time.Millisecond || sc.ReplyLatency != time.Millisecond {
+		t.Errorf("request_latency alone: request %v reply %v", sc.Latency, sc.ReplyLatency)
+	}
+	// UseProfile does for a scenario built in code what store: does.
+	code := DefaultScenario()
+	if err := code.UseProfile("etcd"); err != nil {
+		t.Fatal(err)
+	}
+	file := parse(t, "store: etcd\n")
+	file.Clocks, file.Identities = nil, nil
+	if !equalJSON(t, &code, file) {
+		t.Errorf("UseProfile(etcd) %+v differs from store: etcd %+v", code, *file)
+	}
+	if err := code.UseProfile("mysql"); err == nil {
+		t.Error("UseProfile(mysql) succeeded")
+	}
+	for name, p := range Profiles {
+		if p.Parallel < 1 || p.WorkStart <= 0 || p.WorkStop <= 0 {
+			t.Errorf("profile %s: %s", name, p)
+		}
+	}
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
+
+// One node, no jitter: every instant of the acquisition follows from the
+// request and reply latency and the service times.
+func TestRequestReplyAndServiceTime(t *testing.T) {
+	base := "nodes: 1\nduration: 10s\nstart_spread: 0s\nwatch: false\n"
+	// Get: sent 0, arrives 1ms, served by 3ms, reply at 7ms. Create: sent
+	// 7ms, arrives 8ms, served by 13ms (committed), reply at 17ms.
+	tr := traceOf(t, parse(t, base+"network: {request_latency: 1ms, reply_latency: 4ms}\nservice: {read: 2ms, write: 5ms}\n"), 1)
+	for _, want := range []string{"0.003000s --   store: get by n1", "0.013000s --   store: create by n1", "0.017000s n1   STARTED"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("request 1ms, reply 4ms: the trace lacks %q:\n%s", want, head(tr, 12))
+		}
+	}
+	// The other way round: the same round trips, the commit 3ms later.
+	tr = traceOf(t, parse(t, base+"network: {request_latency: 4ms, reply_latency: 1ms}\nservice: {read: 2ms, write: 5ms}\n"), 1)
+	for _, want := range []string{"0.006000s --   store: get by n1", "0.016000s --   store: create by n1", "0.017000s n1   STARTED"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("request 4ms, reply 1ms: the trace lacks %q:\n%s", want, head(tr, 12))
+		}
+	}
+}
+
+func head(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
+// The store serves Parallel requests at once: two Gets that arrive
+// together are served one after the other with parallel 1, side by side
+// with 2; and a store too slow for its load makes the leader's renewals
+// time out.
+func TestServiceQueue(t *testing.T) {
+	base := "nodes: 2\nduration: 10s\nstart_spread: 0s\nwatch: false\nnetwork: {latency: 1ms}\n"
+	sc := parse(t, base+"service: {read: 2ms, write: 2ms, parallel: 1}\n")
+	tr := traceOf(t, sc, 1)
+	for _, want := range []string{"0.003000s --   store: get by n1", "0.005000s --   store: get by n2"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("parallel 1: the trace lacks %q:\n%s", want, head(tr, 12))
+		}
+	}
+	r := run(t, sc, 1)
+	if r.Store.Queued == 0 || r.Store.MaxWaitMS < 2 || r.Store.Served == 0 {
+		t.Errorf("parallel 1: store %+v, want queued requests waiting 2ms", r.Store)
+	}
+	tr = traceOf(t, parse(t, base+"service: {read: 2ms, write: 2ms, parallel: 2}\n"), 1)
+	if !strings.Contains(tr, "0.003000s --   store: get by n2") {
+		t.Errorf("parallel 2: n2's Get was not served with n1's:\n%s", head(tr, 12))
+	}
+
+	// 40 polling nodes, RetryPeriod 1s: 40 Gets a second. At 10ms each the
+	// store keeps up; at 100ms (4 s of work a second) its line grows until
+	// the leader's renewals, waiting behind the Gets, miss their deadline;
+	// 8 at a time it keeps up again.
+	load := func(read string, parallel int) *Result {
+		src := "nodes: 40\nduration: 2m\nwatch: false\nnetwork: {latency: 1ms}\n" +
+			"lease: {duration: 4s, renew_deadline: 3s, retry_period: 1s}\n" +
+			"service: {read: " + read + ", write: 1ms, parallel: " + strconv.Itoa(parallel) + "}\n"
+		return run(t, parse(t, src), 1)
+	}
+	if r := load("10ms", 1); len(r.Failovers) != 0 || r.Store.Queued == 0 {
+		t.Errorf("10ms reads: %d failovers, store %+v; want queueing and no failover", len(r.Failovers), r.Store)
+	}
+	if r := load("100ms", 1); len(r.Failovers) == 0 || r.Store.MaxWaitMS < 3000 {
+		t.Errorf("100ms reads, one at a time: %d failovers, store %+v; want an overloaded store and failovers", len(r.Failovers), r.Store)
+	}
+	if r := load("100ms", 8); len(r.Failovers) != 0 {
+		t.Errorf("100ms reads, 8 at a time: %d failovers, want none", len(r.Failovers))
+	}
+}
+
+// The heavy tails have the shape they claim.
+func TestTailDraws(t *testing.T) {
+	s := &sim{sc: &Scenario{}, rng: rand.New(rand.NewPCG(1, 2))}
+	draws := func(tl *Tail, n int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = s.tailDraw(tl)
+		}
+		slices.Sort(out)
+		return out
+	}
+	ln := draws(&Tail{Dist: "lognormal", Median: 10 * time.Millisecond, Sigma: 1}, 20000)
+	if m := ln[len(ln)/2]; m < 9500*time.Microsecond || m > 10500*time.Microsecond {
+		t.Errorf("lognormal median 10ms, sigma 1: sample median %v", m)
+	}
+	// e^(1.2816) ≈ 3.6: the p90 of a lognormal with sigma 1 is 3.6 × the median.
+	if p90 := ln[len(ln)*9/10]; p90 < 33*time.Millisecond || p90 > 39*time.Millisecond {
+		t.Errorf("lognormal p90 %v, want about 36ms", p90)
+	}
+	pa := draws(&Tail{Dist: "pareto", Min: time.Millisecond, Alpha: 1.5}, 20000)
+	if pa[0] < time.Millisecond {
+		t.Errorf("pareto below its minimum: %v", pa[0])
+	}
+	// P(X > 10·min) = 10^-1.5 ≈ 3.2%.
+	over := 0
+	for _, d := range pa {
+		if d > 10*time.Millisecond {
+			over++
+		}
+	}
+	if f := float64(over) / float64(len(pa)); math.Abs(f-0.0316) > 0.006 {
+		t.Errorf("pareto alpha 1.5: %.4f of draws above 10 × min, want about 0.0316", f)
+	}
+	capped := draws(&Tail{Dist: "pareto", Min: time.Millisecond, Alpha: 0.2, Max: 50 * time.Millisecond}, 2000)
+	if capped[len(capped)-1] != 50*time.Millisecond {
+		t.Errorf("pareto with max 50ms: largest draw %v", capped[len(capped)-1])
+	}
+	// With p, only that share of messages get a tail.
+	sc := parse(t, "nodes: 3\nduration: 1m\nnetwork: {latency: 1ms, tail: {dist: pareto, min: 100ms, alpha: 3, p: 0.1}}\n")
+	s = &sim{sc: sc, rng: rand.New(rand.NewPCG(1, 2))}
+	slow := 0
+	for range 10000 {
+		if s.reqDelay(&node{}) >= 100*time.Millisecond {
+			slow++
+		}
+	}
+	if slow < 900 || slow > 1100 {
+		t.Errorf("tail p 0.1: %d of 10000 messages delayed, want about 1000", slow)
+	}
+	// A run with a tail is slower than one without, and deterministic.
+	a := run(t, load(t, "graceful-stop"), 1)
+	tailed := load(t, "graceful-stop")
+	tailed.Tail = &Tail{Dist: "lognormal", Median: 50 * time.Millisecond, Sigma: 0.5}
+	b := run(t, tailed, 1)
+	if b.Failovers[0].FailoverMS < a.Failovers[0].FailoverMS+100 {
+		t.Errorf("a 50ms lognormal tail: handoff %vms, without %vms", b.Failovers[0].FailoverMS, a.Failovers[0].FailoverMS)
+	}
+}
+
+// For the spike's length every message of its targets takes its latency:
+// a graceful handoff under a 300ms spike takes four one-way trips of it
+// (release, notification, takeover write, reply).
+func TestLatencySpike(t *testing.T) {
+	sc := load(t, "graceful-stop")
+	sc.Faults = append(sc.Faults, Fault{At: 59 * time.Second, Kind: LatencySpike, Targets: []string{All}, For: 10 * time.Second, Latency: 300 * time.Millisecond})
+	for seed := uint64(1); seed <= 10; seed++ {
+		r := run(t, sc, seed)
+		if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1200 || r.Failovers[0].FailoverMS > 1210 {
+			t.Fatalf("seed %d: failovers %+v, want one handoff of 1.2s", seed, r.Failovers)
+		}
+	}
+	// A spike on one follower only: the other takes over as fast as ever.
+	sc = parse(t, "nodes: 3\nduration: 2m\nstart_spread: 0s\nnetwork: {latency: 2ms}\nfaults:\n"+
+		"  - {at: 50s, latency_spike: [n2, n3], latency: 500ms, for: 30s}\n  - {at: 60s, stop: leader}\n")
+	r := run(t, sc, 1)
+	if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1500 {
+		t.Errorf("spike on both followers: %+v, want a slow handoff", r.Failovers)
+	}
+	sc.Faults[0].Targets = []string{r.Failovers[0].To}
+	r2 := run(t, sc, 1)
+	if len(r2.Failovers) != 1 || r2.Failovers[0].FailoverMS > 20 || r2.Failovers[0].To == r.Failovers[0].To {
+		t.Errorf("spike on one follower: %+v, want the other to take over in a few ms", r2.Failovers)
+	}
+}
+
+// One-way partitions. Losing only the replies, the leader's first renewal
+// still lands, but it never learns the new version: its next renewals
+// fail their compare-and-swap, so the others wait out the lease from that
+// one landed renewal, up to a RetryPeriod longer than after a partition
+// both ways. Losing only the requests is a partition as far as the store
+// can tell. Neither gives dual leadership.
+func TestOneWayPartition(t *testing.T) {
+	failover := func(lose string, seed uint64) Failover {
+		sc := load(t, "partition-leader")
+		sc.Faults[0].Lose = lose
+		r := run(t, sc, seed)
+		if r.DualLeaderMS != 0 || !r.Safe() || len(r.Failovers) != 1 || r.Failovers[0].Cause != "partition" {
+			t.Fatalf("lose %q seed %d: dual %vms, failovers %+v", lose, seed, r.DualLeaderMS, r.Failovers)
+		}
+		return r.Failovers[0]
+	}
+	sc := load(t, "partition-leader")
+	ld, rp := float64(sc.LeaseDuration)/1e6, float64(sc.RetryPeriod)/1e6
+	for seed := uint64(1); seed <= 10; seed++ {
+		both, req, rep := failover("", seed), failover(LoseRequests, seed), failover(LoseReplies, seed)
+		if both.FailoverMS < ld-2500 || both.FailoverMS > ld+100 {
+			t.Errorf("seed %d: both ways: %vms, want about the lease", seed, both.FailoverMS)
+		}
+		if math.Abs(req.FailoverMS-both.FailoverMS) > 100 {
+			t.Errorf("seed %d: losing requests %vms, both ways %vms: want the same", seed, req.FailoverMS, both.FailoverMS)
+		}
+		if rep.FailoverMS <= both.FailoverMS || rep.FailoverMS > ld+rp+100 {
+			t.Errorf("seed %d: losing replies %vms, both ways %vms: want longer, at most lease + retry period", seed, rep.FailoverMS, both.FailoverMS)
+		}
+	}
+	tr := traceOf(t, func() *Scenario { s := load(t, "partition-leader"); s.Faults[0].Lose = LoseReplies; return s }(), 1)
+	if !strings.Contains(tr, "reply lost") || !strings.Contains(tr, "version conflict") {
+		t.Error("losing replies: the trace shows no lost reply and no failed compare-and-swap after it")
+	}
+}
+
+// The store down for less than the renew deadline: the leader keeps its
+// lease and the followers' watches come back. For longer: the leader steps
+// down at its deadline, and nobody leads until the store is back.
+func TestStoreDown(t *testing.T) {
+	base := "nodes: 3\nduration: 2m\nnetwork: {latency: 2ms}\nlease: {duration: 15s, renew_deadline: 10s, retry_period: 2s}\n"
+	sc := parse(t, base+"faults:\n  - {at: 60s, store_down: true, for: 5s}\n  - {at: 90s, stop: leader}\n")
+	for seed := uint64(1); seed <= 10; seed++ {
+		r := run(t, sc, seed)
+		// The handoff after the outage is still fast: the watches are back.
+		if len(r.Failovers) != 1 || r.Failovers[0].Cause != "stop" || r.Failovers[0].FailoverMS > 20 {
+			t.Fatalf("5s outage, seed %d: failovers %+v; want only the later stop, handed over at once", seed, r.Failovers)
+		}
+	}
+	tr := traceOf(t, sc, 1)
+	if !strings.Contains(tr, "request lost: the store is down") || !strings.Contains(tr, "watch lost; registering again") {
+		t.Errorf("5s outage: the trace shows no lost request or watch re-registration")
+	}
+	sc = parse(t, base+"faults:\n  - {at: 60s, store_down: true, for: 12s}\n")
+	for seed := uint64(1); seed <= 10; seed++ {
+		r := run(t, sc, seed)
+		if len(r.Failovers) != 1 || r.Failovers[0].Cause != "store_down" || !r.Safe() {
+			t.Fatalf("12s outage, seed %d: failovers %+v, violations %+v", seed, r.Failovers, r.Violations)
+		}
+		f := r.Failovers[0]
+		if f.AtMS != 60000 || f.FailoverMS < 12000 || f.FailoverMS > 12000+2500 || f.LeaderlessMS <= 0 {
+			t.Errorf("12s outage, seed %d: %+v; want a leader within a retry period of the store's return", seed, f)
+		}
+	}
+}
+
+// Stale reads: a Get may see the record as it was up to stale_reads ago.
+// Takeovers based on an old record fail their compare-and-swap, so the
+// lease still holds: no dual leadership, and a crash failover is no
+// shorter than with fresh reads.
+func TestStaleReads(t *testing.T) {
+	sc := load(t, "leader-crash")
+	sc.Watch = false
+	lo := float64(sc.LeaseDuration-sc.RetryPeriod) / 1e6
+	sc.StaleReads = 6 * time.Second
+	stale := int64(0)
+	for seed := uint64(1); seed <= 20; seed++ {
+		r := run(t, sc, seed)
+		stale += r.Store.StaleReads
+		if !r.Safe() || r.DualLeaderMS != 0 || len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < lo {
+			t.Fatalf("seed %d: violations %+v, failovers %+v", seed, r.Violations, r.Failovers)
+		}
+	}
+	if stale == 0 {
+		t.Fatal("stale_reads 6s: no Get returned an old record")
+	}
+	// Every stale answer is a version the store really had.
+	tr := traceOf(t, sc, 1)
+	if !strings.Contains(tr, "stale read: version") {
+		t.Error("the trace shows no stale read")
+	}
+	// Stale reads and a shared-identity crash (the case reads matter most for).
+	sh := load(t, "shared-identity")
+	sh.StaleReads = 3 * time.Second
+	for seed := uint64(1); seed <= 20; seed++ {
+		if r := run(t, sh, seed); !r.Safe() || r.DualLeaderMS != 0 {
+			t.Fatalf("shared-identity with stale reads, seed %d: %+v", seed, r.Violations)
+		}
+	}
+}
+
+// Watch lag and the work's start time add to a graceful handoff exactly
+// what they say: the notification leaves the store later, and the
+// failover ends when the new leader's work runs.
+func TestWatchLagAndWorkStart(t *testing.T) {
+	sc := parse(t, "nodes: 2\nduration: 2m\nstart_spread: 0s\nnetwork: {latency: 2ms}\nfaults:\n  - {at: 60s, stop: leader}\n")
+	base := run(t, sc, 1).Failovers[0].FailoverMS
+	sc.WatchLag = 50 * time.Millisecond
+	lag := run(t, sc, 1).Failovers[0].FailoverMS
+	sc.WorkStart, sc.WorkStop = 20*time.Millisecond, 7*time.Millisecond
+	r := run(t, sc, 1)
+	work := r.Failovers[0].FailoverMS
+	if math.Abs(lag-base-50) > 0.01 || math.Abs(work-lag-27) > 0.01 {
+		t.Errorf("handoff %vms; with watch_lag 50ms %vms; with work 20ms + 7ms %vms", base, lag, work)
+	}
+	if r.FencedWrites.Accepted == 0 {
+		t.Error("no fenced writes once the work runs")
+	}
+	// A leader that loses the lock before its work ran ends no failover.
+	tr := traceOf(t, sc, 1)
+	if !strings.Contains(tr, "leader work running") {
+		t.Error("the trace does not say when the work runs")
+	}
+}
+
+// The etcd profile's graceful handoff is the work's stop, a release, a
+// notification, a takeover write and the work's start.
+func TestEtcdProfileHandoff(t *testing.T) {
+	p := Profiles["etcd"]
+	sc := parse(t, "store: etcd\nnodes: 3\nduration: 2m\nfaults:\n  - {at: 60s, stop: leader}\n")
+	rt := p.RequestLatency + p.WriteService + p.ReplyLatency
+	want := p.WorkStop + p.RequestLatency + p.WriteService + p.WatchLag + p.ReplyLatency + rt + p.WorkStart
+	for seed := uint64(1); seed <= 10; seed++ {
+		r := run(t, sc, seed)
+		got := time.Duration(r.Failovers[0].FailoverMS * 1e6)
+		if got < want || got > want+4*p.Jitter+time.Microsecond {
+			t.Errorf("seed %d: etcd handoff %v, want %v plus up to 4 jitters", seed, got, want)
+		}
+	}
+}
