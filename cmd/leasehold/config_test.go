@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -486,6 +487,15 @@ func TestKubernetesManifest(t *testing.T) {
 					Spec struct {
 						Containers []struct {
 							Command []string `yaml:"command"`
+							Ports   []struct {
+								Name string `yaml:"name"`
+								Port int    `yaml:"containerPort"`
+							} `yaml:"ports"`
+							LivenessProbe struct {
+								HTTPGet struct {
+									Port string `yaml:"port"`
+								} `yaml:"httpGet"`
+							} `yaml:"livenessProbe"`
 						} `yaml:"containers"`
 					} `yaml:"spec"`
 				} `yaml:"template"`
@@ -505,6 +515,23 @@ func TestKubernetesManifest(t *testing.T) {
 		for _, c := range doc.Spec.Template.Spec.Containers {
 			if len(c.Command) > 1 && strings.HasSuffix(c.Command[0], "/leasehold") {
 				args = append(args, c.Command[1:])
+				// The kubelet probes the pod's IP: the probe address is
+				// there, the leader API (if any) on localhost only.
+				probePort := 0
+				for _, p := range c.Ports {
+					if p.Name == c.LivenessProbe.HTTPGet.Port {
+						probePort = p.Port
+					}
+				}
+				want := fmt.Sprintf("--probe-http=$(POD_IP):%d", probePort)
+				if !slices.Contains(c.Command, want) {
+					t.Errorf("%v: the liveness probe's port %q (%d) is not served by %s", c.Command, c.LivenessProbe.HTTPGet.Port, probePort, want)
+				}
+				for _, a := range c.Command {
+					if strings.HasPrefix(a, "--http=") && !strings.HasPrefix(a, "--http=127.0.0.1:") {
+						t.Errorf("%v: %s: the leader API should stay on localhost", c.Command, a)
+					}
+				}
 			}
 		}
 	}

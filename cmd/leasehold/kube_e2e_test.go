@@ -119,6 +119,61 @@ func TestKube(t *testing.T) {
 		}
 	})
 
+	// The container args of a leader-elector pod work as they are
+	// (--election, --election-namespace, --ttl, --http), and the probe
+	// address serves health and metrics, not the leader API.
+	t.Run("SidecarLeaderElectorArgs", func(t *testing.T) {
+		lock := fmt.Sprintf("e2e-le-%d", time.Now().UnixNano())
+		var addrs [2]string
+		for i := range addrs {
+			port, err := servers.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
+		}
+		api, probe := addrs[0], addrs[1]
+		startLeasehold(t, "le", []string{"LEASEHOLD_KUBE_KUBECONFIG=" + k.AdminKubeconfig}, "sidecar", "--backend", "kube",
+			"--election", lock, "--election-namespace", "kube-public", "--ttl", "2s", "--renew-deadline", "1500ms",
+			"--retry-period", "250ms", "--id", "le-1", "--http", api, "--probe-http", probe)
+		get := func(url string) (int, string) {
+			resp, err := http.Get(url)
+			if err != nil {
+				return 0, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if _, body := get("http://" + api + "/"); body == `{"name":"le-1"}` {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the sidecar did not report itself as leader within 15s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cfg := filepath.Join(t.TempDir(), "le.yaml")
+		body := fmt.Sprintf("backend: kube\nname: %s\nkube: {kubeconfig: %s, namespace: kube-public}\n", lock, k.AdminKubeconfig)
+		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := status(t, cfg); err != nil || rep.Holder != "le-1" || rep.LeaseDurationMS != 2000 {
+			t.Fatalf("status of kube-public/%s: %+v, %v; want le-1 holding a 2s lease", lock, rep, err)
+		}
+		if code, body := get("http://" + probe + "/healthz"); code != 200 {
+			t.Errorf("probe /healthz: %d %q", code, body)
+		}
+		if code, body := get("http://" + probe + "/metrics"); code != 200 || !strings.Contains(body, "leasehold_") {
+			t.Errorf("probe /metrics: %d, %d bytes without leasehold_ metrics", code, len(body))
+		}
+		if code, _ := get("http://" + probe + "/"); code != 404 {
+			t.Errorf("probe /: %d, want 404 (the leader API is on --http only)", code)
+		}
+	})
+
 	// A sub-second lease duration is refused, not truncated.
 	t.Run("SubSecondLease", func(t *testing.T) {
 		cfg, _ := config(t, "{duration: 1500ms, renew_deadline: 1s, retry_period: 250ms}")
