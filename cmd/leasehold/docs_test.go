@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// docs/cli.md lists every command, flag, environment variable and exit
+// status, and names no flag that does not exist: it matches --help.
+func TestCLIDocs(t *testing.T) {
+	data, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	sections := map[string]string{} // "## title" → its text
+	parts := regexp.MustCompile(`(?m)^## `).Split(doc, -1)
+	for _, p := range parts[1:] {
+		title, body, _ := strings.Cut(p, "\n")
+		sections[title] = body
+	}
+	shared := sections["Flags shared by run, sidecar and status"]
+	if shared == "" {
+		t.Fatal("no shared flags section")
+	}
+	// sharedRow is the shared table's row of a flag, or "".
+	sharedRow := func(flag string) string {
+		for _, line := range strings.Split(shared, "\n") {
+			if strings.HasPrefix(line, "| `--"+flag+" ") || strings.HasPrefix(line, "| `--"+flag+"`") || strings.Contains(line, ", `--"+flag+" ") || strings.HasPrefix(line, "| `--"+flag+"=") {
+				return line
+			}
+		}
+		return ""
+	}
+
+	root := newRootCmd(context.Background(), io.Discard, io.Discard)
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
+	known := map[string]bool{"help": true, "version": true}
+	for _, c := range root.Commands() {
+		if c.Hidden {
+			continue
+		}
+		section, ok := sections["leasehold "+c.Name()]
+		if !ok {
+			if !strings.Contains(sections["help, version, completion"], "leasehold "+c.Name()) {
+				t.Errorf("docs/cli.md has no section for leasehold %s", c.Name())
+			}
+			continue
+		}
+		if !strings.Contains(doc, "[`leasehold "+c.Name()+"`]") {
+			t.Errorf("the command table lacks leasehold %s", c.Name())
+		}
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			known[f.Name] = true
+			if f.Hidden || f.Deprecated != "" || f.Name == "help" {
+				return
+			}
+			if regexp.MustCompile("(?m)(^|[\\s`\\[(])--" + f.Name + "\\b").MatchString(section) {
+				return
+			}
+			row := sharedRow(f.Name)
+			cols := strings.Split(strings.ReplaceAll(row, `\|`, "/"), "|")
+			if len(cols) < 3 || !strings.Contains(cols[2], c.Name()) {
+				t.Errorf("leasehold %s --%s: not in its section, nor in the shared table for %s", c.Name(), f.Name, c.Name())
+			}
+		})
+		// A shared flag the table gives this command must be one of its flags.
+		for _, line := range strings.Split(shared, "\n") {
+			cols := strings.Split(strings.ReplaceAll(line, `\|`, "/"), "|")
+			if len(cols) < 4 || !strings.Contains(cols[2], c.Name()) {
+				continue
+			}
+			for _, m := range regexp.MustCompile("`--([a-z-]+)").FindAllStringSubmatch(cols[1], -1) {
+				if c.Flags().Lookup(m[1]) == nil {
+					t.Errorf("the shared table gives leasehold %s --%s, which it does not have", c.Name(), m[1])
+				}
+			}
+		}
+	}
+	// Other tools' spellings, accepted by the sidecar, and the demo's old one.
+	for _, alias := range []string{"election", "election-namespace", "ttl", "lease"} {
+		known[alias] = true
+	}
+	for _, m := range regexp.MustCompile("`[^`]*`").FindAllString(doc, -1) {
+		for _, f := range regexp.MustCompile(`(?:^|[\s\x60(\[])--([a-z][a-z-]*)`).FindAllStringSubmatch(m, -1) {
+			if !known[f[1]] {
+				t.Errorf("docs/cli.md names --%s (in %s), which no command has", f[1], m)
+			}
+		}
+	}
+	for _, v := range envVars() {
+		if !strings.Contains(sections["Environment variables"], "`"+v+"`") {
+			t.Errorf("docs/cli.md's environment variables lack %s", v)
+		}
+	}
+	for _, v := range []string{"LEASEHOLD_LEADER", "LEASEHOLD_TERM", "LEASEHOLD_IDENTITY", "LEASEHOLD_LOCK"} {
+		if !strings.Contains(sections["Environment variables"], "`"+v) {
+			t.Errorf("docs/cli.md does not say run gives its command %s", v)
+		}
+	}
+	for _, code := range []string{"0", "1", "2", "3", "4", "75", "128 + N"} {
+		if !strings.Contains(sections["Exit status"], "\n| "+code+" |") {
+			t.Errorf("docs/cli.md's exit status table lacks %s", code)
+		}
+	}
+	for _, c := range []int{exitOK, exitFailure, exitUsage, exitUnsafe, exitNoLeader, exitNoStore, exitNotLeader} {
+		if !strings.Contains(sections["Exit status"], "\n| "+strconv.Itoa(c)+" |") {
+			t.Errorf("exit status %d is not in docs/cli.md", c)
+		}
+	}
+}
+
