@@ -117,4 +117,3 @@ func TestCLIDocs(t *testing.T) {
 		}
 	}
 }
-
