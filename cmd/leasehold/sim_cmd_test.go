@@ -56,3 +56,21 @@ func keys(m map[string]json.RawMessage) []string {
 	}
 	return out
 }
+
+// Progress goes to the progress writer (stderr, when it is a terminal):
+// the count of finished runs, ending with all of them; none otherwise.
+func TestSimProgress(t *testing.T) {
+	var out, errb, prog bytes.Buffer
+	f := simFlags{runs: 30, scenario: "leader-crash", progress: &prog}
+	if err := simCmd(context.Background(), f, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(prog.String(), "\r30 of 30 runs\n") {
+		t.Fatalf("progress %q, want it to end with 30 of 30 runs", prog.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"sim", "--runs", "30", "leader-crash"}, &out, &errb); code != 0 || errb.Len() != 0 {
+		t.Fatalf("exit %d, stderr %q: progress on a stderr that is not a terminal", code, errb.String())
+	}
+}
