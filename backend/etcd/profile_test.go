@@ -60,7 +60,8 @@ func startWork() (*work, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), guardEnv+"=1")
+	// A -race binary sleeps a second at exit unless told not to.
+	cmd.Env = append(os.Environ(), guardEnv+"=1", "GORACE=atexit_sleep_ms=0")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

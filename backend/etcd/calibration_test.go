@@ -1,0 +1,308 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/sim"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// The calibration: the same crash and graceful-handoff scenarios on the
+// real etcd, through elector.Run with run's work (a guard process and its
+// command, as profile_test.go starts them), and in the simulator with the
+// etcd profile. Their medians must agree within 15% and their ranges
+// overlap.
+//
+//	cd backend/etcd && go test -race -run Calib -v .
+//
+// The store's timing is the table's etcd profile. Under -race the
+// elector and the client are slower than the binary the profile was
+// measured with, so the simulator gets this binary's own figures instead,
+// measured first (a profile built as TestProfile builds it). The work's
+// start and stop are process starts on a machine shared with other work:
+// they move by a factor of two from one minute to the next, more than the
+// 15% the medians may differ by, so the simulator gets the medians of the
+// very runs it is compared with (work_start and work_stop override the
+// profile, as explicit keys do), and the table's are logged beside them.
+const (
+	calLease   = time.Second
+	calRenew   = 750 * time.Millisecond
+	calRetry   = 250 * time.Millisecond
+	calCrashes = 15
+	calStops   = 20
+)
+
+func TestCalibration(t *testing.T) {
+	need(t)
+	prof, where := sim.Profiles["etcd"], "the table's etcd profile (sim/profile.go)"
+	if raceBuild() {
+		raw := rawClient(t)
+		c, w := client(t), client(t)
+		m := measureProfile(t, 100, 2*time.Millisecond, func(name string) elector.Backend { return c.Lock(name) },
+			func(name string) elector.Watcher { return w.Lock(name) }, func(ctx context.Context) error {
+				_, err := raw.Get(ctx, "/leasehold-profile-ping", clientv3.WithSerializable())
+				return err
+			})
+		measureWork(t, &m)
+		prof, where = m.profile(), "this -race binary's own figures, measured now"
+	}
+	t.Logf("simulator timing: %s: %s", where, prof)
+
+	var work workTimes
+	crashReal := realRuns(t, "crash", calCrashes, &work)
+	stopReal := realRuns(t, "stop", calStops, &work)
+	starts, stops := statsOf(work.starts), statsOf(work.stops)
+	t.Logf("the runs' work: start %v; stop %v (the table: start %v, stop %v)", starts, stops, prof.WorkStart, prof.WorkStop)
+	table := simRuns(t, prof, "stop: leader, restart_after: 10ms", "stop")
+	t.Logf("graceful handoff in the simulator with the table's work times (not compared): median %v", statsOf(table).p50)
+	prof.WorkStart, prof.WorkStop = starts.p50, stops.p50
+	crashSim := simRuns(t, prof, "crash: leader, restart_after: 10ms", "crash")
+	stopSim := simRuns(t, prof, "stop: leader, restart_after: 10ms", "stop")
+	agree(t, "crash failover (dropped without release)", crashReal, crashSim)
+	agree(t, "graceful handoff (cancel -> the next leader's work runs)", stopReal, stopSim)
+}
+
+func raceBuild() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// agree checks that the medians are within 15% of the real one and that
+// the ranges overlap.
+func agree(t *testing.T, what string, real, simulated []time.Duration) {
+	t.Helper()
+	r, s := statsOf(real), statsOf(simulated)
+	t.Logf("%s, %d real / %d simulated:", what, len(real), len(simulated))
+	t.Logf("  real etcd: min %v  median %v  max %v", r.min.Round(10*time.Microsecond), r.p50.Round(10*time.Microsecond), r.max.Round(10*time.Microsecond))
+	t.Logf("  simulator: min %v  median %v  max %v", s.min.Round(10*time.Microsecond), s.p50.Round(10*time.Microsecond), s.max.Round(10*time.Microsecond))
+	if d := s.p50 - r.p50; d > r.p50*15/100 || -d > r.p50*15/100 {
+		t.Errorf("%s: simulated median %v is more than 15%% from the real %v", what, s.p50, r.p50)
+	}
+	if s.max < r.min || r.max < s.min {
+		t.Errorf("%s: the ranges do not overlap: real [%v, %v], simulated [%v, %v]", what, r.min, r.max, s.min, s.max)
+	}
+}
+
+// simRuns runs the scenario with one fault at a random phase over 200
+// seeds and returns the failover of each. The phase is the fault's
+// fault_jitter of one RetryPeriod, uniform as the real runs' random
+// sleep is: the nodes' random start instants alone do not make it
+// uniform, since the leader is the earliest of them.
+func simRuns(t *testing.T, p sim.Profile, fault, cause string) []time.Duration {
+	t.Helper()
+	src := fmt.Sprintf(`name: calibration-%s
+store: etcd
+nodes: 3
+duration: 10s
+lease: {duration: %v, renew_deadline: %v, retry_period: %v, release_on_cancel: true}
+watch: true
+fault_jitter: %v
+faults:
+  - {at: 5s, %s}
+`, cause, calLease, calRenew, calRetry, calRetry, fault)
+	sc, err := sim.ParseScenario([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The timing of p (the table's, or this binary's).
+	sc.Latency, sc.ReplyLatency, sc.Jitter = p.RequestLatency, p.ReplyLatency, p.Jitter
+	sc.ReadService, sc.WriteService, sc.Parallel, sc.WatchLag = p.ReadService, p.WriteService, p.Parallel, p.WatchLag
+	sc.WorkStart, sc.WorkStop = p.WorkStart, p.WorkStop
+	var out []time.Duration
+	for seed := uint64(1); seed <= 200; seed++ {
+		r, err := sim.Run(sc, sim.Options{Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Failovers) != 1 || r.Failovers[0].Cause != cause || r.Failovers[0].Unfinished {
+			t.Fatalf("simulated %s, seed %d: failovers %+v", cause, seed, r.Failovers)
+		}
+		out = append(out, time.Duration(r.Failovers[0].FailoverMS*1e6))
+	}
+	return out
+}
+
+var errDead = errors.New("calibration: this candidate's process is dead")
+
+// mortal is a Backend whose process can die: once dead, it sends nothing.
+type mortal struct {
+	b    *etcd.Backend
+	dead *atomic.Bool
+}
+
+func (m mortal) Get(ctx context.Context) (elector.Record, elector.Version, error) {
+	if m.dead.Load() {
+		return elector.Record{}, "", errDead
+	}
+	return m.b.Get(ctx)
+}
+
+func (m mortal) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	if m.dead.Load() {
+		return "", errDead
+	}
+	return m.b.Create(ctx, r)
+}
+
+func (m mortal) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
+	if m.dead.Load() {
+		return "", errDead
+	}
+	return m.b.Update(ctx, r, v)
+}
+
+func (m mortal) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
+	if m.dead.Load() {
+		return elector.Record{}, "", errDead
+	}
+	return m.b.Watch(ctx, v)
+}
+
+func (m mortal) Describe() string { return m.b.Describe() }
+
+// calCandidate is one `leasehold run` process: an elector whose leader work
+// is a guard and its command.
+type calCandidate struct {
+	id     string
+	cancel context.CancelFunc
+	done   chan struct{}
+	dead   atomic.Bool // crashed: no more requests, the work killed
+}
+
+type calRunning struct {
+	id string
+	at time.Time
+}
+
+type calHarness struct {
+	t       *testing.T
+	lock    string
+	running chan calRunning
+	work    *workTimes
+}
+
+// workTimes are the leader work's start and (graceful) stop times.
+type workTimes struct {
+	mu            sync.Mutex
+	starts, stops []time.Duration
+}
+
+func (w *workTimes) add(to *[]time.Duration, d time.Duration) {
+	w.mu.Lock()
+	*to = append(*to, d)
+	w.mu.Unlock()
+}
+
+func (h *calHarness) start(id string) *calCandidate {
+	c := &calCandidate{id: id, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	cfg := elector.Config{Identity: id, LeaseDuration: calLease, RenewDeadline: calRenew, RetryPeriod: calRetry, ReleaseOnCancel: true}
+	el, err := elector.New(cfg, mortal{b: client(h.t).Lock(h.lock), dead: &c.dead}, elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) {
+			t0 := time.Now()
+			w, err := startWork()
+			if err != nil {
+				h.t.Error(err)
+				return
+			}
+			now := time.Now()
+			h.work.add(&h.work.starts, now.Sub(t0))
+			h.running <- calRunning{id, now}
+			<-ctx.Done()
+			if c.dead.Load() {
+				w.kill()
+				return
+			}
+			t1 := time.Now()
+			w.stop()
+			h.work.add(&h.work.stops, time.Since(t1))
+		},
+		OnStoppedLeading: func() {},
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	go func() {
+		defer close(c.done)
+		el.Run(ctx)
+	}()
+	return c
+}
+
+// next waits for a candidate other than not to run the leader's work.
+func (h *calHarness) next(not string) calRunning {
+	h.t.Helper()
+	deadline := time.After(5 * calLease)
+	for {
+		select {
+		case r := <-h.running:
+			if r.id != not {
+				return r
+			}
+		case <-deadline:
+			h.t.Fatalf("no new leader's work within %v", 5*calLease)
+		}
+	}
+}
+
+// realRuns runs three candidates on the real etcd and, n times, drops the
+// leader (cause "crash": it dies without releasing; "stop": its Run is
+// cancelled and it releases) at a random phase of its renewal cycle, then
+// times until another candidate's work runs. The dropped candidate comes
+// back as a new process under a new identity (restart_identity: new).
+func realRuns(t *testing.T, cause string, n int, work *workTimes) []time.Duration {
+	h := &calHarness{t: t, lock: fmt.Sprintf("calibration-%s-%d", cause, time.Now().UnixNano()), running: make(chan calRunning, 64), work: work}
+	cands := map[string]*calCandidate{}
+	for i := range 3 {
+		id := fmt.Sprintf("n%d", i+1)
+		cands[id] = h.start(id)
+	}
+	t.Cleanup(func() {
+		for _, c := range cands {
+			c.cancel()
+			<-c.done
+		}
+	})
+	leader := h.next("").id
+	var out []time.Duration
+	for i := range n {
+		// A few renewals, then a random phase of the cycle.
+		time.Sleep(2*calRetry + rand.N(calRetry))
+		c := cands[leader]
+		t0 := time.Now()
+		if cause == "crash" {
+			c.dead.Store(true)
+		}
+		c.cancel()
+		r := h.next(leader)
+		out = append(out, r.at.Sub(t0))
+		<-c.done
+		delete(cands, leader)
+		id := fmt.Sprintf("%s~%d", leader, i+1)
+		cands[id] = h.start(id)
+		leader = r.id
+	}
+	slices.Sort(out)
+	return out
+}
