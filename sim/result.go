@@ -418,6 +418,10 @@ func (r *Result) WriteText(w io.Writer) {
 	per := func(n int64) float64 { return float64(n) / r.SimSeconds }
 	fmt.Fprintf(w, "requests: %.3f/s (get %.3f/s, create %.3f/s, update %.3f/s, watch %.3f/s); %d transitions\n",
 		r.RequestsPerSec, per(q.Get), per(q.Create), per(q.Update), per(q.Watch), r.Transitions)
+	if st := r.Store; st != (StoreStats{}) {
+		fmt.Fprintf(w, "store: %d requests served, %d waited in line (max %s, %s in all), %d stale reads\n",
+			st.Served, st.Queued, fmtMS(st.MaxWaitMS), fmtMS(st.WaitMSTotal), st.StaleReads)
+	}
 	if r.Safe() {
 		fmt.Fprintln(w, "safety: no violation")
 		return

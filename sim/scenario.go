@@ -33,11 +33,12 @@ type Scenario struct {
 	// again nor releases before it has returned; on a graceful stop it
 	// waits for it at most RenewDeadline, then exits without releasing.
 	WorkStop time.Duration
-	// StartSpread: each node starts at a random instant in [0,
-	// StartSpread), drawn from the seed, so that every seed meets a fault
-	// at another point of the leader's renewal cycle and --runs gives a
-	// distribution, not one point. Negative means one RetryPeriod (the
-	// default); 0 starts every node at once.
+	// StartSpread: each node starts at a random instant in [b, b +
+	// StartSpread), drawn from the seed, where b is one random offset in
+	// [0, RetryPeriod) for all, so that every seed meets a fault at
+	// another point of the leader's renewal cycle, uniformly, and --runs
+	// gives a distribution, not one point. Negative means one RetryPeriod
+	// (the default); 0 starts every node at once, at 0.
 	StartSpread time.Duration
 	// FaultJitter delays each fault of the timeline by a random time in
 	// [0, FaultJitter) (default 0).

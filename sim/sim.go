@@ -177,14 +177,20 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 	}
 	// The phase: every node starts at its own instant drawn from the seed,
 	// every fault of the timeline a little late if fault_jitter says so.
+	// The starts are a common offset, uniform in one RetryPeriod, plus each
+	// node's own draw in [0, spread): the first leader is the earliest of
+	// the nodes, and the earliest of N uniform draws is not uniform, but
+	// with the offset the leader's renewal cycle meets a fixed fault at a
+	// uniform phase.
 	spread := sc.StartSpread
 	if spread < 0 {
 		spread = sc.RetryPeriod
 	}
-	for _, n := range s.nodes {
-		if spread > 0 {
+	if spread > 0 {
+		base := time.Duration(s.rng.Float64() * float64(sc.RetryPeriod))
+		for _, n := range s.nodes {
 			n.state = crashed // not started yet: faults skip it
-			s.push(event{at: time.Duration(s.rng.Float64() * float64(spread)), kind: evRecover, node: int32(n.idx), what: Crash})
+			s.push(event{at: base + time.Duration(s.rng.Float64()*float64(spread)), kind: evRecover, node: int32(n.idx), what: Crash})
 		}
 	}
 	for i := range sc.Faults {

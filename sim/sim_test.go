@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,7 +122,7 @@ func TestExamplesGolden(t *testing.T) {
 func TestExampleOutcomes(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
 		for _, name := range []string{"leader-crash", "graceful-stop", "partition-leader", "lossy-network",
-			"wall-clock-jump", "rate-skew-within-bound", "random-chaos", "shared-identity"} {
+			"wall-clock-jump", "rate-skew-within-bound", "random-chaos", "shared-identity", "etcd-profile", "store-outage"} {
 			if r := run(t, load(t, name), seed); !r.Safe() || r.DualLeaderMS != 0 {
 				t.Errorf("%s seed %d: violations %+v", name, seed, r.Violations)
 			}
@@ -258,6 +259,22 @@ func TestPhaseIsSampled(t *testing.T) {
 	rp := float64(sc.RetryPeriod) / 1e6
 	if lo, hi := spread(sc); hi-lo < rp/2 {
 		t.Fatalf("crash failovers over 50 seeds span [%v, %v]ms: the phase is not sampled (RetryPeriod %vms)", lo, hi, rp)
+	}
+	// The phase is uniform: a watching follower takes over LD after the
+	// last renewal it saw, so the failovers spread evenly over [LD − RP,
+	// LD] (plus a few network delays): their quartiles sit at a quarter,
+	// a half and three quarters of it.
+	var fs []float64
+	for seed := uint64(1); seed <= 400; seed++ {
+		fs = append(fs, run(t, sc, seed).Failovers[0].FailoverMS)
+	}
+	slices.Sort(fs)
+	ld := float64(sc.LeaseDuration) / 1e6
+	for _, q := range []float64{0.25, 0.5, 0.75} {
+		want := ld - rp + q*rp
+		if got := fs[int(q*float64(len(fs)))]; math.Abs(got-want) > rp/10 {
+			t.Errorf("crash failover quantile %v over 400 seeds: %vms, want about %vms (a uniform phase)", q, got, want)
+		}
 	}
 	sc.StartSpread = 0
 	if lo, hi := spread(sc); hi-lo > rp/10 {

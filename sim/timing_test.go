@@ -316,8 +316,9 @@ func TestLatencySpike(t *testing.T) {
 	sc.Faults = append(sc.Faults, Fault{At: 59 * time.Second, Kind: LatencySpike, Targets: []string{All}, For: 10 * time.Second, Latency: 300 * time.Millisecond})
 	for seed := uint64(1); seed <= 10; seed++ {
 		r := run(t, sc, seed)
-		if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1200 || r.Failovers[0].FailoverMS > 1210 {
-			t.Fatalf("seed %d: failovers %+v, want one handoff of 1.2s", seed, r.Failovers)
+		// (Plus, at worst, a renewal in flight at the stop: 600ms.)
+		if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1200 || r.Failovers[0].FailoverMS > 1810 {
+			t.Fatalf("seed %d: failovers %+v, want one handoff of 1.2s to 1.8s", seed, r.Failovers)
 		}
 	}
 	// A spike on one follower only: the other takes over as fast as ever.
@@ -372,7 +373,8 @@ func TestOneWayPartition(t *testing.T) {
 
 // The store down for less than the renew deadline: the leader keeps its
 // lease and the followers' watches come back. For longer: the leader steps
-// down at its deadline, and nobody leads until the store is back.
+// down at its deadline; the others take over once the store is back and
+// the lease they last saw renewed has run out.
 func TestStoreDown(t *testing.T) {
 	base := "nodes: 3\nduration: 2m\nnetwork: {latency: 2ms}\nlease: {duration: 15s, renew_deadline: 10s, retry_period: 2s}\n"
 	sc := parse(t, base+"faults:\n  - {at: 60s, store_down: true, for: 5s}\n  - {at: 90s, stop: leader}\n")
@@ -387,15 +389,28 @@ func TestStoreDown(t *testing.T) {
 	if !strings.Contains(tr, "request lost: the store is down") || !strings.Contains(tr, "watch lost; registering again") {
 		t.Errorf("5s outage: the trace shows no lost request or watch re-registration")
 	}
-	sc = parse(t, base+"faults:\n  - {at: 60s, store_down: true, for: 12s}\n")
-	for seed := uint64(1); seed <= 10; seed++ {
-		r := run(t, sc, seed)
-		if len(r.Failovers) != 1 || r.Failovers[0].Cause != "store_down" || !r.Safe() {
-			t.Fatalf("12s outage, seed %d: failovers %+v, violations %+v", seed, r.Failovers, r.Violations)
-		}
-		f := r.Failovers[0]
-		if f.AtMS != 60000 || f.FailoverMS < 12000 || f.FailoverMS > 12000+2500 || f.LeaderlessMS <= 0 {
-			t.Errorf("12s outage, seed %d: %+v; want a leader within a retry period of the store's return", seed, f)
+	for _, tc := range []struct {
+		down   string
+		lo, hi float64
+	}{
+		// Not before the store is back (the former leader, still the
+		// record's holder, may retake it then); then once the lease the
+		// others last saw renewed has run out, at their next attempt: a
+		// lost call times out after a retry period, and the next is a
+		// jittered retry period later.
+		{"12s", 12000, 15000 + 3*2000 + 100},
+		{"20s", 20000, 20000 + 3*2000 + 100},
+	} {
+		sc = parse(t, base+"faults:\n  - {at: 60s, store_down: true, for: "+tc.down+"}\n")
+		for seed := uint64(1); seed <= 10; seed++ {
+			r := run(t, sc, seed)
+			if len(r.Failovers) != 1 || r.Failovers[0].Cause != "store_down" || !r.Safe() {
+				t.Fatalf("%s outage, seed %d: failovers %+v, violations %+v", tc.down, seed, r.Failovers, r.Violations)
+			}
+			f := r.Failovers[0]
+			if f.AtMS != 60000 || f.FailoverMS < tc.lo || f.FailoverMS > tc.hi || f.LeaderlessMS <= 0 {
+				t.Errorf("%s outage, seed %d: %+v; want a failover in [%v, %v]ms", tc.down, seed, f, tc.lo, tc.hi)
+			}
 		}
 	}
 }
@@ -471,6 +486,30 @@ func TestEtcdProfileHandoff(t *testing.T) {
 		got := time.Duration(r.Failovers[0].FailoverMS * 1e6)
 		if got < want || got > want+4*p.Jitter+time.Microsecond {
 			t.Errorf("seed %d: etcd handoff %v, want %v plus up to 4 jitters", seed, got, want)
+		}
+	}
+}
+
+// The two timing examples do what their files say, over 20 seeds.
+func TestTimingExamples(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		r := run(t, load(t, "etcd-profile"), seed)
+		if len(r.Failovers) != 2 || r.Failovers[0].Cause != "stop" || r.Failovers[1].Cause != "crash" {
+			t.Fatalf("etcd-profile seed %d: failovers %+v", seed, r.Failovers)
+		}
+		if f := r.Failovers[0].FailoverMS; f < 8 || f > 15 {
+			t.Errorf("etcd-profile seed %d: handoff %vms, want about 10ms", seed, f)
+		}
+		if f := r.Failovers[1].FailoverMS; f < 750 || f > 1020 {
+			t.Errorf("etcd-profile seed %d: crash failover %vms, want 0.76s to 1.01s", seed, f)
+		}
+		r = run(t, load(t, "store-outage"), seed)
+		var causes []string
+		for _, f := range r.Failovers {
+			causes = append(causes, f.Cause)
+		}
+		if !slices.Equal(causes, []string{"store_down", "partition"}) || !r.Safe() || r.DualLeaderMS != 0 || r.Store.StaleReads == 0 {
+			t.Errorf("store-outage seed %d: failovers %v, violations %+v, store %+v", seed, causes, r.Violations, r.Store)
 		}
 	}
 }
