@@ -138,7 +138,7 @@ func fmtMS(v float64) string {
 func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "sweep: faults %s, %d seeds × %v each per combination%s\n\n", strings.Join(r.Faults, ","), r.Seeds, time.Duration(r.Duration), storeNote(r.Store))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "lease\trenew\tretry\tnodes\tfollow\t| crash p50\tp99\tmax\t| handoff p50\tp99\t| leaderless\tdual\tunsafe\t| req/s\tper follower\t| skew≤\tpause≤\toutage≤\tchecked\t")
+	fmt.Fprintln(tw, "lease\trenew\tretry\tnodes\tfollow\tcrash p50\tcrash p99\tcrash max\thandoff p50\thandoff p99\tleaderless\tdual\tunsafe\treq/s\treq/s/follower\tskew≤\tpause≤\toutage≤\tchecked\t")
 	for _, p := range r.Points {
 		follow := "watch"
 		if !p.Watch {
@@ -148,7 +148,7 @@ func (r *Result) WriteText(w io.Writer) error {
 		if !p.Tolerance.Confirmed {
 			checked = "NO"
 		}
-		fmt.Fprintf(tw, "%v\t%v\t%v\t%d\t%s\t| %s\t%s\t%s\t| %s\t%s\t| %.2f%%\t%s\t%d/%d\t| %.3g\t%.3g\t| %.3g\t%v\t%v\t%s\t\n",
+		fmt.Fprintf(tw, "%v\t%v\t%v\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f%%\t%s\t%d/%d\t%.3g\t%.3g\t%.3g\t%v\t%v\t%s\t\n",
 			p.LeaseDuration, p.RenewDeadline.Round(time.Millisecond), p.RetryPeriod.Round(time.Millisecond), p.Nodes, follow,
 			fmtMS(p.CrashFailover.P50), fmtMS(p.CrashFailover.P99), fmtMS(p.CrashFailover.Max),
 			fmtMS(p.Handoff.P50), fmtMS(p.Handoff.P99),
@@ -156,7 +156,13 @@ func (r *Result) WriteText(w io.Writer) error {
 			p.RequestsPerSec, p.FollowerRequestsPerSec,
 			p.Tolerance.Skew, time.Duration(p.Tolerance.Pause).Round(time.Millisecond), time.Duration(p.Tolerance.Outage).Round(time.Millisecond), checked)
 	}
-	return tw.Flush()
+	fmt.Fprintln(tw)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "crash and handoff: from the fault to the next leader's start; leaderless: share of the time; dual: time two believed they lead, summed over the seeds;\n"+
+		"unsafe: seeds with dual leadership or a stale write; skew/pause/outage: what the timing rule tolerates, checked by simulating inside and beyond each bound")
+	return err
 }
 
 func storeNote(s string) string {

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -27,10 +28,11 @@ type Frac struct {
 	Of  float64 // > 0: a fraction of the lease duration
 }
 
-// For returns the duration for lease duration ld.
+// For returns the duration for lease duration ld (a fraction rounded to
+// the millisecond).
 func (f Frac) For(ld time.Duration) time.Duration {
 	if f.Of > 0 {
-		return time.Duration(math.Round(f.Of * float64(ld)))
+		return time.Duration(math.Round(f.Of*float64(ld)/float64(time.Millisecond))) * time.Millisecond
 	}
 	return f.Abs
 }
@@ -323,8 +325,10 @@ type job struct {
 	seed  uint64
 }
 
-// Run sweeps: every combination × every seed, on Workers goroutines.
-func Run(o Options) (*Result, error) {
+// Run sweeps: every combination × every seed, on Workers goroutines. When
+// ctx is done no more runs start, and Run returns ctx's error once the
+// runs under way are over (a run takes milliseconds).
+func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -376,8 +380,13 @@ func Run(o Options) (*Result, error) {
 		}()
 	}
 	go func() {
+	hand:
 		for _, j := range jobs {
-			next <- j
+			select {
+			case next <- j:
+			case <-ctx.Done():
+				break hand
+			}
 		}
 		close(next)
 		wg.Wait()
@@ -407,6 +416,9 @@ func Run(o Options) (*Result, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	res := &Result{Faults: o.Faults, Store: o.Store, Seeds: o.Seeds, Seed: o.Seed, Duration: Duration(o.Duration)}

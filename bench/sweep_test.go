@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -30,7 +32,7 @@ func TestCrashFailoverWithinTheBound(t *testing.T) {
 	o.Faults = []string{FaultCrash}
 	o.Grid.Watch = []bool{false}
 	o.Seeds = 20
-	r, err := Run(o)
+	r, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func TestCrashFailoverWithinTheBound(t *testing.T) {
 // A graceful stop hands over in milliseconds; the tolerances are the
 // timing rule's and the simulation confirms them.
 func TestHandoffAndTolerances(t *testing.T) {
-	r, err := Run(quick())
+	r, err := Run(context.Background(), quick())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +93,7 @@ func TestHandoffAndTolerances(t *testing.T) {
 	o.Grid.LeaseDurations = o.Grid.LeaseDurations[:1]
 	o.Grid.RetryPeriods = o.Grid.RetryPeriods[:1]
 	o.Grid.Watch = []bool{true, false}
-	r, err = Run(o)
+	r, err = Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestSweepDeterministic(t *testing.T) {
 	var outs []string
 	for _, workers := range []int{1, 2, 4} {
 		o.Workers = workers
-		r, err := Run(o)
+		r, err := Run(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +130,7 @@ func TestSweepDeterministic(t *testing.T) {
 // CSV and JSON read back into the same numbers; the text and the SVGs
 // name every combination.
 func TestOutputsParseBack(t *testing.T) {
-	r, err := Run(quick())
+	r, err := Run(context.Background(), quick())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +177,7 @@ func TestOutputsParseBack(t *testing.T) {
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(text.String(), "\n"); n != len(r.Points)+3 {
+	if n := strings.Count(text.String(), "\n"); n != len(r.Points)+6 {
 		t.Errorf("text: %d lines for %d points:\n%s", n, len(r.Points), text.String())
 	}
 	dir := t.TempDir()
@@ -197,7 +199,7 @@ func TestRecommendHonoursConstraints(t *testing.T) {
 	o := quick()
 	o.Grid.RenewDeadlines = []Frac{{Of: 0.5}, {Of: 0.8}}
 	o.Grid.Watch = []bool{true, false}
-	r, err := Run(o)
+	r, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +252,15 @@ func TestRecommendHonoursConstraints(t *testing.T) {
 	}
 }
 
+// A done context stops the sweep.
+func TestSweepStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, DefaultOptions()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
 // Bad options are refused before anything runs, naming what is wrong.
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
@@ -266,7 +277,7 @@ func TestValidate(t *testing.T) {
 	} {
 		o := quick()
 		tc.edit(&o)
-		if _, err := Run(o); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want it to say %q", err, tc.want)
 		}
 	}
@@ -279,7 +290,7 @@ func BenchmarkSweep12x200x1h(b *testing.B) {
 	o.Grid.RenewDeadlines = []Frac{{Of: 0.5}, {Of: 0.66}}
 	o.Grid.RetryPeriods = []Frac{{Of: 0.1}, {Of: 0.2}}
 	for b.Loop() {
-		if _, err := Run(o); err != nil {
+		if _, err := Run(context.Background(), o); err != nil {
 			b.Fatal(err)
 		}
 	}

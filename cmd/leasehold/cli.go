@@ -59,6 +59,7 @@ of precedence from lowest to highest.`,
 		newStatusCmd(),
 		newSimCmd(),
 		newDemoCmd(),
+		newBenchCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version and VCS revision leasehold was built from",
