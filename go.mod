@@ -4,7 +4,10 @@ go 1.26.0
 
 require github.com/benbjohnson/clock v1.3.5
 
-require gopkg.in/yaml.v3 v3.0.1
+require (
+	github.com/robfig/cron/v3 v3.0.1
+	gopkg.in/yaml.v3 v3.0.1
+)
 
 require (
 	github.com/kr/pretty v0.3.1 // indirect
