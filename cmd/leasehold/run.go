@@ -88,23 +88,7 @@ func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet,
 		}
 		gate = &waitGate{wait: ro.wait}
 	}
-	ss, err := o.open(ctx, stderr, func(cfg config) error {
-		// After losing the lease the command must be gone before another
-		// replica may start one (the margin), and on shutdown before the
-		// elector gives up waiting to release (the renew deadline).
-		margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
-		limit := min(margin, cfg.Lease.RenewDeadline)
-		if !graceSet {
-			*grace = max(min(limit/2, 10*time.Second), time.Millisecond)
-		}
-		switch {
-		case *grace >= margin:
-			return usagef("--grace (%v) must be shorter than lease.duration - lease.renew_deadline (%v): after losing the lease the command must be gone before another replica may start", *grace, margin)
-		case *grace >= cfg.Lease.RenewDeadline:
-			return usagef("--grace (%v) must be shorter than lease.renew_deadline (%v): on shutdown the lock is released only once the command has stopped, and only that long is waited for", *grace, cfg.Lease.RenewDeadline)
-		}
-		return nil
-	})
+	ss, err := o.open(ctx, stderr, graceRule(grace, graceSet))
 	if err != nil {
 		return err
 	}
@@ -164,6 +148,27 @@ func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet,
 			return nil
 		case <-time.After(pause):
 		}
+	}
+}
+
+// graceRule checks --grace against the lease (and sets its default) once
+// the config is loaded: after losing the lease the command must be gone
+// before another replica may start one (the margin), and on shutdown
+// before the elector gives up waiting to release (the renew deadline).
+func graceRule(grace *time.Duration, set bool) func(config) error {
+	return func(cfg config) error {
+		margin := cfg.Lease.LeaseDuration - cfg.Lease.RenewDeadline
+		limit := min(margin, cfg.Lease.RenewDeadline)
+		if !set {
+			*grace = max(min(limit/2, 10*time.Second), time.Millisecond)
+		}
+		switch {
+		case *grace >= margin:
+			return usagef("--grace (%v) must be shorter than lease.duration - lease.renew_deadline (%v): after losing the lease the command must be gone before another replica may start", *grace, margin)
+		case *grace >= cfg.Lease.RenewDeadline:
+			return usagef("--grace (%v) must be shorter than lease.renew_deadline (%v): on shutdown the lock is released only once the command has stopped, and only that long is waited for", *grace, cfg.Lease.RenewDeadline)
+		}
+		return nil
 	}
 }
 
