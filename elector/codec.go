@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -21,11 +23,37 @@ type wireRecord struct {
 	AcquireTime     time.Time `json:"acquire_time"`
 	RenewTime       time.Time `json:"renew_time"`
 	Term            int64     `json:"term"`
+	// Jobs is the object of job entries (EncodeJobState), by job name;
+	// absent when the record has none, so that older readers and records
+	// are unaffected.
+	Jobs json.RawMessage `json:"jobs,omitempty"`
+}
+
+// encodeJobs returns the "jobs" object, names in order, or nil for none.
+func encodeJobs(jobs map[string]JobState) json.RawMessage {
+	if len(jobs) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, name := range slices.Sorted(maps.Keys(jobs)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(name)
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(EncodeJobState(jobs[name]))
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }
 
 // EncodeRecord returns the stored form of r. The lease duration is stored in
 // whole milliseconds, rounded up: a reader never waits less than the writer
-// meant.
+// meant. Job entries out of bounds are encoded as they are, and
+// DecodeRecord refuses them: writers use MarshalRecord, which refuses them
+// first.
 func EncodeRecord(r Record) []byte {
 	ms := r.LeaseDuration.Milliseconds()
 	if r.LeaseDuration > time.Duration(ms)*time.Millisecond {
@@ -39,13 +67,24 @@ func EncodeRecord(r Record) []byte {
 		AcquireTime:     r.AcquireTime.UTC(),
 		RenewTime:       r.RenewTime.UTC(),
 		Term:            r.Term,
+		Jobs:            encodeJobs(r.Jobs),
 	})
 	if err != nil {
 		// Only unencodable times (years outside 0..9999) get here.
 		b, _ = json.Marshal(wireRecord{Format: RecordFormat, Holder: r.Holder, Instance: r.Instance,
-			LeaseDurationMS: ms, Term: r.Term})
+			LeaseDurationMS: ms, Term: r.Term, Jobs: encodeJobs(r.Jobs)})
 	}
 	return b
+}
+
+// MarshalRecord is EncodeRecord for writers: it refuses a record that
+// CheckRecord refuses (job entries out of bounds), with an error naming
+// the job.
+func MarshalRecord(r Record) ([]byte, error) {
+	if err := CheckRecord(r); err != nil {
+		return nil, err
+	}
+	return EncodeRecord(r), nil
 }
 
 // DecodeRecord parses a stored record. Any problem is reported as an error
@@ -69,6 +108,13 @@ func DecodeRecord(b []byte) (Record, error) {
 		// the fencing token around.
 		return Record{}, fmt.Errorf("%w: term %d out of range", ErrCorrupt, w.Term)
 	}
+	var jobs map[string]JobState
+	if w.Jobs != nil {
+		var err error
+		if jobs, err = decodeJobs(w.Jobs); err != nil {
+			return Record{}, fmt.Errorf("%w: jobs: %v", ErrCorrupt, err)
+		}
+	}
 	return Record{
 		Holder:        w.Holder,
 		Instance:      w.Instance,
@@ -76,5 +122,6 @@ func DecodeRecord(b []byte) (Record, error) {
 		AcquireTime:   w.AcquireTime,
 		RenewTime:     w.RenewTime,
 		Term:          w.Term,
+		Jobs:          jobs,
 	}, nil
 }

@@ -34,6 +34,14 @@ type Record struct {
 	AcquireTime   time.Time
 	RenewTime     time.Time
 	Term          int64
+	// Jobs are the slot claims of scheduled jobs, by job name (see
+	// JobState; at most MaxJobs, names as CheckJobName says); nil when no
+	// job has claimed a slot. They are written only through the Machine
+	// (a claim is a renewal carrying the new entry) and carried unchanged
+	// by renewals, takeovers and the release. The map is shared, not
+	// copied, as the record is passed around: never modify it in place
+	// (CloneJobs).
+	Jobs map[string]JobState
 }
 
 // MaxTerm is the highest term a record can carry. A record at MaxTerm-1

@@ -3,6 +3,8 @@ package elector_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
@@ -155,4 +158,53 @@ func Example_healthCheck() {
 	// GET /healthz: 200 ok
 	// leading, Check: <nil>
 	// GET /healthz: 200 ok
+}
+
+// ExampleElector_Claim runs a scheduled job's slots on the leader only:
+// each slot is claimed in the lock's record before its run, so that no
+// slot runs twice, whichever replica leads, and marked done afterwards.
+// A new leader reads Jobs to find the slots its predecessor left.
+func ExampleElector_Claim() {
+	store := memory.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	var e *elector.Elector
+	e, err := elector.New(elector.DefaultConfig("worker-1"), store.Backend("cron", "worker-1"), elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) {
+			defer cancel()
+			last := e.Jobs()["backup"] // what earlier leaders claimed and finished
+			fmt.Println("last started:", last.Started.IsZero(), "last done:", last.Done.IsZero())
+			slot := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC) // from the schedule
+			for range 2 {
+				term, err := e.Claim(ctx, "backup", slot)
+				switch {
+				case errors.Is(err, elector.ErrAlreadyClaimed):
+					fmt.Println("slot", slot.Format(time.TimeOnly), "was claimed before: skip it")
+					continue
+				case err != nil: // not leading, or the claim failed: do not run
+					fmt.Println("no run:", err)
+					return
+				}
+				fmt.Println("run slot", slot.Format(time.TimeOnly), "with term", term)
+				if err := e.Done(ctx, "backup", slot); err != nil {
+					fmt.Println("done:", err)
+				}
+			}
+		},
+		OnStoppedLeading: func() {},
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		panic(err)
+	}
+	if err := e.Run(ctx); err != nil {
+		panic(err)
+	}
+	raw, _ := store.Raw("cron")
+	var stored struct{ Jobs map[string]map[string]any }
+	json.Unmarshal(raw, &stored)
+	fmt.Println("stored:", stored.Jobs["backup"])
+	// Output:
+	// last started: true last done: true
+	// run slot 07:00:00 with term 1
+	// slot 07:00:00 was claimed before: skip it
+	// stored: map[done:2026-12-02T07:00:00Z started:2026-12-02T07:00:00Z started_term:1]
 }

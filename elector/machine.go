@@ -117,6 +117,10 @@ type Output struct {
 	// Problem is a condition an operator has to hear about, reported once
 	// when it is first seen (ProblemNone otherwise).
 	Problem Problem
+	// Claims answers claim requests (Machine.Claim), in the order they
+	// were made: each request is answered once, in the Output of the
+	// input that settles it.
+	Claims []ClaimResult
 
 	// Exactly one of Call (Op != OpNone), Wait, Pending or Done. Pending
 	// answers a Stop while a call is in flight: nothing to do but deliver
@@ -262,6 +266,14 @@ type Machine struct {
 	releasing bool // the release is the pending call
 
 	last Wait // the last wait asked for
+
+	// Slot claims: the requests not yet sent, the one the pending write
+	// carries, and the job entries of the last record seen or written
+	// (kept across a deletion).
+	claims   []ClaimRequest
+	claiming bool
+	claimReq ClaimRequest
+	jobs     map[string]JobState
 }
 
 // NewMachine returns a Machine for cfg. watch tells it whether the driver can
@@ -293,6 +305,7 @@ func (m *Machine) Observed() (Record, Version, bool) {
 func (m *Machine) Start(now Now) Output {
 	var out Output
 	m.get(now, &out)
+	m.remember(now, &out)
 	return out
 }
 
@@ -315,7 +328,7 @@ func (m *Machine) Tick(now Now) Output {
 	default:
 		m.get(now, &out)
 	}
-	m.remember(&out)
+	m.remember(now, &out)
 	return out
 }
 
@@ -338,13 +351,14 @@ func (m *Machine) WorkDone(now Now) Output {
 	default:
 		out.Wait = m.last // nothing waited for it: wait as before
 	}
-	m.remember(&out)
+	m.remember(now, &out)
 	return out
 }
 
-// remember keeps the wait asked for, so that an input that changes nothing
-// can ask for it again.
-func (m *Machine) remember(out *Output) {
+// remember serves the queued claim requests, then keeps the wait asked
+// for, so that an input that changes nothing can ask for it again.
+func (m *Machine) remember(now Now, out *Output) {
+	m.serveClaims(now, out)
 	if out.Call.Op == OpNone && !out.Done && !out.Pending {
 		m.last = out.Wait
 	}
@@ -353,12 +367,11 @@ func (m *Machine) remember(out *Output) {
 // Watched reports what a watch returned while waiting: a new record and
 // version, ErrNotFound, or another error (the Machine falls back to polling
 // until a Get succeeds again).
-func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
-	var out Output
+func (m *Machine) Watched(now Now, rec Record, ver Version, err error) (out Output) {
 	if m.phase != following || m.pending != OpNone {
 		return m.Tick(now)
 	}
-	defer m.remember(&out)
+	defer m.remember(now, &out)
 	switch {
 	case err == nil && ver == m.ver && m.known:
 		// A watch must return a version other than the one it was given;
@@ -380,11 +393,18 @@ func (m *Machine) Watched(now Now, rec Record, ver Version, err error) Output {
 
 // Result reports the outcome of the pending Call: the record and version
 // read (OpGet) or written (OpCreate, OpUpdate), or the error.
-func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
-	var out Output
-	defer m.remember(&out)
+func (m *Machine) Result(now Now, rec Record, ver Version, err error) (out Output) {
 	op := m.pending
+	if op == OpNone {
+		return m.Tick(now) // no call was pending: nothing to report
+	}
+	defer m.remember(now, &out)
 	m.pending = OpNone
+	claimed, claim := m.claiming && op == OpUpdate, m.claimReq
+	m.claiming, m.claimReq = false, ClaimRequest{}
+	if claimed {
+		defer func() { m.answerClaim(claim, err, &out) }()
+	}
 	if m.phase == stopping {
 		m.stoppedResult(now, op, ver, err, &out)
 		return out
@@ -398,8 +418,6 @@ func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
 		m.gotRecord(now, rec, ver, err, &out)
 	case OpCreate, OpUpdate:
 		m.wrote(now, ver, err, &out)
-	default:
-		return m.Tick(now)
 	}
 	return out
 }
@@ -413,9 +431,8 @@ func (m *Machine) Result(now Now, rec Record, ver Version, err error) Output {
 // empty holder and the same term, so a follower may take over at once. If
 // the work has not returned by then, the lock is not released: the next
 // leader waits out the lease.
-func (m *Machine) Stop(now Now) Output {
-	var out Output
-	defer m.remember(&out)
+func (m *Machine) Stop(now Now) (out Output) {
+	defer m.remember(now, &out)
 	switch m.phase {
 	case done:
 		out.Done = true
@@ -457,6 +474,7 @@ func (m *Machine) stoppedResult(now Now, op Op, ver Version, err error, out *Out
 			// lock is ours (never led: no Started); give it up with the
 			// version it now has.
 			m.rec, m.ver = m.sent, ver
+			m.jobs = m.sent.Jobs
 			m.release = m.cfg.ReleaseOnCancel
 		case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
 			m.release = false // someone else wrote: nothing of ours to release
@@ -560,6 +578,7 @@ func (m *Machine) observe(now Now, rec Record, ver Version, out *Output) {
 	if !m.known || ver != m.ver {
 		m.known = true
 		m.rec, m.ver = rec, ver
+		m.jobs = rec.Jobs
 		m.observedAt = now.Mono
 		m.maxTerm = max(m.maxTerm, rec.Term)
 	}
@@ -614,6 +633,9 @@ func (m *Machine) evaluate(now Now, out *Output) {
 	m.write(now, OpUpdate, m.newRecord(now, term+1), m.ver, out)
 }
 
+// newRecord is the record of an acquisition. It carries the job entries
+// of the last record seen (also when that record has since been deleted):
+// the next leader needs them, and a slot claimed is never claimed again.
 func (m *Machine) newRecord(now Now, term int64) Record {
 	return Record{
 		Holder:        m.cfg.Identity,
@@ -622,6 +644,7 @@ func (m *Machine) newRecord(now Now, term int64) Record {
 		AcquireTime:   now.Wall,
 		RenewTime:     now.Wall,
 		Term:          term,
+		Jobs:          m.jobs,
 	}
 }
 
@@ -670,6 +693,7 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 	if err == nil {
 		acquired := m.phase != leading
 		m.rec, m.ver = m.sent, ver
+		m.jobs = m.sent.Jobs
 		m.known, m.missing = true, false
 		m.observedAt = m.sentAt
 		m.maxTerm = max(m.maxTerm, m.sent.Term)
@@ -750,6 +774,7 @@ func (m *Machine) verified(now Now, rec Record, ver Version, err error, out *Out
 	case err == nil && rec.Holder == m.cfg.Identity && rec.Instance == m.cfg.Instance && rec.Term == m.term:
 		m.verifying = false
 		m.rec, m.ver = rec, ver
+		m.jobs = rec.Jobs
 		// Renew with it at once the first time; if that is refused too
 		// (the read was stale after all), only a RetryPeriod after.
 		m.lastAttempt = now.Mono - m.cfg.RetryPeriod
@@ -783,6 +808,9 @@ func (m *Machine) lead(now Now, out *Output) {
 	if m.verifying {
 		m.get(now, out)
 		return
+	}
+	if m.claimWrite(now, out) {
+		return // the renewal carries a claim
 	}
 	if !m.unacked {
 		m.unacked, m.unackedFrom = true, now.Mono

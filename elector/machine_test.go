@@ -83,6 +83,27 @@ func show(o Output) string {
 	if o.Problem != ProblemNone {
 		fmt.Fprintf(&b, "problem(%d) ", o.Problem)
 	}
+	for _, c := range o.Claims {
+		verb := "claim"
+		if c.Request.Done {
+			verb = "done"
+		}
+		fmt.Fprintf(&b, "%s#%d(%s %s)=%s", verb, c.Request.ID, c.Request.Job, c.Request.Slot.Sub(epoch), c.Outcome)
+		switch {
+		case c.Outcome == ClaimAcknowledged:
+			fmt.Fprintf(&b, "(term=%d)", c.Term)
+		case c.Outcome != ClaimFailed:
+		case errors.Is(c.Err, ErrNotLeader):
+			b.WriteString("(not leading)")
+		case errors.Is(c.Err, ErrConflict):
+			b.WriteString("(conflict)")
+		case errors.Is(c.Err, context.DeadlineExceeded):
+			b.WriteString("(timeout)")
+		default:
+			b.WriteString("(store error)")
+		}
+		b.WriteString(" ")
+	}
 	switch {
 	case o.Call.Op != OpNone:
 		c := o.Call
@@ -93,6 +114,9 @@ func show(o Output) string {
 			if c.Record.Instance != "" {
 				fmt.Fprintf(&b, " instance=%s", c.Record.Instance)
 			}
+		}
+		if len(c.Record.Jobs) > 0 {
+			fmt.Fprintf(&b, " jobs=%s", showJobs(c.Record.Jobs))
 		}
 		if c.Op == OpUpdate {
 			fmt.Fprintf(&b, " expect=%s", c.Version)

@@ -61,8 +61,17 @@ type Elector struct {
 	mu      sync.Mutex
 	term    int64 // non-zero while leading
 	leader  string
-	renewed time.Time // last successful write while leading
+	renewed time.Time           // last successful write while leading
+	jobs    map[string]JobState // the job entries last seen (shared: cloned on the way out)
+	claimCh chan claimCall      // Claim and Done requests to the running driver; nil when Run is not running
+	runEnd  chan struct{}       // closed when that Run has ended
+}
 
+// claimCall is a Claim or Done on its way to the driver, with where to
+// answer.
+type claimCall struct {
+	req   ClaimRequest
+	reply chan ClaimResult // buffered: the driver never waits on it
 }
 
 // Option changes how an Elector is built.
@@ -202,12 +211,108 @@ func (e *Elector) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	d := driver{e: e, m: m, start: e.clk.Now()}
+	d := driver{e: e, m: m, start: e.clk.Now(), claims: make(chan claimCall), waiting: map[uint64]chan ClaimResult{}}
+	end := make(chan struct{})
+	e.mu.Lock()
+	e.claimCh, e.runEnd = d.claims, end
+	e.mu.Unlock()
 	err = d.loop(ctx)
+	e.mu.Lock()
+	e.claimCh, e.runEnd = nil, nil
+	e.mu.Unlock()
+	close(end)
+	for id, reply := range d.waiting {
+		// The Machine answers every request before it is done; this is a
+		// safety net, not a path.
+		reply <- ClaimResult{Request: ClaimRequest{ID: id}, Outcome: ClaimNotLeader,
+			Err: fmt.Errorf("elector: the campaign ended: %w", ErrNotLeader)}
+	}
 	if d.leadDone != nil {
 		e.lingering = d.leadDone
 	}
 	return err
+}
+
+// Claim claims slot S of job for this candidate's leadership: it writes
+// "slot S of job started, with my term" into the lock's record, by a
+// compare-and-swap renewal (so the claim holds only if the lease was still
+// this candidate's), and returns the term to run the slot with (its
+// fencing token). Run the slot's work only when Claim returns a nil error.
+//
+// A slot is claimed once, by anyone, ever: Claim fails with
+// ErrAlreadyClaimed when S is at or before the job's last claimed slot
+// (whoever claimed it). It fails with ErrNotLeader when this candidate
+// does not lead with a valid lease (or Run is not running), with
+// ErrInvalidClaim when job is not a job name (CheckJobName), the slot
+// cannot be stored or the record holds MaxJobs other jobs, and with
+// ErrClaimFailed when the write failed, got no answer, or ctx ended first:
+// the write may then have landed all the same, leaving S recorded as
+// started with no run behind it (the same as a run cut short). A conflict
+// also means this candidate may no longer lead, as with any renewal that
+// conflicts. Slots are instants of the job's schedule, compared with each
+// other only, never with a clock: the claim, not the time, decides who
+// runs a slot. Claim is safe for concurrent use; requests are served in
+// order, one write at a time.
+func (e *Elector) Claim(ctx context.Context, job string, slot time.Time) (term int64, err error) {
+	r, err := e.request(ctx, ClaimRequest{Job: job, Slot: slot})
+	if err != nil {
+		return 0, err
+	}
+	return r.Term, nil
+}
+
+// Done marks slot S of job done: the run that Claim started has finished,
+// so a new leader need not treat S as cut short. S must be the job's last
+// claimed slot (ErrNotClaimed otherwise); any leader may mark it, also one
+// that did not claim it (a new leader closing its predecessor's slot after
+// running or skipping it). The other errors are Claim's.
+func (e *Elector) Done(ctx context.Context, job string, slot time.Time) error {
+	_, err := e.request(ctx, ClaimRequest{Job: job, Slot: slot, Done: true})
+	return err
+}
+
+// Jobs returns the job entries of the record as this candidate last saw
+// or wrote it (a copy; nil when there are none): for a leader, what its
+// own last write holds, which is the store's state while it leads; for a
+// follower, the last record read. A new leader reads it in
+// OnStartedLeading to catch up: slots due after a job's Done slot have
+// not run, and a Started slot that is not Done was cut short.
+func (e *Elector) Jobs() map[string]JobState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return CloneJobs(e.jobs)
+}
+
+// request hands a Claim or Done to the running driver and waits for the
+// Machine's answer.
+func (e *Elector) request(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
+	what := fmt.Sprintf("elector: claim of job %q slot %s", req.Job, formatSlot(req.Slot))
+	if req.Done {
+		what = fmt.Sprintf("elector: done of job %q slot %s", req.Job, formatSlot(req.Slot))
+	}
+	e.mu.Lock()
+	ch, end := e.claimCh, e.runEnd
+	e.mu.Unlock()
+	if ch == nil {
+		return ClaimResult{}, fmt.Errorf("%s: %w (Run is not running)", what, ErrNotLeader)
+	}
+	reply := make(chan ClaimResult, 1)
+	select {
+	case ch <- claimCall{req: req, reply: reply}:
+	case <-end:
+		return ClaimResult{}, fmt.Errorf("%s: %w (Run has ended)", what, ErrNotLeader)
+	case <-ctx.Done():
+		return ClaimResult{}, fmt.Errorf("%s: %w: not sent: %w", what, ErrClaimFailed, ctx.Err())
+	}
+	select {
+	case r := <-reply:
+		if r.Err != nil {
+			return r, fmt.Errorf("elector: %w", r.Err)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return ClaimResult{}, fmt.Errorf("%s: %w: gave up waiting for the answer (the write may still land): %w", what, ErrClaimFailed, ctx.Err())
+	}
 }
 
 // driver is the state of one Run: the Machine and the leader's goroutine.
@@ -221,6 +326,43 @@ type driver struct {
 	stopped    bool // Stop was delivered
 	leadCancel context.CancelFunc
 	leadDone   chan struct{} // closed when the leader's work returns; nil when none runs
+
+	claims  chan claimCall              // Claim and Done requests
+	nextID  uint64                      // the ID of the last request
+	waiting map[uint64]chan ClaimResult // requests the Machine has not answered yet
+}
+
+// claim hands a request to the Machine.
+func (d *driver) claim(c claimCall) Output {
+	d.nextID++
+	c.req.ID = d.nextID
+	d.waiting[c.req.ID] = c.reply
+	return d.m.Claim(d.now(), c.req)
+}
+
+// answer delivers the Machine's answers to claim requests.
+func (d *driver) answer(results []ClaimResult) {
+	e := d.e
+	for _, r := range results {
+		reply, ok := d.waiting[r.Request.ID]
+		if !ok {
+			continue
+		}
+		delete(d.waiting, r.Request.ID)
+		verb := "claim"
+		if r.Request.Done {
+			verb = "done"
+		}
+		switch r.Outcome {
+		case ClaimAcknowledged:
+			e.log.Info(verb, "job", r.Request.Job, "slot", formatSlot(r.Request.Slot), "term", r.Term)
+		case ClaimFailed:
+			e.log.Warn(verb+" failed", "job", r.Request.Job, "slot", formatSlot(r.Request.Slot), "err", r.Err)
+		default:
+			e.log.Debug(verb+" refused", "job", r.Request.Job, "slot", formatSlot(r.Request.Slot), "err", r.Err)
+		}
+		reply <- r
+	}
 }
 
 func (d *driver) now() Now {
@@ -265,6 +407,9 @@ func (d *driver) loop(ctx context.Context) error {
 // the callbacks and the leader's goroutine.
 func (d *driver) transitions(ctx context.Context, out Output) {
 	e := d.e
+	e.mu.Lock()
+	e.jobs = d.m.Jobs() // before the callbacks: a new leader catches up from it
+	e.mu.Unlock()
 	switch out.Problem {
 	case ProblemNone:
 	case ProblemSharedIdentity:
@@ -320,6 +465,7 @@ func (d *driver) transitions(ctx context.Context, out Output) {
 			e.cb.OnStartedLeading(leadCtx, term)
 		}(out.Term)
 	}
+	defer d.answer(out.Claims) // last: after the renewal it acknowledges
 	if out.LeaderChanged {
 		e.mu.Lock()
 		e.leader = out.Leader
@@ -407,6 +553,9 @@ func (d *driver) perform(ctx context.Context, c Call, left time.Duration) (Recor
 			// Stop while the call is in flight: the Machine says Pending
 			// (and stops leading at once); the result still counts.
 			d.transitions(ctx, d.stop())
+		case c := <-d.claims:
+			// Queued behind the call (or refused at once): Pending.
+			d.transitions(ctx, d.claim(c))
 		}
 	}
 }
@@ -457,6 +606,8 @@ func (d *driver) wait(ctx context.Context, w Wait) Output {
 		return d.m.WorkDone(d.now())
 	case <-timer.C:
 		return d.m.Tick(d.now())
+	case c := <-d.claims:
+		return d.claim(c)
 	case r := <-events:
 		if !d.stopped && ctx.Err() != nil {
 			return d.stop()

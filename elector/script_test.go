@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,7 +55,7 @@ func TestScripts(t *testing.T) {
 func TestScriptRejectsTypos(t *testing.T) {
 	for _, tc := range []struct{ script, want string }{
 		{"new id=b rand=0.5\n----\nok\n\nstart tt=0\n----\nget deadline=2s\n", `typo.txt:5: start: unknown key "tt" (want t)`},
-		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms holdr=a ver=1\n", `typo.txt:5: result: unknown key "holdr" (want t, holder, instance, term, ld, ver, err)`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms holdr=a ver=1\n", `typo.txt:5: result: unknown key "holdr" (want t, holder, instance, term, ld, ver, err, jobs)`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms holder=a term=three ver=1\n", `typo.txt:5: result: term="three" is not an integer`},
 		{"new id=b rand=0.5\n\nstart t=1 s\n", `typo.txt:3: start: "s" is not key=value`},
 		{"new id=b rand=0.5\n\nstart t=1\n", `typo.txt:3: start: t="1" is not a duration`},
@@ -65,7 +66,9 @@ func TestScriptRejectsTypos(t *testing.T) {
 		{"new id=b watch=yes\n", `typo.txt:1: new: watch="yes" is not true or false`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms err=notfuond\n", `typo.txt:5: result: err="notfuond" is not one of notfound, conflict, timeout, unreachable, corrupt`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms ld=15\n", `typo.txt:5: result: ld="15" is not a duration`},
-		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone)`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nclaim t=1ms id=1 job=x slot=soon\n", `typo.txt:5: claim: slot="soon" is not a duration`},
+		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms jobs=x:1m\n", `typo.txt:5: result: jobs="x:1m" is not name:started:term:done[,...] (durations after the epoch, - for none)`},
+		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done)`},
 		{"start t=0\n", "typo.txt:1: no machine: start the script with new"},
 		{"new rand=0\n", "typo.txt:1: new: id missing"},
 	} {
@@ -120,13 +123,15 @@ var verbs = map[string]struct{ keys, required []string }{
 	"new":      {keys: []string{"id", "instance", "rand", "watch", "release"}, required: []string{"id"}},
 	"start":    {keys: []string{"t"}, required: []string{"t"}},
 	"tick":     {keys: []string{"t"}, required: []string{"t"}},
-	"result":   {keys: []string{"t", "holder", "instance", "term", "ld", "ver", "err"}, required: []string{"t"}},
-	"watched":  {keys: []string{"t", "holder", "instance", "term", "ld", "ver", "err"}, required: []string{"t"}},
+	"result":   {keys: []string{"t", "holder", "instance", "term", "ld", "ver", "err", "jobs"}, required: []string{"t"}},
+	"watched":  {keys: []string{"t", "holder", "instance", "term", "ld", "ver", "err", "jobs"}, required: []string{"t"}},
 	"stop":     {keys: []string{"t"}, required: []string{"t"}},
 	"workdone": {keys: []string{"t"}, required: []string{"t"}},
+	"claim":    {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
+	"done":     {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 }
 
-var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone"}
+var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done"}
 
 // scriptErrs are the values of err=; the Machine only tells conflicts and
 // missing records from other failures.
@@ -225,6 +230,56 @@ func (a args) bool(k string, def bool) (bool, error) {
 	return false, a.bad(k, "true or false")
 }
 
+// jobs reads job entries: name:started:term:done, comma-separated, the
+// times as durations after the epoch and - for none.
+func (a args) jobs(k string) (map[string]JobState, error) {
+	if !a.has(k) {
+		return nil, nil
+	}
+	bad := a.bad(k, "name:started:term:done[,...] (durations after the epoch, - for none)")
+	jobs := map[string]JobState{}
+	for _, e := range strings.Split(a.kv[k], ",") {
+		f := strings.Split(e, ":")
+		if len(f) != 4 {
+			return nil, bad
+		}
+		var st JobState
+		for i, p := range []*time.Time{&st.Started, &st.Done} {
+			v := f[1+2*i]
+			if v == "-" {
+				continue
+			}
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, bad
+			}
+			*p = epoch.Add(d)
+		}
+		var err error
+		if st.StartedTerm, err = strconv.ParseInt(f[2], 10, 64); err != nil {
+			return nil, bad
+		}
+		jobs[f[0]] = st
+	}
+	return jobs, nil
+}
+
+// showJobs spells job entries as the jobs key reads them.
+func showJobs(jobs map[string]JobState) string {
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Sub(epoch).String()
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(jobs)) {
+		st := jobs[name]
+		parts = append(parts, fmt.Sprintf("%s:%s:%d:%s", name, at(st.Started), st.StartedTerm, at(st.Done)))
+	}
+	return strings.Join(parts, ",")
+}
+
 // failure reads the error a call or watch returned (the first result) or
 // says why the value is not one (the second).
 func (a args) failure(k string) (error, error) {
@@ -284,8 +339,21 @@ func apply(mp **Machine, cmd string) (string, error) {
 		o = m.Stop(now)
 	case "workdone":
 		o = m.WorkDone(now)
+	case "claim", "done":
+		id, err := a.int("id")
+		if err != nil {
+			return "", err
+		}
+		slot, err := a.dur("slot", 0)
+		if err != nil {
+			return "", err
+		}
+		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Slot: epoch.Add(slot), Done: a.verb == "done"})
 	case "result", "watched":
 		rec := Record{Holder: a.str("holder"), Instance: a.str("instance"), AcquireTime: epoch, RenewTime: epoch}
+		if rec.Jobs, err = a.jobs("jobs"); err != nil {
+			return "", err
+		}
 		if rec.LeaseDuration, err = a.dur("ld", ld); err != nil {
 			return "", err
 		}

@@ -1,0 +1,269 @@
+package elector
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors of slot claims (Elector.Claim, Elector.Done, ClaimResult.Err).
+// Check them with errors.Is.
+var (
+	// ErrAlreadyClaimed: the slot, or a later one, of the job was claimed
+	// before, by this candidate or another. A claimed slot is never
+	// claimed again. Nothing was written.
+	ErrAlreadyClaimed = errors.New("slot already claimed")
+	// ErrNotClaimed: a Done for a slot that is not the job's last claimed
+	// slot. Nothing was written.
+	ErrNotClaimed = errors.New("slot is not the job's claimed slot")
+	// ErrNotLeader: this candidate does not lead, or its lease is no
+	// longer valid, so it claims nothing. Unless ErrClaimFailed is wrapped
+	// too, nothing was written.
+	ErrNotLeader = errors.New("not leading")
+	// ErrInvalidClaim: the job name or the slot cannot be stored, or the
+	// record already holds MaxJobs other jobs. Nothing was written.
+	ErrInvalidClaim = errors.New("invalid claim")
+	// ErrClaimFailed: the write carrying the claim did not succeed (a
+	// conflict, a store error, no answer in time, an answer after the
+	// lease ran out) or could not be attempted. The run must not start.
+	// The write may have landed all the same (its reply lost): the slot
+	// may be recorded as started, and then counts as a run cut short.
+	ErrClaimFailed = errors.New("claim failed")
+)
+
+// MaxQueuedClaims is how many claim requests a Machine holds while a call
+// is in flight; more are refused (ClaimFailed).
+const MaxQueuedClaims = 2 * MaxJobs
+
+// ClaimRequest asks a Machine (Machine.Claim) to claim a slot of a job, or
+// with Done, to mark the job's claimed slot done.
+type ClaimRequest struct {
+	// ID is the driver's name for the request, returned in its result.
+	ID   uint64
+	Job  string
+	Slot time.Time
+	Done bool
+}
+
+// ClaimOutcome is how a claim request ended.
+type ClaimOutcome uint8
+
+// The outcomes of claim requests.
+const (
+	ClaimNone ClaimOutcome = iota
+	// ClaimAcknowledged: the write carrying the entry succeeded while this
+	// candidate led with a valid lease.
+	ClaimAcknowledged
+	// ClaimAlreadyClaimed: the slot is at or before the job's Started
+	// slot (ErrAlreadyClaimed).
+	ClaimAlreadyClaimed
+	// ClaimNotClaimed: a Done for a slot other than the job's Started one
+	// (ErrNotClaimed).
+	ClaimNotClaimed
+	// ClaimNotLeader: not leading, or the lease is not valid (ErrNotLeader).
+	ClaimNotLeader
+	// ClaimInvalid: the job name or slot cannot be stored, or there are
+	// MaxJobs other jobs (ErrInvalidClaim).
+	ClaimInvalid
+	// ClaimFailed: the write failed or could not be attempted
+	// (ErrClaimFailed): the run must not start.
+	ClaimFailed
+)
+
+// String names the outcome as in logs.
+func (o ClaimOutcome) String() string {
+	switch o {
+	case ClaimAcknowledged:
+		return "acknowledged"
+	case ClaimAlreadyClaimed:
+		return "already claimed"
+	case ClaimNotClaimed:
+		return "not the claimed slot"
+	case ClaimNotLeader:
+		return "not leading"
+	case ClaimInvalid:
+		return "invalid"
+	case ClaimFailed:
+		return "failed"
+	}
+	return "none"
+}
+
+// ClaimResult answers one ClaimRequest (Output.Claims).
+type ClaimResult struct {
+	Request ClaimRequest
+	Outcome ClaimOutcome
+	// Term is the leadership's term (fencing token) of an acknowledged
+	// request: the run of the slot carries it.
+	Term int64
+	// State is the job's entry as the record holds it: after the write
+	// for an acknowledged request, as found for a refused one.
+	State JobState
+	// Err says why a request was not acknowledged; it wraps the sentinel
+	// of the outcome (ErrAlreadyClaimed, ErrNotClaimed, ErrNotLeader,
+	// ErrInvalidClaim, ErrClaimFailed) and, for a failed write, the
+	// store's error. nil when acknowledged.
+	Err error
+}
+
+// Claim asks for a slot claim (req.Done false) or marks the job's claimed
+// slot done (req.Done true). While this candidate leads with a valid
+// lease, the Machine turns it into a compare-and-swap Update of the record
+// carrying the new entry, a renewal (KindRenew) sent as the next call
+// without waiting for the retry period; its answer comes in the Output of
+// the Result (Output.Claims). A request that comes while a call is in
+// flight, or while the leader verifies its version after a conflict, is
+// queued (at most MaxQueuedClaims) and served in order; requests are
+// written one at a time, each checked against the record the previous one
+// left.
+//
+// The rule: a claim of slot S is refused when S is at or before the job's
+// Started slot (a slot that is claimed is never claimed again, by anyone);
+// a Done of S is refused unless S is the job's Started slot (of any term:
+// a new leader may close a run its predecessor left). A follower, a
+// stopping candidate and a leader whose lease has run out are refused at
+// once. A write that fails is ClaimFailed; a conflict is handled as any
+// renewal conflict (the candidate may stop leading).
+func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
+	defer m.remember(now, &out)
+	switch {
+	case m.phase == done:
+		out.Done = true
+	case m.pending != OpNone:
+		out.Pending = true
+	default:
+		out.Wait = m.last
+	}
+	req.Slot = req.Slot.UTC()
+	switch {
+	case m.phase != leading:
+		out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
+	case CheckJobName(req.Job) != nil:
+		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, CheckJobName(req.Job)))
+	case checkSlot(req.Slot) != nil:
+		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, checkSlot(req.Slot)))
+	case len(m.claims) >= MaxQueuedClaims:
+		out.Claims = append(out.Claims, refusal(req, ClaimFailed, JobState{},
+			fmt.Errorf("%d requests are queued already", len(m.claims))))
+	default:
+		m.claims = append(m.claims, req)
+	}
+	return out
+}
+
+// Jobs returns the job entries of the last record seen or written, kept
+// across a deletion of the record (the next record this candidate creates
+// carries them). The map is shared: do not modify it.
+func (m *Machine) Jobs() map[string]JobState { return m.jobs }
+
+// refusal is the result of a request that is not written.
+func refusal(req ClaimRequest, o ClaimOutcome, st JobState, cause error) ClaimResult {
+	what := fmt.Sprintf("claim of job %q slot %s", req.Job, formatSlot(req.Slot))
+	if req.Done {
+		what = fmt.Sprintf("done of job %q slot %s", req.Job, formatSlot(req.Slot))
+	}
+	var err error
+	switch o {
+	case ClaimAlreadyClaimed:
+		err = fmt.Errorf("%s: %w (last claimed %s, term %d)", what, ErrAlreadyClaimed, formatSlot(st.Started), st.StartedTerm)
+	case ClaimNotClaimed:
+		if st.Started.IsZero() {
+			err = fmt.Errorf("%s: %w (no slot claimed)", what, ErrNotClaimed)
+		} else {
+			err = fmt.Errorf("%s: %w (last claimed %s, term %d)", what, ErrNotClaimed, formatSlot(st.Started), st.StartedTerm)
+		}
+	case ClaimNotLeader:
+		err = fmt.Errorf("%s: %w", what, ErrNotLeader)
+	case ClaimInvalid:
+		err = fmt.Errorf("%s: %w: %v", what, ErrInvalidClaim, cause)
+	default:
+		if cause == nil {
+			cause = errors.New("no reason given")
+		}
+		err = fmt.Errorf("%s: %w: %w", what, ErrClaimFailed, cause)
+	}
+	return ClaimResult{Request: req, Outcome: o, State: st, Err: err}
+}
+
+// serveClaims answers or starts the queued requests once nothing is in
+// flight: all of them are refused when this candidate no longer leads;
+// while it leads, refusals are answered and the first request to write
+// becomes the output's call (instead of its wait).
+func (m *Machine) serveClaims(now Now, out *Output) {
+	if len(m.claims) == 0 {
+		return
+	}
+	if m.phase != leading {
+		for _, req := range m.claims {
+			out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
+		}
+		m.claims = nil
+		return
+	}
+	if m.pending != OpNone || out.Call.Op != OpNone || out.Done || out.Pending {
+		return
+	}
+	m.claimWrite(now, out)
+}
+
+// claimWrite answers queued requests that are refused and sends the first
+// one that writes, as a renewal carrying its entry. It reports whether it
+// sent one. Only while leading, with a valid lease, nothing in flight and
+// no verification going on.
+func (m *Machine) claimWrite(now Now, out *Output) bool {
+	if m.phase != leading || m.pending != OpNone || m.verifying || now.Mono >= m.validUntil {
+		return false
+	}
+	for len(m.claims) > 0 {
+		req := m.claims[0]
+		m.claims = m.claims[1:]
+		if len(m.claims) == 0 {
+			m.claims = nil
+		}
+		jobs := m.rec.Jobs
+		st, known := jobs[req.Job]
+		next := st
+		switch {
+		case req.Done && (st.Started.IsZero() || !req.Slot.Equal(st.Started)):
+			out.Claims = append(out.Claims, refusal(req, ClaimNotClaimed, st, nil))
+			continue
+		case req.Done:
+			next.Done = req.Slot
+		case !req.Slot.After(st.Started):
+			out.Claims = append(out.Claims, refusal(req, ClaimAlreadyClaimed, st, nil))
+			continue
+		case !known && len(jobs) >= MaxJobs:
+			out.Claims = append(out.Claims, refusal(req, ClaimInvalid, st,
+				fmt.Errorf("the record holds %d jobs already, the most it may", len(jobs))))
+			continue
+		default:
+			next.Started, next.StartedTerm = req.Slot, m.term
+		}
+		m.lastAttempt = now.Mono
+		if !m.unacked {
+			m.unacked, m.unackedFrom = true, now.Mono
+		}
+		r := m.rec
+		r.RenewTime = now.Wall
+		r.Jobs = cloneJobs(jobs, req.Job, next)
+		m.claiming, m.claimReq = true, req
+		out.Wait = Wait{}
+		m.write(now, OpUpdate, r, m.ver, out)
+		return true
+	}
+	return false
+}
+
+// answerClaim reports the outcome of the write that carried req, once its
+// Result has been handled.
+func (m *Machine) answerClaim(req ClaimRequest, err error, out *Output) {
+	switch {
+	case err == nil && m.phase == leading:
+		out.Claims = append(out.Claims, ClaimResult{Request: req, Outcome: ClaimAcknowledged, Term: m.term, State: m.sent.Jobs[req.Job]})
+	case err == nil:
+		out.Claims = append(out.Claims, refusal(req, ClaimFailed, m.sent.Jobs[req.Job],
+			fmt.Errorf("the write landed after the lease ran out or the campaign stopped: %w", ErrNotLeader)))
+	default:
+		out.Claims = append(out.Claims, refusal(req, ClaimFailed, m.rec.Jobs[req.Job], err))
+	}
+}
