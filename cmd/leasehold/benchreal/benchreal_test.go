@@ -1,0 +1,270 @@
+package benchreal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leasehold-go/leasehold/backend/consul"
+	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/backend/kube"
+	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/servers"
+)
+
+// The servers every test of this package shares, each started once.
+var (
+	etcdSrv   *servers.Etcd
+	etcdErr   error
+	consulSrv *servers.Consul
+	consulErr error
+	kubeSrv   *servers.Kube
+	kubeErr   error
+)
+
+func TestMain(m *testing.M) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); etcdSrv, etcdErr = servers.StartEtcd() }()
+	go func() { defer wg.Done(); consulSrv, consulErr = servers.StartConsul() }()
+	go func() { defer wg.Done(); kubeSrv, kubeErr = servers.StartKube() }()
+	wg.Wait()
+	code := m.Run()
+	if etcdSrv != nil {
+		etcdSrv.Stop()
+	}
+	if consulSrv != nil {
+		consulSrv.Stop()
+	}
+	if kubeSrv != nil {
+		kubeSrv.Stop()
+	}
+	os.Exit(code)
+}
+
+// The brief timing of the tests: the shortest each API allows (etcd
+// sessions and Consul session TTLs, whole seconds; a Lease, whole seconds).
+const (
+	testLease = 2 * time.Second
+	testRenew = 1500 * time.Millisecond
+	testRetry = 250 * time.Millisecond
+)
+
+func testOptions(backend string, open func(ctx context.Context, lock string) (elector.Backend, func() error, error)) Options {
+	return Options{
+		Backend: backend,
+		NewBackend: func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
+			return open(ctx, lock)
+		},
+		Candidates:      3,
+		Rounds:          2,
+		LeaseDuration:   testLease,
+		RenewDeadline:   testRenew,
+		RetryPeriod:     testRetry,
+		Window:          2500 * time.Millisecond, // one of api.Lock's 2s blocking queries at least
+		ConsulLockDelay: time.Millisecond,
+		Format:          FormatJSON,
+	}
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// TestBenchBackend runs the benchmark briefly on each real server, the
+// three at once, and checks that the report is complete and plausible.
+func TestBenchBackend(t *testing.T) {
+	t.Run("etcd", func(t *testing.T) {
+		t.Parallel()
+		servers.Require(t, etcdErr)
+		o := testOptions("etcd", func(ctx context.Context, lock string) (elector.Backend, func() error, error) {
+			c := etcd.DefaultConfig()
+			c.Endpoints = []string{etcdSrv.Endpoint}
+			c.MaxReconnectDelay = testRetry
+			return etcd.Open(ctx, c, lock, quiet)
+		})
+		o.EtcdEndpoints = []string{etcdSrv.Endpoint}
+		check(t, o, ImplEtcd)
+	})
+	t.Run("consul", func(t *testing.T) {
+		t.Parallel()
+		servers.Require(t, consulErr)
+		o := testOptions("consul", func(ctx context.Context, lock string) (elector.Backend, func() error, error) {
+			c := consul.DefaultConfig()
+			c.Address = consulSrv.Address
+			return consul.Open(ctx, c, lock, quiet)
+		})
+		o.ConsulAddress = consulSrv.Address
+		check(t, o, ImplConsul)
+	})
+	t.Run("kube", func(t *testing.T) {
+		t.Parallel()
+		servers.Require(t, kubeErr)
+		o := testOptions("kube", func(ctx context.Context, lock string) (elector.Backend, func() error, error) {
+			c := kube.DefaultConfig()
+			c.Kubeconfig = kubeSrv.AdminKubeconfig
+			c.LeaseDuration = testLease
+			return kube.Open(ctx, c, lock, quiet)
+		})
+		o.KubeConfig = kubeSrv.AdminKubeconfig
+		check(t, o, ImplClientGo)
+	})
+}
+
+func check(t *testing.T, o Options, native string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	rep, err := Run(ctx, o, &out)
+	var text bytes.Buffer
+	rep.Write(&text, FormatText)
+	t.Logf("took %v\n%s", rep.Took, text.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Complete: every implementation, every figure, positive.
+	want := []struct{ impl, mode string }{{ImplLeasehold, ModeWatch}, {ImplLeasehold, ModePoll}, {native, ModeNative}}
+	if len(rep.Results) != len(want) {
+		t.Fatalf("results: %d, want %d", len(rep.Results), len(want))
+	}
+	for i, w := range want {
+		res := rep.Results[i]
+		if res.Implementation != w.impl || res.Mode != w.mode || res.Error != "" || res.Settings == "" {
+			t.Errorf("result %d: %s %s (error %q, settings %q), want %s %s", i, res.Implementation, res.Mode, res.Error, res.Settings, w.impl, w.mode)
+		}
+		for _, name := range FigureNames {
+			f, ok := res.Figure(name)
+			switch {
+			case !ok:
+				t.Errorf("%s %s: no %s", res.Implementation, res.Mode, name)
+			case f.N == 0 || f.Min <= 0 || f.Min > f.P50 || f.P50 > f.P90 || f.P90 > f.Max:
+				t.Errorf("%s %s: %s: %+v: want samples, 0 < min ≤ p50 ≤ p90 ≤ max", res.Implementation, res.Mode, name, f)
+			}
+		}
+		if f, _ := res.Figure(FigFollowerRPS); f.N != o.Candidates-1 {
+			t.Errorf("%s %s: follower rates of %d candidates, want %d", res.Implementation, res.Mode, f.N, o.Candidates-1)
+		}
+		for _, name := range []string{FigAcquire, FigHandoff, FigCrash} {
+			if f, _ := res.Figure(name); f.N != o.Rounds {
+				t.Errorf("%s %s: %s: %d samples, want %d", res.Implementation, res.Mode, name, f.N, o.Rounds)
+			}
+		}
+		// Plausible: a release hands over faster than a lease runs out.
+		h, _ := res.Figure(FigHandoff)
+		c, _ := res.Figure(FigCrash)
+		if h.Max >= c.Min {
+			t.Errorf("%s %s: handoff max %vms ≥ crash failover min %vms", res.Implementation, res.Mode, h.Max, c.Min)
+		}
+		if res.Implementation == ImplLeasehold {
+			// Counted from the crash: the followers' last observation of
+			// the record was at most a RetryPeriod earlier (the leader's
+			// last renewal), and the lease runs from it.
+			lo, hi := ms(testLease-testRetry), ms(testLease+2*time.Second)
+			if c.Min < lo || c.Max > hi {
+				t.Errorf("%s %s: crash failover %v..%vms, want within [%v, %v]ms", res.Implementation, res.Mode, c.Min, c.Max, lo, hi)
+			}
+		}
+	}
+	if len(rep.Ratios) != 2*len(FigureNames) {
+		t.Errorf("ratios: %d, want %d: %+v", len(rep.Ratios), 2*len(FigureNames), rep.Ratios)
+	}
+	for _, q := range rep.Ratios {
+		if q.Native != native || q.P50 <= 0 || q.P90 <= 0 || q.Max <= 0 {
+			t.Errorf("ratio %+v", q)
+		}
+	}
+
+	// The JSON written parses back into the same report.
+	var back Report
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out.String())
+	}
+	if !reflect.DeepEqual(back.Results, rep.Results) || !reflect.DeepEqual(back.Ratios, rep.Ratios) ||
+		back.LeaseDuration != rep.LeaseDuration || back.Candidates != rep.Candidates || !back.Started.Equal(rep.Started) {
+		t.Errorf("JSON read back differs:\n%+v\nwant\n%+v", back, rep)
+	}
+	// So does the CSV, figures and ratios.
+	var csvOut bytes.Buffer
+	if err := rep.Write(&csvOut, FormatCSV); err != nil {
+		t.Fatal(err)
+	}
+	results, rs, err := ParseCSV(&csvOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantRes []Result
+	for _, r := range rep.Results {
+		wantRes = append(wantRes, Result{Implementation: r.Implementation, Mode: r.Mode, Figures: r.Figures})
+	}
+	if !reflect.DeepEqual(results, wantRes) || !reflect.DeepEqual(rs, rep.Ratios) {
+		t.Errorf("CSV read back differs:\n%+v %+v\nwant\n%+v %+v", results, rs, wantRes, rep.Ratios)
+	}
+	if s := text.String(); !strings.Contains(s, "crash failover (ms)") || !strings.Contains(s, native) {
+		t.Errorf("text report:\n%s", s)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// TestOptions: bad options fail before anything is connected.
+func TestOptions(t *testing.T) {
+	open := func(context.Context, string, string) (elector.Backend, func() error, error) { return nil, nil, nil }
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no backend", Options{}, "NewBackend"},
+		{"one candidate", Options{NewBackend: open, Candidates: 1}, "candidates 1"},
+		{"rounds", Options{NewBackend: open, Rounds: -1}, "rounds -1"},
+		{"format", Options{NewBackend: open, Format: "xml"}, `format "xml"`},
+		{"timing", Options{NewBackend: open, LeaseDuration: time.Second, RenewDeadline: 2 * time.Second}, "RenewDeadline"},
+		{"lock", Options{NewBackend: open, Lock: "Bad/Name"}, "lock prefix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tc.o, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCSVRoundTrip: the CSV of a report made by hand reads back.
+func TestCSVRoundTrip(t *testing.T) {
+	rep := Report{Backend: "memory", Results: []Result{
+		{Implementation: ImplLeasehold, Mode: ModeWatch, Figures: []Figure{
+			msFigure(FigAcquire, []time.Duration{1234567, 2345678, 3456789}),
+			rateFigure(FigLeaderRPS, []float64{4.0004}),
+		}},
+		{Implementation: ImplEtcd, Mode: ModeNative, Figures: []Figure{
+			msFigure(FigAcquire, []time.Duration{7654321}),
+			rateFigure(FigLeaderRPS, []float64{1.5}),
+		}},
+	}}
+	rep.Ratios = ratios(rep.Results)
+	if len(rep.Ratios) != 2 {
+		t.Fatalf("ratios %+v", rep.Ratios)
+	}
+	var b bytes.Buffer
+	if err := rep.Write(&b, FormatCSV); err != nil {
+		t.Fatal(err)
+	}
+	results, rs, err := ParseCSV(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(results, rep.Results) || !reflect.DeepEqual(rs, rep.Ratios) {
+		t.Fatalf("read back %+v %+v\nwant %+v %+v", results, rs, rep.Results, rep.Ratios)
+	}
+	if f := rep.Results[0].Figures[0]; f.Min != 1.235 || f.P50 != 2.346 || f.Max != 3.457 {
+		t.Fatalf("acquire figure %+v", f)
+	}
+}
