@@ -233,6 +233,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Report, error) {
 		return Report{}, err
 	}
 	o := opts.withDefaults()
+	start := time.Now()
 	rep := Report{
 		Backend:       o.Backend,
 		Candidates:    o.Candidates,
@@ -241,7 +242,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Report, error) {
 		RenewDeadline: Duration(o.RenewDeadline),
 		RetryPeriod:   Duration(o.RetryPeriod),
 		Window:        Duration(o.Window),
-		Started:       time.Now().UTC().Truncate(time.Second),
+		Started:       start.UTC().Round(time.Millisecond),
 	}
 	run, err := newRunID()
 	if err != nil {
@@ -272,7 +273,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Report, error) {
 	}
 	cancel()
 	rep.Ratios = ratios(rep.Results)
-	rep.Took = Duration(time.Since(rep.Started).Round(time.Millisecond))
+	rep.Took = Duration(time.Since(start).Round(time.Millisecond))
 	if ctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("bench backend: stopped: %w", ctx.Err()))
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/leasehold-go/leasehold/backend/consul"
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/backend/kube"
+	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/servers"
 )
@@ -57,12 +59,88 @@ const (
 	testRetry = 250 * time.Millisecond
 )
 
-func testOptions(backend string, open func(ctx context.Context, lock string) (elector.Backend, func() error, error)) Options {
-	return Options{
-		Backend: backend,
-		NewBackend: func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
-			return open(ctx, lock)
-		},
+var quiet = slog.New(slog.DiscardHandler)
+
+// benchCase is one server's benchmark.
+type benchCase struct {
+	name   string
+	native string
+	err    error // the server's start
+	opts   func(base Options) Options
+}
+
+func benchCases() []benchCase {
+	return []benchCase{
+		{"etcd", ImplEtcd, etcdErr, func(o Options) Options {
+			o.Backend = "etcd"
+			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
+				c := etcd.DefaultConfig()
+				c.Endpoints = []string{etcdSrv.Endpoint}
+				c.MaxReconnectDelay = o.RetryPeriod
+				return etcd.Open(ctx, c, lock, quiet)
+			}
+			o.EtcdEndpoints = []string{etcdSrv.Endpoint}
+			return o
+		}},
+		{"consul", ImplConsul, consulErr, func(o Options) Options {
+			o.Backend = "consul"
+			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
+				c := consul.DefaultConfig()
+				c.Address = consulSrv.Address
+				return consul.Open(ctx, c, lock, quiet)
+			}
+			o.ConsulAddress = consulSrv.Address
+			return o
+		}},
+		{"kube", ImplClientGo, kubeErr, func(o Options) Options {
+			o.Backend = "kube"
+			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
+				c := kube.DefaultConfig()
+				c.Kubeconfig = kubeSrv.AdminKubeconfig
+				c.LeaseDuration = o.LeaseDuration
+				return kube.Open(ctx, c, lock, quiet)
+			}
+			o.KubeConfig = kubeSrv.AdminKubeconfig
+			return o
+		}},
+	}
+}
+
+type outcome struct {
+	rep Report
+	out bytes.Buffer // what Run wrote (o.Format)
+	err error
+}
+
+// runAll runs the benchmark on every server that started, the servers at
+// once (t.Parallel would run two at a time on two cores: each run mostly
+// waits for leases to run out).
+func runAll(ctx context.Context, base Options) []*outcome {
+	cases := benchCases()
+	res := make([]*outcome, len(cases))
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		res[i] = &outcome{}
+		if c.err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].rep, res[i].err = Run(ctx, c.opts(base), &res[i].out)
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// TestBenchBackend runs the benchmark briefly on each real server, the
+// three at once, and checks that the report is complete and plausible.
+func TestBenchBackend(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	base := Options{
 		Candidates:      3,
 		Rounds:          2,
 		LeaseDuration:   testLease,
@@ -72,56 +150,91 @@ func testOptions(backend string, open func(ctx context.Context, lock string) (el
 		ConsulLockDelay: time.Millisecond,
 		Format:          FormatJSON,
 	}
+	outcomes := runAll(ctx, base)
+	for i, c := range benchCases() {
+		t.Run(c.name, func(t *testing.T) {
+			servers.Require(t, c.err)
+			check(t, c.opts(base), c.native, outcomes[i])
+		})
+	}
 }
 
-var quiet = slog.New(slog.DiscardHandler)
-
-// TestBenchBackend runs the benchmark briefly on each real server, the
-// three at once, and checks that the report is complete and plausible.
-func TestBenchBackend(t *testing.T) {
-	t.Run("etcd", func(t *testing.T) {
-		t.Parallel()
-		servers.Require(t, etcdErr)
-		o := testOptions("etcd", func(ctx context.Context, lock string) (elector.Backend, func() error, error) {
-			c := etcd.DefaultConfig()
-			c.Endpoints = []string{etcdSrv.Endpoint}
-			c.MaxReconnectDelay = testRetry
-			return etcd.Open(ctx, c, lock, quiet)
-		})
-		o.EtcdEndpoints = []string{etcdSrv.Endpoint}
-		check(t, o, ImplEtcd)
-	})
-	t.Run("consul", func(t *testing.T) {
-		t.Parallel()
-		servers.Require(t, consulErr)
-		o := testOptions("consul", func(ctx context.Context, lock string) (elector.Backend, func() error, error) {
-			c := consul.DefaultConfig()
-			c.Address = consulSrv.Address
-			return consul.Open(ctx, c, lock, quiet)
-		})
-		o.ConsulAddress = consulSrv.Address
-		check(t, o, ImplConsul)
-	})
-	t.Run("kube", func(t *testing.T) {
-		t.Parallel()
-		servers.Require(t, kubeErr)
-		o := testOptions("kube", func(ctx context.Context, lock string) (elector.Backend, func() error, error) {
-			c := kube.DefaultConfig()
-			c.Kubeconfig = kubeSrv.AdminKubeconfig
-			c.LeaseDuration = testLease
-			return kube.Open(ctx, c, lock, quiet)
-		})
-		o.KubeConfig = kubeSrv.AdminKubeconfig
-		check(t, o, ImplClientGo)
-	})
+// TestBenchMemory runs the benchmark on one in-memory store shared by the
+// candidates, leasehold alone: no server needed.
+func TestBenchMemory(t *testing.T) {
+	t.Parallel()
+	store := memory.New()
+	o := Options{
+		Backend: "memory",
+		NewBackend: func(_ context.Context, lock, id string) (elector.Backend, func() error, error) {
+			return store.Backend(lock, id), func() error { return nil }, nil
+		},
+		Candidates: 3, Rounds: 2, LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
+		Window: time.Second, Format: FormatJSON,
+	}
+	var oc outcome
+	oc.rep, oc.err = Run(context.Background(), o, &oc.out)
+	check(t, o, "", &oc)
 }
 
-func check(t *testing.T, o Options, native string) {
+// TestBenchFigures measures the figures of docs/timing-real.md, on every
+// server at once; it runs only when asked:
+//
+//	BENCHREAL_FIGURES=1 go test -run TestBenchFigures -v -timeout 30m ./benchreal/
+//
+// BENCHREAL_TIMING (lease,renew,retry; default 4s,3s,1s), BENCHREAL_ROUNDS
+// (default 5), BENCHREAL_CANDIDATES (default 5) and BENCHREAL_LOCK_DELAY
+// (Consul's lock-delay, default 15s) change it.
+func TestBenchFigures(t *testing.T) {
+	if os.Getenv("BENCHREAL_FIGURES") == "" {
+		t.Skip("set BENCHREAL_FIGURES=1 to measure the figures of docs/timing-real.md")
+	}
+	env := func(k, def string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	timing := strings.Split(env("BENCHREAL_TIMING", "4s,3s,1s"), ",")
+	if len(timing) != 3 {
+		t.Fatalf("BENCHREAL_TIMING %q: want lease,renew,retry", timing)
+	}
+	var d [3]time.Duration
+	for i, s := range timing {
+		var err error
+		if d[i], err = time.ParseDuration(strings.TrimSpace(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rounds, err := strconv.Atoi(env("BENCHREAL_ROUNDS", "5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands, err := strconv.Atoi(env("BENCHREAL_CANDIDATES", "5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	delay, err := time.ParseDuration(env("BENCHREAL_LOCK_DELAY", "15s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Options{Candidates: cands, Rounds: rounds, LeaseDuration: d[0], RenewDeadline: d[1], RetryPeriod: d[2],
+		ConsulLockDelay: delay, Format: FormatText}
+	for i, oc := range runAll(context.Background(), base) {
+		c := benchCases()[i]
+		if c.err != nil {
+			t.Errorf("%s: %v", c.name, c.err)
+			continue
+		}
+		t.Logf("%s (error: %v):\n%s", c.name, oc.err, oc.out.String())
+	}
+}
+
+// check holds a run's report to what o asked for: complete and plausible,
+// its JSON and CSV readable back. native "" means leasehold alone.
+func check(t *testing.T, o Options, native string, oc *outcome) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	rep, err := Run(ctx, o, &out)
+	rep, err, out := oc.rep, oc.err, &oc.out
 	var text bytes.Buffer
 	rep.Write(&text, FormatText)
 	t.Logf("took %v\n%s", rep.Took, text.String())
@@ -130,7 +243,10 @@ func check(t *testing.T, o Options, native string) {
 	}
 
 	// Complete: every implementation, every figure, positive.
-	want := []struct{ impl, mode string }{{ImplLeasehold, ModeWatch}, {ImplLeasehold, ModePoll}, {native, ModeNative}}
+	want := []struct{ impl, mode string }{{ImplLeasehold, ModeWatch}, {ImplLeasehold, ModePoll}}
+	if native != "" {
+		want = append(want, struct{ impl, mode string }{native, ModeNative})
+	}
 	if len(rep.Results) != len(want) {
 		t.Fatalf("results: %d, want %d", len(rep.Results), len(want))
 	}
@@ -172,7 +288,7 @@ func check(t *testing.T, o Options, native string) {
 			}
 		}
 	}
-	if len(rep.Ratios) != 2*len(FigureNames) {
+	if n := 2 * len(FigureNames); native == "" && len(rep.Ratios) != 0 || native != "" && len(rep.Ratios) != n {
 		t.Errorf("ratios: %d, want %d: %+v", len(rep.Ratios), 2*len(FigureNames), rep.Ratios)
 	}
 	for _, q := range rep.Ratios {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -330,7 +331,10 @@ func runTrial(ctx context.Context, o Options, run string, k kind) (res Result, e
 			what = "crash failover"
 		}
 		for i := range o.Rounds {
-			if err := h.sleep(ctx, settle); err != nil {
+			// A random phase against the leader's renewals, so that the
+			// samples spread over it.
+			phase := time.Duration(rand.Int64N(int64(o.RetryPeriod)))
+			if err := h.sleep(ctx, settle+phase); err != nil {
 				return res, err
 			}
 			id, c, err := p.leader()
