@@ -2,8 +2,10 @@
 // passes, against its real server: compare-and-swap semantics (also across
 // a deleted record and with versions the backend never returned), watch
 // (also across a deletion), reporting of undecodable records and elections
-// with several candidates, and a crashed leader replaced only once its
-// lease has run out.
+// with several candidates, a crashed leader replaced only once its lease has
+// run out, and the job entries of slot claims (kept exactly, refused out of
+// bounds, reported when undecodable, carried by renewals and takeovers, and
+// every slot claimed once among concurrent candidates).
 //
 // A backend's test calls Run with a Harness that opens independent clients
 // on named locks of a running server and acts on the store past the
@@ -40,6 +42,12 @@ type Harness struct {
 	// Delete removes the record of lock past the backend, as an operator
 	// deleting the key or object would. Required.
 	Delete func(t testing.TB, lock string)
+	// CorruptJobs stores, as the record of lock and past the backend, one
+	// that would decode but for its job entries (BadJobsRecord for a
+	// key-value store; a job annotation that does not parse on a Lease),
+	// and returns a check that fails its t unless that record is still
+	// there, unchanged. Required.
+	CorruptJobs func(t testing.TB, lock string) (unchanged func(t testing.TB))
 	// Lease is the timing of the election tests; zero means 2s / 1.5s /
 	// 250ms. Keep LeaseDuration a whole number of seconds for stores that
 	// keep it in seconds (Kubernetes).
@@ -60,8 +68,8 @@ func lockName(t testing.TB) string {
 
 // Run runs the conformance suite.
 func Run(t *testing.T, h Harness) {
-	if h.New == nil || h.Corrupt == nil || h.Delete == nil {
-		t.Fatal("backendtest: the Harness needs New, Corrupt and Delete")
+	if h.New == nil || h.Corrupt == nil || h.Delete == nil || h.CorruptJobs == nil {
+		t.Fatal("backendtest: the Harness needs New, Corrupt, Delete and CorruptJobs")
 	}
 	t.Run("GetMissing", func(t *testing.T) { testGetMissing(t, h) })
 	t.Run("CreateRace", func(t *testing.T) { testCreateRace(t, h) })
@@ -74,7 +82,19 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Corrupt", func(t *testing.T) { testCorrupt(t, h) })
 	t.Run("Election", func(t *testing.T) { testElection(t, h) })
 	t.Run("CrashTakeover", func(t *testing.T) { testCrashTakeover(t, h) })
+	t.Run("JobsRoundTrip", func(t *testing.T) { testJobsRoundTrip(t, h) })
+	t.Run("JobsOutOfBounds", func(t *testing.T) { testJobsOutOfBounds(t, h) })
+	t.Run("CorruptJobs", func(t *testing.T) { testCorruptWith(t, h, h.CorruptJobs, "job") })
+	t.Run("JobsCarried", func(t *testing.T) { testJobsCarried(t, h) })
+	t.Run("ClaimRace", func(t *testing.T) { testClaimRace(t, h) })
 }
+
+// BadJobsRecord is a leasehold.record/v1 document that is right but for
+// its job entries (a started slot that is not a time): key-value stores'
+// CorruptJobs plants it.
+var BadJobsRecord = []byte(`{"format":"leasehold.record/v1","holder":"someone","lease_duration_ms":15000,` +
+	`"acquire_time":"2026-12-02T07:00:00Z","renew_time":"2026-12-02T07:00:00Z","term":3,` +
+	`"jobs":{"backup":{"started":"not a time","started_term":3}}}`)
 
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -247,9 +267,14 @@ func testWatch(t *testing.T, h Harness) {
 	}
 }
 
-func testCorrupt(t *testing.T, h Harness) {
+func testCorrupt(t *testing.T, h Harness) { testCorruptWith(t, h, h.Corrupt, "") }
+
+// testCorruptWith plants a record with corrupt and checks that it is
+// reported (naming the lock, and saying what when what is not "") and
+// never overwritten.
+func testCorruptWith(t *testing.T, h Harness, corrupt func(testing.TB, string) func(testing.TB), what string) {
 	lock := lockName(t)
-	unchanged := h.Corrupt(t, lock)
+	unchanged := corrupt(t, lock)
 	b := h.New(t, lock)
 	_, _, err := b.Get(ctxT(t))
 	if !errors.Is(err, elector.ErrCorrupt) {
@@ -257,6 +282,9 @@ func testCorrupt(t *testing.T, h Harness) {
 	}
 	if !strings.Contains(err.Error(), lock) {
 		t.Fatalf("error %q does not name the lock %q", err, lock)
+	}
+	if !strings.Contains(err.Error(), what) {
+		t.Fatalf("error %q does not say %q", err, what)
 	}
 
 	// An elector facing it keeps reporting it and never overwrites it.
@@ -577,3 +605,306 @@ func (p pollOnly) Update(ctx context.Context, r elector.Record, v elector.Versio
 	return p.b.Update(ctx, r, v)
 }
 func (p pollOnly) Describe() string { return p.b.Describe() }
+
+// jobsOf returns job entries for the tests: slots with nanoseconds, one
+// job done, one not.
+func jobsOf(term int64) map[string]elector.JobState {
+	slot := time.Date(2026, 12, 2, 7, 5, 0, 123456789, time.UTC)
+	return map[string]elector.JobState{
+		"backup":           {Started: slot, StartedTerm: term, Done: slot.Add(-5 * time.Minute)},
+		"nightly.report-2": {Started: slot.Add(-time.Hour), StartedTerm: 1},
+	}
+}
+
+func sameJobs(a, b map[string]elector.JobState) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || !x.Started.Equal(y.Started) || x.StartedTerm != y.StartedTerm || !x.Done.Equal(y.Done) {
+			return false
+		}
+	}
+	return true
+}
+
+// testJobsRoundTrip: job entries come back exactly (to the nanosecond),
+// through Create, Update and Watch; a record without them has none.
+func testJobsRoundTrip(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	r := rec("a", 3)
+	r.Jobs = jobsOf(3)
+	v, err := b.Create(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gv, err := h.New(t, lock).Get(ctxT(t))
+	if err != nil || gv != v || !sameJobs(got.Jobs, r.Jobs) {
+		t.Fatalf("Get after Create = %+v %q %v, want the jobs %+v at %q", got.Jobs, gv, err, r.Jobs, v)
+	}
+	// Fewer jobs: the one left out is gone.
+	r.Jobs = map[string]elector.JobState{"backup": r.Jobs["backup"]}
+	v2, err := b.Update(ctxT(t), r, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := h.New(t, lock).(elector.Watcher); ok {
+		wr, wv, err := w.Watch(ctxT(t), v)
+		if err != nil || wv != v2 || !sameJobs(wr.Jobs, r.Jobs) {
+			t.Fatalf("Watch after Update = %+v %q %v, want the jobs %+v at %q", wr.Jobs, wv, err, r.Jobs, v2)
+		}
+	}
+	got, _, err = h.New(t, lock).Get(ctxT(t))
+	if err != nil || !sameJobs(got.Jobs, r.Jobs) {
+		t.Fatalf("Get after Update = %+v %v, want the jobs %+v", got.Jobs, err, r.Jobs)
+	}
+	// None: none.
+	r.Jobs = nil
+	v3, err := b.Update(ctxT(t), r, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gv, err = h.New(t, lock).Get(ctxT(t))
+	if err != nil || gv != v3 || len(got.Jobs) != 0 {
+		t.Fatalf("Get after an Update without jobs = %+v %q %v, want no jobs at %q", got.Jobs, gv, err, v3)
+	}
+}
+
+// testJobsOutOfBounds: a write with job entries out of bounds is refused,
+// naming the job, and writes nothing.
+func testJobsOutOfBounds(t *testing.T, h Harness) {
+	lock := lockName(t)
+	b := h.New(t, lock)
+	r := rec("a", 1)
+	v, err := b.Create(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	many := map[string]elector.JobState{}
+	for i := range elector.MaxJobs + 1 {
+		many[fmt.Sprintf("job-%02d", i)] = elector.JobState{Started: slot, StartedTerm: 1}
+	}
+	for _, tc := range []struct {
+		jobs map[string]elector.JobState
+		want string
+	}{
+		{many, "job-32"},
+		{map[string]elector.JobState{"Not_A_Job": {Started: slot, StartedTerm: 1}}, "Not_A_Job"},
+		{map[string]elector.JobState{"backup": {Started: slot}}, `"backup"`},
+		{map[string]elector.JobState{"backup": {Started: slot, StartedTerm: 1, Done: slot.Add(time.Second)}}, `"backup"`},
+	} {
+		bad := r
+		bad.Jobs = tc.jobs
+		_, err := b.Update(ctxT(t), bad, v)
+		if err == nil || errors.Is(err, elector.ErrConflict) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Update with bad jobs: err = %v, want a refusal naming %s", err, tc.want)
+		}
+		if _, err := h.New(t, lock+"-new").Create(ctxT(t), bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Create with bad jobs: err = %v, want a refusal naming %s", err, tc.want)
+		}
+	}
+	if got, gv, err := h.New(t, lock).Get(ctxT(t)); err != nil || gv != v || len(got.Jobs) != 0 {
+		t.Fatalf("after the refused writes: Get = %+v %q %v, want the record at %q", got, gv, err, v)
+	}
+	if _, _, err := h.New(t, lock+"-new").Get(ctxT(t)); !errors.Is(err, elector.ErrNotFound) {
+		t.Fatalf("after the refused creates: Get = %v, want ErrNotFound", err)
+	}
+}
+
+// candidate is an elector of the job tests.
+type candidate struct {
+	e      *elector.Elector
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startCandidate(t *testing.T, h Harness, lock, id string, started chan<- *candidate) *candidate {
+	cfg := lease(h)
+	cfg.Identity = id
+	c := &candidate{done: make(chan struct{})}
+	e, err := elector.New(cfg, h.New(t, lock), elector.Callbacks{
+		OnStartedLeading: func(ctx context.Context, term int64) {
+			if started != nil {
+				started <- c
+			}
+			<-ctx.Done()
+		},
+		OnStoppedLeading: func() {},
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.e, c.cancel = e, cancel
+	go func() {
+		defer close(c.done)
+		if err := e.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-c.done })
+	return c
+}
+
+// testJobsCarried: a leader's claims survive its renewals, its release and
+// the takeover by the next leader, which finds them with Jobs, cannot
+// claim those slots again, and claims later ones with its own term.
+func testJobsCarried(t *testing.T, h Harness) {
+	lock := lockName(t)
+	cfg := lease(h)
+	started := make(chan *candidate, 4)
+	a := startCandidate(t, h, lock, "a", started)
+	bound := 3*cfg.LeaseDuration + 10*time.Second
+	select {
+	case <-started:
+	case <-time.After(bound):
+		t.Fatalf("a did not lead within %v", bound)
+	}
+	ctx := ctxT(t)
+	slot := time.Date(2026, 12, 2, 7, 5, 0, 123456789, time.UTC)
+	termA, err := a.e.Claim(ctx, "backup", slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.e.Done(ctx, "backup", slot); err != nil {
+		t.Fatal(err)
+	}
+	next := slot.Add(5 * time.Minute)
+	if _, err := a.e.Claim(ctx, "backup", next); err != nil {
+		t.Fatal(err)
+	}
+	want := elector.JobState{Started: next, StartedTerm: termA, Done: slot}
+	b := startCandidate(t, h, lock, "b", started)
+	time.Sleep(3 * cfg.RetryPeriod) // a renews a few times
+	r, _, err := h.New(t, lock).Get(ctx)
+	if err != nil || r.Holder != "a" || !sameJobs(r.Jobs, map[string]elector.JobState{"backup": want}) {
+		t.Fatalf("after renewals: %+v %v, want holder a with backup %+v", r, err, want)
+	}
+	a.cancel() // releases
+	<-a.done
+	select {
+	case c := <-started:
+		if c != b {
+			t.Fatal("a led again")
+		}
+	case <-time.After(bound):
+		t.Fatalf("b did not lead within %v", bound)
+	}
+	if got := b.e.Jobs(); !sameJobs(got, map[string]elector.JobState{"backup": want}) {
+		t.Fatalf("the new leader's Jobs = %+v, want backup %+v", got, want)
+	}
+	r, _, err = h.New(t, lock).Get(ctx)
+	if err != nil || r.Holder != "b" || r.Term <= termA || !sameJobs(r.Jobs, map[string]elector.JobState{"backup": want}) {
+		t.Fatalf("after the takeover: %+v %v, want holder b, a term above %d, backup %+v", r, err, termA, want)
+	}
+	if _, err := b.e.Claim(ctx, "backup", next); !errors.Is(err, elector.ErrAlreadyClaimed) {
+		t.Fatalf("the new leader claims the old leader's slot: %v, want ErrAlreadyClaimed", err)
+	}
+	termB, err := b.e.Claim(ctx, "backup", next.Add(5*time.Minute))
+	if err != nil || termB != r.Term {
+		t.Fatalf("the new leader's claim: term %d, %v; want term %d", termB, err, r.Term)
+	}
+}
+
+// testClaimRace: three candidates claim every slot at the same time, the
+// leader changing between slots: each slot is acknowledged once, and only
+// to a leader; the stored entry names the term of that acknowledgement.
+// And two clients writing a claim with the same version: one wins.
+func testClaimRace(t *testing.T, h Harness) {
+	lock := lockName(t)
+	cfg := lease(h)
+	var cands []*candidate
+	for i := range 3 {
+		cands = append(cands, startCandidate(t, h, lock, fmt.Sprintf("c%d", i), nil))
+	}
+	slot := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	bound := 3*cfg.LeaseDuration + 10*time.Second
+	for round := range 4 {
+		slot = slot.Add(time.Minute)
+		var (
+			mu    sync.Mutex
+			acks  []int64
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			until = time.Now().Add(bound)
+		)
+		for _, c := range cands {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for time.Now().Before(until) {
+					mu.Lock()
+					n := len(acks)
+					mu.Unlock()
+					if n > 0 {
+						return // the others' claims are checked below
+					}
+					term, err := c.e.Claim(ctxT(t), "race", slot)
+					switch {
+					case err == nil:
+						mu.Lock()
+						acks = append(acks, term)
+						mu.Unlock()
+						return
+					case errors.Is(err, elector.ErrAlreadyClaimed):
+						return
+					case errors.Is(err, elector.ErrNotLeader), errors.Is(err, elector.ErrClaimFailed):
+						time.Sleep(cfg.RetryPeriod / 5)
+					default:
+						t.Errorf("claim: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(acks) != 1 {
+			t.Fatalf("round %d: %d acknowledgements of slot %v (terms %v), want 1", round, len(acks), slot, acks)
+		}
+		r, _, err := h.New(t, lock).Get(ctxT(t))
+		if err != nil || !r.Jobs["race"].Started.Equal(slot) || r.Jobs["race"].StartedTerm != acks[0] {
+			t.Fatalf("round %d: stored %+v %v, want slot %v claimed with term %d", round, r.Jobs, err, slot, acks[0])
+		}
+		for _, c := range cands {
+			if _, err := c.e.Claim(ctxT(t), "race", slot); !errors.Is(err, elector.ErrAlreadyClaimed) && !errors.Is(err, elector.ErrNotLeader) {
+				t.Fatalf("round %d: claiming the slot again: %v, want ErrAlreadyClaimed or ErrNotLeader", round, err)
+			}
+		}
+		// The leader goes (releasing); the next round races the handover.
+		for i, c := range cands {
+			if c.e.IsLeader() {
+				c.cancel()
+				<-c.done
+				cands[i] = startCandidate(t, h, lock, fmt.Sprintf("c%d-%d", i, round), nil)
+				break
+			}
+		}
+	}
+
+	// Two clients, one version, the same claim: one write wins.
+	b1, b2 := h.New(t, lock+"-cas"), h.New(t, lock+"-cas")
+	v, err := b1.Create(ctxT(t), rec("x", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, b := range []elector.Backend{b1, b2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rec("x", 1)
+			r.Jobs = map[string]elector.JobState{"race": {Started: slot, StartedTerm: 1}}
+			_, errs[i] = b.Update(ctxT(t), r, v)
+		}()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) || !errors.Is(errors.Join(errs[0], errs[1]), elector.ErrConflict) {
+		t.Fatalf("two claims at one version: %v, %v; want one success and one ErrConflict", errs[0], errs[1])
+	}
+}

@@ -394,9 +394,13 @@ func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, err
 // not exist), in a transaction that returns the new ModifyIndex. ok is
 // false when Consul refused the CAS.
 func (b *Backend) cas(ctx context.Context, op string, r elector.Record, index uint64) (v elector.Version, ok bool, err error) {
+	value, err := elector.MarshalRecord(r)
+	if err != nil {
+		return "", false, fmt.Errorf("consul: %s %s: %w", op, b.key, err)
+	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
-	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: b.key, Value: elector.EncodeRecord(r), Index: index}}}
+	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: b.key, Value: value, Index: index}}}
 	ok, resp, _, err := b.c.api.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return "", false, b.fail(op, err)

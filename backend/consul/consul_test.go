@@ -117,10 +117,9 @@ func client(t testing.TB, cnt *counter) *consul.Client {
 func TestConformance(t *testing.T) {
 	raw := apiClient(t, need(t).Address, "", nil).KV()
 	key := func(lock string) string { return testPrefix + lock }
-	backendtest.Run(t, backendtest.Harness{
-		New: func(t testing.TB, lock string) elector.Backend { return client(t, nil).Lock(lock) },
-		Corrupt: func(t testing.TB, lock string) func(t testing.TB) {
-			garbage := []byte("\x00not a leasehold record{")
+	// plant stores garbage at the lock's key past the backend.
+	plant := func(garbage []byte) func(t testing.TB, lock string) func(t testing.TB) {
+		return func(t testing.TB, lock string) func(t testing.TB) {
 			if _, err := raw.Put(&api.KVPair{Key: key(lock), Value: garbage}, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +137,12 @@ func TestConformance(t *testing.T) {
 					t.Fatalf("the corrupt record (index %d) was overwritten: %+v", at, p)
 				}
 			}
-		},
+		}
+	}
+	backendtest.Run(t, backendtest.Harness{
+		New:         func(t testing.TB, lock string) elector.Backend { return client(t, nil).Lock(lock) },
+		Corrupt:     plant([]byte("\x00not a leasehold record{")),
+		CorruptJobs: plant(backendtest.BadJobsRecord),
 		Delete: func(t testing.TB, lock string) {
 			p, _, err := raw.Get(key(lock), &api.QueryOptions{RequireConsistent: true})
 			if err != nil || p == nil {

@@ -442,11 +442,15 @@ func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, err
 
 // Create writes the record if the key does not exist.
 func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	value, err := elector.MarshalRecord(r)
+	if err != nil {
+		return "", fmt.Errorf("etcd: create %s: %w", b.key, err)
+	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
 	resp, err := b.c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(b.key), "=", 0)).
-		Then(clientv3.OpPut(b.key, string(elector.EncodeRecord(r)))).
+		Then(clientv3.OpPut(b.key, string(value))).
 		Commit()
 	if err != nil {
 		return "", fmt.Errorf("etcd: create %s: %w", b.key, friendly(err))
@@ -463,11 +467,15 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	if err != nil || rev <= 0 || version(rev) != v {
 		return "", fmt.Errorf("etcd: update %s: version %q is not an etcd revision: %w", b.key, v, elector.ErrConflict)
 	}
+	value, err := elector.MarshalRecord(r)
+	if err != nil {
+		return "", fmt.Errorf("etcd: update %s: %w", b.key, err)
+	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
 	resp, err := b.c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(b.key), "=", rev)).
-		Then(clientv3.OpPut(b.key, string(elector.EncodeRecord(r)))).
+		Then(clientv3.OpPut(b.key, string(value))).
 		Else(clientv3.OpGet(b.key, clientv3.WithCountOnly())).
 		Commit()
 	if err != nil {

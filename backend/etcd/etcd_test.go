@@ -99,10 +99,9 @@ func TestConformance(t *testing.T) {
 	raw := rawClient(t)
 	key := func(lock string) string { return "/leasehold-test/" + lock } // the prefix of client()
 	ctx := context.Background()
-	backendtest.Run(t, backendtest.Harness{
-		New: func(t testing.TB, lock string) elector.Backend { return client(t).Lock(lock) },
-		Corrupt: func(t testing.TB, lock string) func(t testing.TB) {
-			const garbage = "\x00not a leasehold record{"
+	// plant stores garbage at the lock's key past the backend.
+	plant := func(garbage string) func(t testing.TB, lock string) func(t testing.TB) {
+		return func(t testing.TB, lock string) func(t testing.TB) {
 			put, err := raw.Put(ctx, key(lock), garbage)
 			if err != nil {
 				t.Fatal(err)
@@ -116,7 +115,12 @@ func TestConformance(t *testing.T) {
 					t.Fatalf("the corrupt record (revision %d) was overwritten: %v", put.Header.Revision, resp.Kvs)
 				}
 			}
-		},
+		}
+	}
+	backendtest.Run(t, backendtest.Harness{
+		New:         func(t testing.TB, lock string) elector.Backend { return client(t).Lock(lock) },
+		Corrupt:     plant("\x00not a leasehold record{"),
+		CorruptJobs: plant(string(backendtest.BadJobsRecord)),
 		Delete: func(t testing.TB, lock string) {
 			resp, err := raw.Delete(ctx, key(lock))
 			if err != nil {

@@ -7,7 +7,9 @@
 // leaseTransitions (the term). A Lease written by leasehold is therefore a
 // valid client-go leader-election Lease and the other way round. The
 // record's Instance, which client-go does not know, is kept in the
-// annotation leasehold.io/instance (see docs/backends.md).
+// annotation leasehold.io/instance, and the record's job entries (slot
+// claims) in one annotation per job, job.leasehold.io/<job> (see
+// docs/backends.md).
 //
 // The version is the Lease's resourceVersion: Create fails with
 // elector.ErrConflict when the Lease exists, Update sends the
@@ -63,6 +65,13 @@ const (
 	// renewTime no longer matches, the instance annotation is stale (a
 	// client-go candidate wrote since) and is ignored.
 	AnnotationInstanceRenewTime = "leasehold.io/instance-renew-time"
+	// AnnotationJobPrefix prefixes the annotations that hold the record's
+	// job entries (elector.Record.Jobs), one per job: the annotation
+	// job.leasehold.io/<job name> holds elector.EncodeJobState of the
+	// job's entry. A job name (at most 63 characters) is a valid
+	// annotation name. leasehold rewrites every annotation with this
+	// prefix on each write and leaves the others alone.
+	AnnotationJobPrefix = "job.leasehold.io/"
 )
 
 // Config says how to reach the Kubernetes API. It is also the `kube:` block
@@ -344,6 +353,9 @@ func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, err
 
 // Create creates the Lease; AlreadyExists is elector.ErrConflict.
 func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
+	if err := elector.CheckRecord(r); err != nil {
+		return "", fmt.Errorf("kube: create lease %s/%s: %w", b.c.namespace, b.name, err)
+	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.c.namespace}}
@@ -373,6 +385,9 @@ func canonicalVersion(v elector.Version) (uint64, bool) {
 func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
 	if _, ok := canonicalVersion(v); !ok {
 		return "", fmt.Errorf("kube: update lease %s/%s: version %q is not a resourceVersion: %w", b.c.namespace, b.name, v, elector.ErrConflict)
+	}
+	if err := elector.CheckRecord(r); err != nil {
+		return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, err)
 	}
 	b.mu.Lock()
 	var l *coordinationv1.Lease
@@ -411,8 +426,19 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 }
 
 // encode writes r into l's spec as client-go's LeaseLock does, and the
-// instance annotations.
+// instance and job annotations.
 func encode(l *coordinationv1.Lease, r elector.Record) {
+	for k := range l.Annotations {
+		if strings.HasPrefix(k, AnnotationJobPrefix) {
+			delete(l.Annotations, k)
+		}
+	}
+	if len(r.Jobs) > 0 && l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	for name, st := range r.Jobs {
+		l.Annotations[AnnotationJobPrefix+name] = string(elector.EncodeJobState(st))
+	}
 	secs := int64(r.LeaseDuration / time.Second)
 	if r.LeaseDuration > time.Duration(secs)*time.Second {
 		secs++ // never make a reader wait less than the writer meant
@@ -452,7 +478,10 @@ func microString(t metav1.MicroTime) string {
 //     negative leaseTransitions: elector.ErrCorrupt (it is never
 //     overwritten: how long that holder may lead is unknown);
 //   - leaseTransitions going backwards is passed on as it is: the elector
-//     continues from the highest term it has seen.
+//     continues from the highest term it has seen;
+//   - a job annotation (AnnotationJobPrefix) whose name is not a job name
+//     or whose value elector.DecodeJobState refuses, or more than
+//     elector.MaxJobs of them: elector.ErrCorrupt naming the annotation.
 func (b *Backend) decode(l *coordinationv1.Lease) (elector.Record, error) {
 	corrupt := func(format string, args ...any) (elector.Record, error) {
 		return elector.Record{}, fmt.Errorf("kube: lease %s/%s: %w: %s", l.Namespace, l.Name, elector.ErrCorrupt, fmt.Sprintf(format, args...))
@@ -487,6 +516,26 @@ func (b *Backend) decode(l *coordinationv1.Lease) (elector.Record, error) {
 	if inst, ok := l.Annotations[AnnotationInstance]; ok && r.Holder != "" && s.RenewTime != nil &&
 		l.Annotations[AnnotationInstanceRenewTime] == microString(*s.RenewTime) {
 		r.Instance = inst
+	}
+	for k, v := range l.Annotations {
+		name, ok := strings.CutPrefix(k, AnnotationJobPrefix)
+		if !ok {
+			continue
+		}
+		if err := elector.CheckJobName(name); err != nil {
+			return corrupt("annotation %s: %v", k, err)
+		}
+		st, err := elector.DecodeJobState([]byte(v))
+		if err != nil {
+			return corrupt("annotation %s: %v", k, err)
+		}
+		if r.Jobs == nil {
+			r.Jobs = map[string]elector.JobState{}
+		}
+		r.Jobs[name] = st
+	}
+	if len(r.Jobs) > elector.MaxJobs {
+		return corrupt("%d job annotations (%s*), more than %d", len(r.Jobs), AnnotationJobPrefix, elector.MaxJobs)
 	}
 	return r, nil
 }

@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -177,6 +178,28 @@ func TestConformance(t *testing.T) {
 		Delete: func(t testing.TB, lock string) {
 			if err := cs.CoordinationV1().Leases("default").Delete(ctxT(t), lock, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
+			}
+		},
+		CorruptJobs: func(t testing.TB, lock string) func(t testing.TB) {
+			// A Lease that maps but for a job annotation that does not parse.
+			now := metav1.NewMicroTime(time.Now())
+			l, err := cs.CoordinationV1().Leases("default").Create(ctxT(t), &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: lock, Annotations: map[string]string{
+					kube.AnnotationJobPrefix + "backup": `{"started":"not a time","started_term":3}`}},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("someone"), LeaseDurationSeconds: ptr(int32(15)),
+					AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr(int32(3))},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func(t testing.TB) {
+				got, err := cs.CoordinationV1().Leases("default").Get(ctxT(t), lock, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.ResourceVersion != l.ResourceVersion {
+					t.Fatalf("the corrupt Lease was written: resourceVersion %s, was %s", got.ResourceVersion, l.ResourceVersion)
+				}
 			}
 		},
 		Lease: elector.Config{LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond},
@@ -358,5 +381,91 @@ func TestIdleFollowerSendsNothing(t *testing.T) {
 	}
 	if n := c.total() - before; n != 0 {
 		t.Fatalf("the follower sent %d requests during %d renewals (%s), want 0", n, renewals.Load(), c.String())
+	}
+}
+
+// TestJobAnnotations: the record's job entries are one annotation per job,
+// exactly as documented; a write rewrites them and leaves every other
+// annotation alone; annotations that do not parse are ErrCorrupt naming
+// them.
+func TestJobAnnotations(t *testing.T) {
+	cs := admin(t)
+	leases := cs.CoordinationV1().Leases("default")
+	name := "jobs-" + fmtInt(int(time.Now().UnixNano()%1e6))
+	b := client(t, nil).Lock(name)
+	slot := time.Date(2026, 12, 2, 7, 5, 0, 123456789, time.UTC)
+	r := elector.Record{Holder: "a", LeaseDuration: 15 * time.Second, Term: 4, Jobs: map[string]elector.JobState{
+		"backup":    {Started: slot, StartedTerm: 4, Done: slot.Add(-5 * time.Minute)},
+		"report.v2": {Started: slot, StartedTerm: 2},
+	}}
+	v, err := b.Create(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := leases.Get(ctxT(t), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"job.leasehold.io/backup":    `{"started":"2026-12-02T07:05:00.123456789Z","started_term":4,"done":"2026-12-02T07:00:00.123456789Z"}`,
+		"job.leasehold.io/report.v2": `{"started":"2026-12-02T07:05:00.123456789Z","started_term":2}`,
+	} {
+		if got := l.Annotations[k]; got != want {
+			t.Errorf("annotation %s = %q, want %q", k, got, want)
+		}
+	}
+	// Someone else's annotation, added past leasehold, survives its writes.
+	l.Annotations["example.com/owner"] = "team-a"
+	l, err = leases.Update(ctxT(t), l, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, v, err := b.Get(ctxT(t))
+	if err != nil || got.Jobs["backup"] != r.Jobs["backup"] || got.Jobs["report.v2"] != r.Jobs["report.v2"] || len(got.Jobs) != 2 {
+		t.Fatalf("Get = %+v %v, want the jobs %+v", got.Jobs, err, r.Jobs)
+	}
+	r.Jobs = map[string]elector.JobState{"backup": r.Jobs["backup"]}
+	if v, err = b.Update(ctxT(t), r, v); err != nil {
+		t.Fatal(err)
+	}
+	l, err = leases.Get(ctxT(t), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Annotations["job.leasehold.io/report.v2"]; ok || l.Annotations["example.com/owner"] != "team-a" || l.Annotations["job.leasehold.io/backup"] == "" {
+		t.Fatalf("annotations after an update with one job: %v", l.Annotations)
+	}
+
+	ok := `{"started":"2026-12-02T07:05:00Z","started_term":2}`
+	many := map[string]string{}
+	for i := range elector.MaxJobs + 1 {
+		many[fmt.Sprintf("job.leasehold.io/j%02d", i)] = ok
+	}
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		want        string
+	}{
+		{"bad-name", map[string]string{"job.leasehold.io/Bad_Name": ok}, `annotation job.leasehold.io/Bad_Name: job name "Bad_Name"`},
+		{"bad-value", map[string]string{"job.leasehold.io/backup": "yes"}, "annotation job.leasehold.io/backup: "},
+		{"unknown-field", map[string]string{"job.leasehold.io/backup": `{"started":"2026-12-02T07:05:00Z","started_term":2,"by":"x"}`}, `unknown field "by"`},
+		{"no-term", map[string]string{"job.leasehold.io/backup": `{"started":"2026-12-02T07:05:00Z"}`}, "started_term 0 out of range"},
+		{"too-many", many, "33 job annotations"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "badjobs-" + tc.name + "-" + fmtInt(int(time.Now().UnixNano()%1e6))
+			now := metav1.NewMicroTime(time.Now())
+			if _, err := leases.Create(ctxT(t), &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: tc.annotations},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("a"), LeaseDurationSeconds: ptr(int32(15)),
+					RenewTime: &now, LeaseTransitions: ptr(int32(2))},
+			}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			r, _, err := client(t, nil).Lock(name).Get(ctxT(t))
+			if !errors.Is(err, elector.ErrCorrupt) || !strings.Contains(err.Error(), "default/"+name) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Get = %+v %v, want ErrCorrupt naming default/%s and saying %q", r, err, name, tc.want)
+			}
+		})
 	}
 }

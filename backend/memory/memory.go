@@ -355,7 +355,9 @@ func (b *Backend) read(c *cell) (elector.Record, elector.Version, error) {
 		return elector.Record{}, "", fmt.Errorf("memory: lock %q: %w", b.lock, elector.ErrNotFound)
 	}
 	if c.raw == nil {
-		return c.rec, version(c.rev), nil
+		r := c.rec
+		r.Jobs = elector.CloneJobs(r.Jobs) // the caller's to keep
+		return r, version(c.rev), nil
 	}
 	r, err := elector.DecodeRecord(c.raw)
 	if err != nil {
@@ -375,7 +377,8 @@ func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, err
 	return b.read(b.s.cell(b.lock))
 }
 
-// Create stores r if the lock has no record.
+// Create stores r if the lock has no record. A record CheckRecord refuses
+// (job entries out of bounds) is refused, naming the job.
 func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version, error) {
 	if err := b.s.enter(ctx, b, func(c *Counts) { c.Create++ }); err != nil {
 		return "", err
@@ -387,6 +390,10 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 	if c.exists {
 		return "", fmt.Errorf("memory: create lock %q: %w", b.lock, elector.ErrConflict)
 	}
+	if err := elector.CheckRecord(r); err != nil {
+		return "", fmt.Errorf("memory: create lock %q: %w", b.lock, err)
+	}
+	r.Jobs = elector.CloneJobs(r.Jobs)
 	v := b.s.write(c, r)
 	b.s.mu.Unlock()
 	defer b.s.mu.Lock()
@@ -396,7 +403,8 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 	return v, nil
 }
 
-// Update replaces the record if its version is still v.
+// Update replaces the record if its version is still v. A record
+// CheckRecord refuses is refused, naming the job.
 func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
 	if err := b.s.enter(ctx, b, func(c *Counts) { c.Update++ }); err != nil {
 		return "", err
@@ -411,6 +419,10 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	case version(c.rev) != v:
 		return "", fmt.Errorf("memory: update lock %q at version %s (stored %d): %w", b.lock, v, c.rev, elector.ErrConflict)
 	}
+	if err := elector.CheckRecord(r); err != nil {
+		return "", fmt.Errorf("memory: update lock %q: %w", b.lock, err)
+	}
+	r.Jobs = elector.CloneJobs(r.Jobs)
 	nv := b.s.write(c, r)
 	b.s.mu.Unlock()
 	defer b.s.mu.Lock()

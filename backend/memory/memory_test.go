@@ -30,6 +30,14 @@ func TestConformance(t *testing.T) {
 			}
 		},
 		Delete: func(t testing.TB, lock string) { s.Delete(lock) },
+		CorruptJobs: func(t testing.TB, lock string) func(t testing.TB) {
+			s.PlantRaw(lock, backendtest.BadJobsRecord)
+			return func(t testing.TB) {
+				if raw, ok := s.Raw(lock); !ok || !bytes.Equal(raw, backendtest.BadJobsRecord) {
+					t.Fatalf("the corrupt record was overwritten with %q (exists: %v)", raw, ok)
+				}
+			}
+		},
 	})
 }
 
@@ -85,5 +93,27 @@ func TestCancelledContextIsRefused(t *testing.T) {
 	}
 	if _, ok := s.Raw("l"); ok {
 		t.Fatal("a cancelled create was applied")
+	}
+}
+
+// The store keeps its own copy of the job entries: a caller changing the
+// map it wrote, or the one it read, changes nothing stored.
+func TestJobsAreCopied(t *testing.T) {
+	s := memory.New()
+	b := s.Backend("l", "c")
+	ctx := context.Background()
+	slot := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	jobs := map[string]elector.JobState{"j": {Started: slot, StartedTerm: 1}}
+	if _, err := b.Create(ctx, elector.Record{Holder: "a", Term: 1, Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	jobs["j"] = elector.JobState{}
+	r, _, err := b.Get(ctx)
+	if err != nil || !r.Jobs["j"].Started.Equal(slot) {
+		t.Fatalf("Get = %+v %v after the writer changed its map", r, err)
+	}
+	delete(r.Jobs, "j")
+	if r, _, _ := b.Get(ctx); len(r.Jobs) != 1 {
+		t.Fatalf("Get = %+v after a reader changed its map", r)
 	}
 }
