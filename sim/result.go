@@ -122,6 +122,9 @@ func (s *sim) acct() {
 func (s *sim) startLeadership(n *node, term int64) {
 	s.acct()
 	n.leading, n.term, n.leadStart, n.fault = true, term, s.now, ""
+	if s.timeline != nil && s.believers == 0 && s.anyLeader {
+		s.timeline.Leaderless = append(s.timeline.Leaderless, Span{From: s.llStart, To: s.now})
+	}
 	s.believers++
 	s.anyLeader = true
 	s.res.Transitions++
@@ -142,7 +145,7 @@ func (s *sim) startLeadership(n *node, term int64) {
 		s.tracef(n, "STARTED leading term=%d", term)
 	}
 	if s.sc.WorkStart > 0 {
-		s.push(event{at: s.now + s.sc.WorkStart, kind: evWorkStarted, node: int32(n.idx), inc: n.inc, gen: n.fenceGen})
+		s.push(event{at: s.now + s.workTime(s.sc.WorkStart), kind: evWorkStarted, node: int32(n.idx), inc: n.inc, gen: n.fenceGen})
 		return
 	}
 	s.workRunning(n)
@@ -168,6 +171,9 @@ func (s *sim) endLeadership(n *node, reason string) {
 	n.leading = false
 	n.fenceGen++
 	s.believers--
+	if s.believers == 0 {
+		s.llStart = s.now
+	}
 	s.res.Transitions++
 	if s.believers == 1 {
 		s.closeDual()
@@ -214,6 +220,9 @@ func (s *sim) closeDual() {
 // summary figures.
 func (s *sim) finish() {
 	s.acct()
+	if s.timeline != nil && s.believers == 0 && s.anyLeader {
+		s.timeline.Leaderless = append(s.timeline.Leaderless, Span{From: s.llStart, To: s.now})
+	}
 	if s.believers >= 2 {
 		s.closeDual()
 	}

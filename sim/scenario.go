@@ -86,6 +86,10 @@ type Scenario struct {
 	// failover ends when the work runs; the work writes to the fenced
 	// resource from then on.
 	WorkStart time.Duration
+	// WorkSigma spreads the work's start and stop times: each is drawn
+	// as WorkStart (or WorkStop) · e^(WorkSigma·N(0,1)), a lognormal with
+	// that median; 0 keeps them constant.
+	WorkSigma float64
 
 	Clocks []Clock // one per node, index 0 = n1
 	// Identities are the nodes' identities, index 0 = n1; a node's id
@@ -261,6 +265,9 @@ func ParseScenario(data []byte) (*Scenario, error) {
 		case "work_start":
 			given[key] = true
 			sc.WorkStart = p.nonNegative(v, key, maxLease)
+		case "work_sigma":
+			given[key] = true
+			sc.WorkSigma = p.Float(v, key, 0, 3)
 		case "store":
 			store = v
 		case "network":
@@ -842,6 +849,9 @@ func (sc *Scenario) Validate() error {
 	}
 	if !(sc.Loss >= 0 && sc.Loss <= 0.99) {
 		return bad("Loss (%v) must be from 0 to 0.99", sc.Loss)
+	}
+	if !(sc.WorkSigma >= 0 && sc.WorkSigma <= 3) {
+		return bad("WorkSigma (%v) must be from 0 to 3", sc.WorkSigma)
 	}
 	if sc.Parallel < 0 || sc.Parallel > 1000 {
 		return bad("Parallel (%d) must be from 0 to 1000", sc.Parallel)

@@ -128,6 +128,7 @@ type sim struct {
 	pendingLL  time.Duration // leaderless total when the pending failover opened
 	err        error
 
+	llStart   time.Duration   // when the current leaderless time began
 	down      bool            // the store answers nobody
 	downUntil time.Duration   // until then
 	free      []time.Duration // when each of the store's Parallel servers is free
@@ -341,6 +342,19 @@ func (s *sim) tailDraw(t *Tail) time.Duration {
 	return time.Duration(x)
 }
 
+// workTime draws a work start or stop time of median d: d itself, or
+// with work_sigma d·e^(σ·N(0,1)), at most maxLease.
+func (s *sim) workTime(d time.Duration) time.Duration {
+	if s.sc.WorkSigma == 0 {
+		return d
+	}
+	x := float64(d) * math.Exp(s.sc.WorkSigma*s.rng.NormFloat64())
+	if !(x < float64(maxLease)) {
+		return maxLease
+	}
+	return time.Duration(x)
+}
+
 // lostReq decides whether a message from n to the store is lost.
 func (s *sim) lostReq(n *node) bool {
 	return n.reqCut || (s.sc.Loss > 0 && s.rng.Float64() < s.sc.Loss)
@@ -383,7 +397,7 @@ func (s *sim) transitions(n *node, out elector.Output) {
 		if s.sc.WorkStop == 0 {
 			n.workDone = true
 		} else {
-			s.push(event{at: s.now + s.sc.WorkStop, kind: evWorkDone, node: int32(n.idx), inc: n.inc, gen: n.workGen})
+			s.push(event{at: s.now + s.workTime(s.sc.WorkStop), kind: evWorkDone, node: int32(n.idx), inc: n.inc, gen: n.workGen})
 		}
 	}
 	if out.Started {
@@ -553,6 +567,9 @@ func (s *sim) dispatch(e event) {
 			s.tracef(n, "reply version=%s err=%v", e.ver, e.err)
 		}
 		wasLeading := n.leading
+		if wasLeading && err != nil && s.timeline != nil {
+			s.timeline.Dots = append(s.timeline.Dots, Dot{At: s.now, Node: n.idx, Kind: DotRenewFailed})
+		}
 		out := n.m.Result(s.nowAt(n), e.rec, e.ver, err)
 		if wasLeading && err == nil && !n.cut && !out.Stopped {
 			n.fault = "" // renewed: whatever hit it is over
@@ -807,6 +824,9 @@ func (s *sim) fenceWrite(e event) {
 	n := s.nodes[e.node]
 	if e.term < s.fenceTerm {
 		s.res.FencedWrites.Rejected++
+		if s.timeline != nil {
+			s.timeline.Dots = append(s.timeline.Dots, Dot{At: s.now, Node: n.idx, Kind: DotFenceRejected})
+		}
 		if s.trace != nil {
 			s.tracef(n, "fenced write term=%d rejected (highest %d)", e.term, s.fenceTerm)
 		}

@@ -5,17 +5,37 @@ import (
 	"html"
 	"io"
 	"math"
+	"strings"
 	"time"
 )
 
 // Timeline is what the SVG shows: each node's state over true time, the
-// faults, and (from the Result) the dual leaderships.
+// faults, the leaderless spans, failed renewals and rejected fenced
+// writes, and (from the Result) the dual leaderships.
 type Timeline struct {
-	Nodes   []string
-	End     time.Duration
-	Changes []Change
-	Faults  []Mark
+	Nodes      []string
+	End        time.Duration
+	Changes    []Change
+	Faults     []Mark // Node -1: the store's (store_down)
+	Leaderless []Span
+	Dots       []Dot
 }
+
+// Span is an interval of true time.
+type Span struct{ From, To time.Duration }
+
+// Dot is an instant on a node's lane.
+type Dot struct {
+	At   time.Duration
+	Node int
+	Kind string // DotRenewFailed or DotFenceRejected
+}
+
+// The kinds of dots.
+const (
+	DotRenewFailed   = "renew-failed"   // a leader's renewal failed or timed out
+	DotFenceRejected = "fence-rejected" // the fenced resource rejected a write
+)
 
 // Change is a node entering a state; Cut tells whether it is partitioned.
 type Change struct {
@@ -70,7 +90,9 @@ var stateColor = map[string]string{
 }
 
 // WriteSVG draws the run's timeline: a lane per node, faults marked, dual
-// leadership in red, a time axis. The run must have been made with
+// leadership in red on the lanes of the nodes involved, leaderless time,
+// failed renewals and rejected fenced writes, a time axis at round
+// intervals and a legend. The run must have been made with
 // Options.Timeline.
 func (r *Result) WriteSVG(w io.Writer) error {
 	t := r.Timeline
@@ -78,12 +100,12 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		return fmt.Errorf("sim: the run kept no timeline (Options.Timeline)")
 	}
 	const (
-		left, right, top = 70.0, 20.0, 62.0
+		left, right, top = 70.0, 20.0, 74.0
 		width            = 1200.0
-		lane, gap        = 26.0, 14.0
+		lane, gap        = 26.0, 16.0
 	)
 	plot := width - left - right
-	height := top + float64(len(t.Nodes))*(lane+gap) + 80
+	height := top + float64(len(t.Nodes))*(lane+gap) + 110
 	x := func(d time.Duration) float64 { return left + plot*float64(d)/float64(t.End) }
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 
@@ -100,6 +122,28 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		r.FencedWrites.Accepted, r.FencedWrites.Rejected, r.FencedWrites.StaleAccepted)
 
 	laneY := func(i int) float64 { return top + float64(i)*(lane+gap) }
+	bottom := laneY(len(t.Nodes)) - gap
+	lanes := map[string]int{}
+	for i, id := range t.Nodes {
+		lanes[id] = i
+	}
+
+	// The store's outages: grey bands over every lane, labelled above.
+	storeLabel := -1e9
+	for _, f := range t.Faults {
+		if f.Node >= 0 {
+			continue
+		}
+		x0, x1 := x(f.At), x(min(f.At+f.For, t.End))
+		p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#555" fill-opacity="0.18"><title>%s %s at %s</title></rect>`+"\n",
+			x0, top-4, math.Max(x1-x0, 2), bottom-top+8, f.Kind, f.For, f.At.Round(time.Millisecond))
+		label := string(f.Kind) + " " + f.For.String()
+		if x0-storeLabel >= 6*float64(len(label))+8 {
+			p(`<text x="%.2f" y="%.0f" font-size="10" fill="#333">%s</text>`+"\n", x0+3, top-18, html.EscapeString(label))
+			storeLabel = x0
+		}
+	}
+
 	for i, id := range t.Nodes {
 		y := laneY(i)
 		p(`<text x="%.0f" y="%.1f" text-anchor="end">%s</text>`+"\n", left-8, y+lane/2+4, html.EscapeString(id))
@@ -128,31 +172,46 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		flush(t.End)
 	}
 
-	// Dual leadership: red bands across every lane.
-	bottom := laneY(len(t.Nodes)) - gap
+	// Dual leadership: red bands on the lanes of the nodes involved; stale
+	// accepted writes: red dots above the lanes.
 	for _, v := range r.Violations {
 		at, until := time.Duration(v.AtMS*1e6), time.Duration(v.UntilMS*1e6)
-		if v.Kind == "dual_leadership" {
-			p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#e02020" fill-opacity="0.35" stroke="#e02020"><title>dual leadership %s to %s: %v</title></rect>`+"\n",
-				x(at), top-4, math.Max(x(until)-x(at), 2), bottom-top+8, at, until, v.Nodes)
-		} else {
+		if v.Kind != "dual_leadership" {
 			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>stale write accepted at %s from %s</title></circle>`+"\n",
 				x(at), top-8, at, v.Nodes[0])
+			continue
+		}
+		for _, id := range v.Nodes {
+			i, ok := lanes[id]
+			if !ok {
+				continue
+			}
+			p(`<rect x="%.2f" y="%.1f" width="%.2f" height="%.0f" fill="#e02020" fill-opacity="0.35" stroke="#e02020"><title>dual leadership %s to %s: %v</title></rect>`+"\n",
+				x(at), laneY(i)-3, math.Max(x(until)-x(at), 2), lane+6, at, until, v.Nodes)
 		}
 	}
 
-	// Faults: a dark tick on the lane, a label where there is room, the
-	// details on hover.
+	// Failed renewals (an orange tick at the top of the lane) and rejected
+	// fenced writes (a red cross under it).
+	for _, d := range t.Dots {
+		y, dx := laneY(d.Node), x(d.At)
+		switch d.Kind {
+		case DotRenewFailed:
+			p(`<path d="M%.2f %.1f l-3 -5 h6 z" fill="#e07b00"><title>renewal failed at %s</title></path>`+"\n", dx, y, d.At.Round(time.Millisecond))
+		case DotFenceRejected:
+			p(`<path d="M%.2f %.1f l6 6 m0 -6 l-6 6" stroke="#c00000" stroke-width="1.5"><title>fenced write rejected at %s</title></path>`+"\n",
+				dx-3, y+lane+1, d.At.Round(time.Millisecond))
+		}
+	}
+
+	// Faults: a dark tick on the lane, a label where there is room (not
+	// over the previous label of the lane), the details on hover.
 	lastLabel := make([]float64, len(t.Nodes))
 	for i := range lastLabel {
 		lastLabel[i] = -1e9
 	}
 	for _, f := range t.Faults {
-		if f.Node < 0 { // the store's: a grey band over every lane
-			x0, x1 := x(f.At), x(min(f.At+f.For, t.End))
-			p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#555" fill-opacity="0.18"><title>%s %s at %s</title></rect>`+"\n",
-				x0, top-4, math.Max(x1-x0, 2), bottom-top+8, f.Kind, f.For, f.At.Round(time.Millisecond))
-			p(`<text x="%.2f" y="%.0f" font-size="10" fill="#333">%s</text>`+"\n", x0+3, top-8, html.EscapeString(string(f.Kind)+" "+f.For.String()))
+		if f.Node < 0 {
 			continue
 		}
 		y := laneY(f.Node)
@@ -163,46 +222,101 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		fx := x(f.At)
 		p(`<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" stroke="#000" stroke-width="2"><title>%s at %s</title></line>`+"\n",
 			fx, y-5, fx, y+lane, html.EscapeString(label), f.At.Round(time.Millisecond))
-		if fx-lastLabel[f.Node] >= 7*float64(len(label))+6 {
-			p(`<text x="%.2f" y="%.1f" font-size="10">%s</text>`+"\n", fx+3, y-2, html.EscapeString(label))
+		if fx-lastLabel[f.Node] >= 6*float64(len(label))+8 {
+			p(`<text x="%.2f" y="%.1f" font-size="10">%s</text>`+"\n", fx+3, y-3, html.EscapeString(label))
 			lastLabel[f.Node] = fx
 		}
 	}
 
-	// Time axis.
-	ay := bottom + 20
+	// Leaderless time: an amber strip under the lanes.
+	ly := bottom + 6
+	for _, sp := range t.Leaderless {
+		if sp.To <= sp.From {
+			continue
+		}
+		p(`<rect x="%.2f" y="%.1f" width="%.2f" height="6" fill="#f0c020"><title>nobody leads from %s to %s (%s)</title></rect>`+"\n",
+			x(sp.From), ly, math.Max(x(sp.To)-x(sp.From), 1), sp.From, sp.To, sp.To-sp.From)
+	}
+
+	// Time axis at round intervals.
+	ay := bottom + 26
 	p(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#000"/>`+"\n", left, ay, left+plot, ay)
 	step := niceStep(t.End)
 	for d := time.Duration(0); d <= t.End; d += step {
 		p(`<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" stroke="#000"/>`+"\n", x(d), ay, x(d), ay+5)
-		p(`<text x="%.2f" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", x(d), ay+17, d)
+		p(`<text x="%.2f" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", x(d), ay+17, fmtTick(d))
 	}
 
-	// Legend.
-	ly := ay + 40
-	lx := left
-	for _, st := range []string{"following", "leading", "paused", "crashed", "stopped"} {
-		p(`<rect x="%.0f" y="%.0f" width="14" height="14" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n", lx, ly-11, stateColor[st], lx+18, ly, st)
-		lx += 100
+	// Legend, in two rows.
+	type entry struct{ swatch, label string }
+	box := func(color string) string {
+		return fmt.Sprintf(`<rect x="%%.0f" y="%%.0f" width="14" height="14" fill="%s"/>`, color)
 	}
-	p(`<rect x="%.0f" y="%.0f" width="14" height="6" fill="#7b4fc9"/><text x="%.0f" y="%.0f">partitioned</text>`+"\n", lx, ly-5, lx+18, ly)
-	lx += 100
-	p(`<rect x="%.0f" y="%.0f" width="14" height="14" fill="#e02020" fill-opacity="0.35" stroke="#e02020"/><text x="%.0f" y="%.0f">dual leadership</text>`+"\n", lx, ly-11, lx+18, ly)
+	rows := [][]entry{{
+		{box(stateColor["following"]), "following"}, {box(stateColor["leading"]), "leading"},
+		{box(stateColor["paused"]), "paused"}, {box(stateColor["crashed"]), "crashed"},
+		{box(stateColor["stopped"]), "stopped"}, {`<rect x="%.0f" y="%.0f" width="14" height="6" fill="#7b4fc9" transform="translate(0 8)"/>`, "partitioned"},
+	}, {
+		{`<rect x="%.0f" y="%.0f" width="14" height="14" fill="#e02020" fill-opacity="0.35" stroke="#e02020"/>`, "dual leadership"},
+		{`<rect x="%.0f" y="%.0f" width="14" height="6" fill="#f0c020" transform="translate(0 4)"/>`, "leaderless"},
+		{`<rect x="%.0f" y="%.0f" width="14" height="14" fill="#555" fill-opacity="0.18"/>`, "store down"},
+		{`<rect x="%.0f" y="%.0f" width="2" height="14" fill="#000" transform="translate(6 0)"/>`, "fault"},
+		{`<path d="M%.0f %.0f m7 12 l-4 -8 h8 z" fill="#e07b00"/>`, "renewal failed"},
+		{`<path d="M%.0f %.0f m3 3 l8 8 m0 -8 l-8 8" stroke="#c00000" stroke-width="1.5"/>`, "fenced write rejected"},
+	}}
+	gy := ay + 40
+	for _, row := range rows {
+		gx := left
+		for _, e := range row {
+			p(e.swatch+`<text x="%.0f" y="%.0f">%s</text>`+"\n", gx, gy-11, gx+18, gy, e.label)
+			gx += 30 + 7*float64(len(e.label))
+		}
+		gy += 22
+	}
 	p("</svg>\n")
 	return nil
 }
 
-// niceStep picks an axis step of 1, 2 or 5 × 10^k seconds giving about ten
-// ticks.
+// niceStep picks an axis step of about a tenth of the run, at a round
+// interval: 1, 2 or 5 × 10^k below a minute; 1, 2, 5, 10, 15 or 30 minutes;
+// 1, 2, 3, 6 or 12 hours, then days.
 func niceStep(end time.Duration) time.Duration {
 	target := end / 10
-	for _, base := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond,
-		time.Second, 10 * time.Second, 100 * time.Second, 1000 * time.Second, 10000 * time.Second} {
+	steps := []time.Duration{}
+	for base := time.Millisecond; base < time.Minute; base *= 10 {
 		for _, m := range []time.Duration{1, 2, 5} {
-			if base*m >= target {
-				return base * m
+			if base*m < time.Minute {
+				steps = append(steps, base*m)
 			}
 		}
 	}
-	return end
+	for _, m := range []time.Duration{1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440} {
+		steps = append(steps, m*time.Minute)
+	}
+	for _, s := range steps {
+		if s >= target {
+			return s
+		}
+	}
+	d := 24 * time.Hour
+	for d < target {
+		d *= 2
+	}
+	return d
+}
+
+// fmtTick renders an axis instant without zero parts: 90s → "1m30s",
+// 1h → "1h", 500ms → "500ms".
+func fmtTick(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	if s == "0s" {
+		return "0"
+	}
+	return s
 }

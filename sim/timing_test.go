@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +51,7 @@ func TestParseTimingErrors(t *testing.T) {
 		{"service: {bogus: 1}\n", "line 1: service.bogus: unknown key"},
 		{"service: 5ms\n", "line 1: service:"},
 		{"work_start: 25h\n", "line 1: work_start: must be at most 24h0m0s"},
+		{"work_sigma: 4\n", "line 1: work_sigma: want a number from 0 to 3"},
 		{"faults:\n  - {at: 5s, latency_spike: all, for: 5s}\n", "line 2: faults[0].latency: latency_spike needs latency"},
 		{"faults:\n  - {at: 5s, latency_spike: all, latency: 1s}\n", "line 2: faults[0].for: latency_spike needs for"},
 		{"faults:\n  - {at: 5s, latency_spike: n7, latency: 1s, for: 1s}\n", `faults[0].latency_spike: no node "n7"`},
@@ -80,6 +83,7 @@ func TestValidateTiming(t *testing.T) {
 		{func(s *Scenario) { s.StaleReads = -1 }, "StaleReads (-1ns)"},
 		{func(s *Scenario) { s.WorkStart = -1 }, "WorkStart (-1ns)"},
 		{func(s *Scenario) { s.Parallel = -1 }, "Parallel (-1)"},
+		{func(s *Scenario) { s.WorkSigma = math.NaN() }, "WorkSigma (NaN)"},
 		{func(s *Scenario) { s.Store = "mysql" }, `Store: no timing profile "mysql"`},
 		{func(s *Scenario) { s.Tail = &Tail{Dist: "cauchy"} }, `Tail.Dist "cauchy"`},
 		{func(s *Scenario) { s.Tail = &Tail{Dist: "lognormal", Median: time.Millisecond} }, "Sigma from 0.01 to 10"},
@@ -136,7 +140,7 @@ func TestProfileOverride(t *testing.T) {
 	sc := parse(t, "store: etcd\nwork_stop: 1s\nnetwork: {reply_latency: 3ms}\nservice: {parallel: 7}\n")
 	if sc.Store != "etcd" || sc.Latency != etcd.RequestLatency || sc.ReplyLatency != 3*time.Millisecond ||
 		sc.Jitter != etcd.Jitter || sc.ReadService != etcd.ReadService || sc.WriteService != etcd.WriteService ||
-		sc.Parallel != 7 || sc.WatchLag != etcd.WatchLag || sc.WorkStart != etcd.WorkStart || sc.WorkStop != time.Second {
+		sc.Parallel != 7 || sc.WatchLag != etcd.WatchLag || sc.WorkStart != etcd.WorkStart || sc.WorkStop != time.Second || sc.WorkSigma != etcd.WorkSigma {
 		t.Errorf("store: etcd with overrides: %+v, profile %+v", sc, etcd)
 	}
 	// The order of the keys does not matter.
@@ -478,7 +482,7 @@ func TestWatchLagAndWorkStart(t *testing.T) {
 // notification, a takeover write and the work's start.
 func TestEtcdProfileHandoff(t *testing.T) {
 	p := Profiles["etcd"]
-	sc := parse(t, "store: etcd\nnodes: 3\nduration: 2m\nfaults:\n  - {at: 60s, stop: leader}\n")
+	sc := parse(t, "store: etcd\nwork_sigma: 0\nnodes: 3\nduration: 2m\nfaults:\n  - {at: 60s, stop: leader}\n")
 	rt := p.RequestLatency + p.WriteService + p.ReplyLatency
 	want := p.WorkStop + p.RequestLatency + p.WriteService + p.WatchLag + p.ReplyLatency + rt + p.WorkStart
 	for seed := uint64(1); seed <= 10; seed++ {
@@ -487,6 +491,19 @@ func TestEtcdProfileHandoff(t *testing.T) {
 		if got < want || got > want+4*p.Jitter+time.Microsecond {
 			t.Errorf("seed %d: etcd handoff %v, want %v plus up to 4 jitters", seed, got, want)
 		}
+	}
+	// With the profile's work_sigma the work's times spread, lognormally
+	// around the same medians: the handoffs spread, their median barely
+	// moves.
+	sc.WorkSigma = p.WorkSigma
+	var hs []float64
+	for seed := uint64(1); seed <= 200; seed++ {
+		hs = append(hs, run(t, sc, seed).Failovers[0].FailoverMS)
+	}
+	slices.Sort(hs)
+	med, w := hs[len(hs)/2], float64(want)/1e6
+	if med < w*0.9 || med > w*1.2 || hs[len(hs)-1]-hs[0] < w/4 {
+		t.Errorf("work_sigma %v: handoffs median %vms over [%v, %v], want about %vms with a spread", p.WorkSigma, med, hs[0], hs[len(hs)-1], w)
 	}
 }
 
@@ -497,8 +514,8 @@ func TestTimingExamples(t *testing.T) {
 		if len(r.Failovers) != 2 || r.Failovers[0].Cause != "stop" || r.Failovers[1].Cause != "crash" {
 			t.Fatalf("etcd-profile seed %d: failovers %+v", seed, r.Failovers)
 		}
-		if f := r.Failovers[0].FailoverMS; f < 8 || f > 15 {
-			t.Errorf("etcd-profile seed %d: handoff %vms, want about 10ms", seed, f)
+		if f := r.Failovers[0].FailoverMS; f < 3 || f > 15 {
+			t.Errorf("etcd-profile seed %d: handoff %vms, want about 6ms (3 to 15)", seed, f)
 		}
 		if f := r.Failovers[1].FailoverMS; f < 750 || f > 1020 {
 			t.Errorf("etcd-profile seed %d: crash failover %vms, want 0.76s to 1.01s", seed, f)
@@ -512,4 +529,95 @@ func TestTimingExamples(t *testing.T) {
 			t.Errorf("store-outage seed %d: failovers %v, violations %+v, store %+v", seed, causes, r.Violations, r.Store)
 		}
 	}
+}
+
+// The SVG marks what happened where it happened: dual leadership on the
+// lanes of the nodes involved only, leaderless time, failed renewals,
+// rejected fenced writes, the store's outages, round axis ticks and a
+// legend.
+func TestSVGMarks(t *testing.T) {
+	svgOf := func(sc *Scenario) string {
+		_, _, sv := outputs(t, sc, 1)
+		return string(sv)
+	}
+	lp := load(t, "long-pause")
+	r := run(t, lp, 1)
+	svg := svgOf(lp)
+	bands, involved := strings.Count(svg, "<title>dual leadership "), 0
+	for _, v := range r.Violations {
+		if v.Kind == "dual_leadership" {
+			involved += len(v.Nodes)
+		}
+	}
+	if involved == 0 || bands != involved {
+		t.Errorf("long-pause: %d dual-leadership bands, want one per node involved (%d)", bands, involved)
+	}
+	if r.FencedWrites.Rejected == 0 || strings.Count(svg, "<title>fenced write rejected") != int(r.FencedWrites.Rejected) {
+		t.Errorf("long-pause: %d rejected writes drawn, %d rejected", strings.Count(svg, "<title>fenced write rejected"), r.FencedWrites.Rejected)
+	}
+	if lc := svgOf(load(t, "leader-crash")); !strings.Contains(lc, "<title>nobody leads from") {
+		t.Error("leader-crash: no leaderless span drawn")
+	}
+	for _, want := range []string{">leaderless<", ">dual leadership<", ">renewal failed<", ">fenced write rejected<", ">store down<", ">partitioned<"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("the legend lacks %s", want)
+		}
+	}
+	if svg := svgOf(load(t, "lossy-network")); !strings.Contains(svg, "<title>renewal failed at") {
+		t.Error("lossy-network: no failed renewal drawn")
+	}
+	so := svgOf(load(t, "store-outage"))
+	if strings.Count(so, "<title>store_down ") != 2 {
+		t.Errorf("store-outage: %d store outages drawn, want 2", strings.Count(so, "<title>store_down "))
+	}
+	// One hour: ticks every 10 minutes, written as such.
+	rc := svgOf(load(t, "random-chaos"))
+	for _, want := range []string{`font-size="10">10m<`, `font-size="10">50m<`, `font-size="10">1h<`} {
+		if !strings.Contains(rc, want) {
+			t.Errorf("random-chaos: the axis lacks %s", want)
+		}
+	}
+	for d, want := range map[time.Duration]time.Duration{time.Hour: 10 * time.Minute, 2 * time.Minute: 20 * time.Second,
+		10 * time.Second: time.Second, 30 * time.Minute: 5 * time.Minute, 5 * time.Hour: 30 * time.Minute, 90 * time.Second: 10 * time.Second, 1000 * time.Hour: 192 * time.Hour} {
+		if got := niceStep(d); got != want {
+			t.Errorf("niceStep(%v) = %v, want %v", d, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{0: "0", 90 * time.Second: "1m30s", time.Hour: "1h", 90 * time.Minute: "1h30m",
+		500 * time.Millisecond: "500ms", 20 * time.Second: "20s", 10 * time.Minute: "10m"} {
+		if got := fmtTick(d); got != want {
+			t.Errorf("fmtTick(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// The scenario file documented in docs/simulator.md parses, with every
+// key it shows.
+func TestDocumentedScenarioParses(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "simulator.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Scenario files\n\n```yaml\n")
+	if !ok {
+		t.Fatal("docs/simulator.md has no yaml block under ## Scenario files")
+	}
+	src, _, _ := strings.Cut(rest, "```")
+	sc, err := ParseScenario([]byte(src))
+	if err != nil {
+		t.Fatalf("the documented scenario: %v", err)
+	}
+	if sc.Store != "etcd" || sc.Tail == nil || sc.ReplyLatency != 2*time.Millisecond || sc.Parallel != 1 {
+		t.Errorf("the documented scenario: store %q, tail %+v, reply latency %v, parallel %d", sc.Store, sc.Tail, sc.ReplyLatency, sc.Parallel)
+	}
+	var kinds []FaultKind
+	for _, f := range sc.Faults {
+		kinds = append(kinds, f.Kind)
+	}
+	for _, k := range faultKinds {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("the documented scenario shows no %s fault", k)
+		}
+	}
+	run(t, sc, 1)
 }

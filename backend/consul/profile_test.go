@@ -50,7 +50,7 @@ func (m measured) profile() sim.Profile {
 		Parallel: max(int(m.parallel+0.5), 1), WatchLag: max(m.watchAfterReply.p50, 0),
 		// The work's start and stop do not depend on the store: the etcd
 		// module measures them (TestProfile there).
-		WorkStart: sim.Profiles["etcd"].WorkStart, WorkStop: sim.Profiles["etcd"].WorkStop,
+		WorkStart: sim.Profiles["etcd"].WorkStart, WorkStop: sim.Profiles["etcd"].WorkStop, WorkSigma: sim.Profiles["etcd"].WorkSigma,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -93,13 +94,13 @@ func (w *work) kill() {
 }
 
 // stats are the figures of a sample.
-type stats struct{ p10, p50, p90, min, max time.Duration }
+type stats struct{ p10, p25, p50, p75, p90, min, max time.Duration }
 
 func statsOf(d []time.Duration) stats {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	at := func(q float64) time.Duration { return s[int(q*float64(len(s)-1)+0.5)] }
-	return stats{p10: at(0.1), p50: at(0.5), p90: at(0.9), min: s[0], max: s[len(s)-1]}
+	return stats{p10: at(0.1), p25: at(0.25), p50: at(0.5), p75: at(0.75), p90: at(0.9), min: s[0], max: s[len(s)-1]}
 }
 
 func (s stats) String() string {
@@ -126,8 +127,22 @@ func (m measured) profile() sim.Profile {
 		RequestLatency: oneWay, ReplyLatency: oneWay, Jitter: jitter,
 		ReadService: max(m.read.p50-m.ping.p50, 0), WriteService: max(m.write.p50-m.ping.p50, 0),
 		Parallel: max(int(m.parallel+0.5), 1), WatchLag: max(m.watchAfterReply.p50, 0),
-		WorkStart: m.workStart.p50, WorkStop: m.workStop.p50,
+		WorkStart: m.workStart.p50, WorkStop: m.workStop.p50, WorkSigma: workSigma(m.workStart, m.workStop),
 	}
+}
+
+// workSigma fits the simulator's lognormal spread of the work's times
+// from their interquartile range, which a few very late process starts
+// on a busy machine do not move: ln(p75/p25)/1.349 (the interquartile
+// range of N(0,1)), the mean of both.
+func workSigma(ss ...stats) float64 {
+	sum := 0.0
+	for _, s := range ss {
+		if s.p25 > 0 {
+			sum += math.Log(float64(s.p75)/float64(s.p25)) / 1.349
+		}
+	}
+	return math.Round(sum/float64(len(ss))*100) / 100
 }
 
 // rec is a record as a renewal writes it: each a little different.
