@@ -163,28 +163,28 @@ func Example_healthCheck() {
 // ExampleElector_Claim runs a scheduled job's slots on the leader only:
 // each slot is claimed in the lock's record before its run, so that no
 // slot runs twice, whichever replica leads, and marked done afterwards.
-// A new leader reads Jobs to find the slots its predecessor left.
+// A new leader reads Jobs to find the slots its predecessors left.
 func ExampleElector_Claim() {
 	store := memory.New()
 	ctx, cancel := context.WithCancel(context.Background())
+	at := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	slots := []time.Time{at, at, at.Add(5 * time.Minute)} // from the schedule
 	var e *elector.Elector
 	e, err := elector.New(elector.DefaultConfig("worker-1"), store.Backend("cron", "worker-1"), elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) {
 			defer cancel()
-			last := e.Jobs()["backup"] // what earlier leaders claimed and finished
-			fmt.Println("last started:", last.Started.IsZero(), "last done:", last.Done.IsZero())
-			slot := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC) // from the schedule
-			for range 2 {
+			// Catch up from what earlier leaders claimed and finished.
+			last := e.Jobs()["backup"]
+			fmt.Println("last claimed:", last.Started.IsZero(), "last done:", last.Done.IsZero())
+			for _, slot := range slots {
 				term, err := e.Claim(ctx, "backup", slot)
-				switch {
-				case errors.Is(err, elector.ErrAlreadyClaimed):
-					fmt.Println("slot", slot.Format(time.TimeOnly), "was claimed before: skip it")
-					continue
-				case err != nil: // not leading, or the claim failed: do not run
-					fmt.Println("no run:", err)
-					return
+				if errors.Is(err, elector.ErrAlreadyClaimed) {
+					continue // claimed before, here or by another leader: never again
 				}
-				fmt.Println("run slot", slot.Format(time.TimeOnly), "with term", term)
+				if err != nil {
+					return // not leading, or the claim failed: the slot must not run here
+				}
+				fmt.Println("run", slot.Format(time.TimeOnly), "with term", term)
 				if err := e.Done(ctx, "backup", slot); err != nil {
 					fmt.Println("done:", err)
 				}
@@ -203,8 +203,8 @@ func ExampleElector_Claim() {
 	json.Unmarshal(raw, &stored)
 	fmt.Println("stored:", stored.Jobs["backup"])
 	// Output:
-	// last started: true last done: true
-	// run slot 07:00:00 with term 1
-	// slot 07:00:00 was claimed before: skip it
-	// stored: map[done:2026-12-02T07:00:00Z started:2026-12-02T07:00:00Z started_term:1]
+	// last claimed: true last done: true
+	// run 07:00:00 with term 1
+	// run 07:05:00 with term 1
+	// stored: map[done:2026-12-02T07:05:00Z started:2026-12-02T07:05:00Z started_term:1]
 }

@@ -252,7 +252,9 @@ func (e *Elector) Run(ctx context.Context) error {
 // conflicts. Slots are instants of the job's schedule, compared with each
 // other only, never with a clock: the claim, not the time, decides who
 // runs a slot. Claim is safe for concurrent use; requests are served in
-// order, one write at a time.
+// order, one write at a time. Call it from OnStartedLeading or any other
+// goroutine, never from OnNewLeader, OnRenewed or OnStoppedLeading: they
+// run on Run's goroutine, which answers claims.
 func (e *Elector) Claim(ctx context.Context, job string, slot time.Time) (term int64, err error) {
 	r, err := e.request(ctx, ClaimRequest{Job: job, Slot: slot})
 	if err != nil {
