@@ -13,8 +13,8 @@ var (
 	// before, by this candidate or another. A claimed slot is never
 	// claimed again. Nothing was written.
 	ErrAlreadyClaimed = errors.New("slot already claimed")
-	// ErrNotClaimed: a Done for a slot that is not the job's last claimed
-	// slot. Nothing was written.
+	// ErrNotClaimed: a Done or a Reclaim for a slot that is not the job's
+	// last claimed slot. Nothing was written.
 	ErrNotClaimed = errors.New("slot is not the job's claimed slot")
 	// ErrNotLeader: this candidate does not lead, or its lease is no
 	// longer valid, so it claims nothing. Unless ErrClaimFailed is wrapped
@@ -35,14 +35,16 @@ var (
 // is in flight; more are refused (ClaimFailed).
 const MaxQueuedClaims = 2 * MaxJobs
 
-// ClaimRequest asks a Machine (Machine.Claim) to claim a slot of a job, or
-// with Done, to mark the job's claimed slot done.
+// ClaimRequest asks a Machine (Machine.Claim) to claim a slot of a job;
+// with Done, to mark the job's claimed slot done; with Rerun, to claim the
+// job's claimed slot again, to rerun a run cut short.
 type ClaimRequest struct {
 	// ID is the driver's name for the request, returned in its result.
-	ID   uint64
-	Job  string
-	Slot time.Time
-	Done bool
+	ID    uint64
+	Job   string
+	Slot  time.Time
+	Done  bool
+	Rerun bool
 }
 
 // ClaimOutcome is how a claim request ended.
@@ -55,10 +57,11 @@ const (
 	// candidate led with a valid lease.
 	ClaimAcknowledged
 	// ClaimAlreadyClaimed: the slot is at or before the job's Started
-	// slot (ErrAlreadyClaimed).
+	// slot; for a Rerun, the slot may not be claimed again
+	// (ErrAlreadyClaimed).
 	ClaimAlreadyClaimed
-	// ClaimNotClaimed: a Done for a slot other than the job's Started one
-	// (ErrNotClaimed).
+	// ClaimNotClaimed: a Done or Rerun for a slot other than the job's
+	// Started one (ErrNotClaimed).
 	ClaimNotClaimed
 	// ClaimNotLeader: not leading, or the lease is not valid (ErrNotLeader).
 	ClaimNotLeader
@@ -120,7 +123,11 @@ type ClaimResult struct {
 // The rule: a claim of slot S is refused when S is at or before the job's
 // Started slot (a slot that is claimed is never claimed again, by anyone);
 // a Done of S is refused unless S is the job's Started slot (of any term:
-// a new leader may close a run its predecessor left). A follower, a
+// a new leader may close a run its predecessor left). A Rerun of S is the
+// one exception to the first rule, for a run cut short: it is allowed
+// only when S is the job's Started slot, not Done, claimed by an earlier
+// leadership (a lower term) and not rerun already; so a slot runs at most
+// twice. A follower, a
 // stopping candidate and a leader whose lease has run out are refused at
 // once. A write that fails is ClaimFailed; a conflict is handled as any
 // renewal conflict (the candidate may stop leading).
@@ -138,10 +145,12 @@ func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 	switch {
 	case m.phase != leading:
 		out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
-	case CheckJobName(req.Job) != nil:
-		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, CheckJobName(req.Job)))
+	case ValidJobName(req.Job) != nil:
+		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, ValidJobName(req.Job)))
 	case checkSlot(req.Slot) != nil:
 		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, checkSlot(req.Slot)))
+	case req.Done && req.Rerun:
+		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, errors.New("both done and rerun")))
 	case len(m.claims) >= MaxQueuedClaims:
 		out.Claims = append(out.Claims, refusal(req, ClaimFailed, JobState{},
 			fmt.Errorf("%d requests are queued already", len(m.claims))))
@@ -158,23 +167,20 @@ func (m *Machine) Jobs() map[string]JobState { return m.jobs }
 
 // refusal is the result of a request that is not written.
 func refusal(req ClaimRequest, o ClaimOutcome, st JobState, cause error) ClaimResult {
-	what := fmt.Sprintf("claim of job %q slot %s", req.Job, formatSlot(req.Slot))
-	if req.Done {
-		what = fmt.Sprintf("done of job %q slot %s", req.Job, formatSlot(req.Slot))
-	}
+	what := requestName(req)
 	var err error
-	switch o {
-	case ClaimAlreadyClaimed:
+	switch {
+	case o == ClaimAlreadyClaimed && cause != nil:
+		err = fmt.Errorf("%s: %w: %v", what, ErrAlreadyClaimed, cause)
+	case o == ClaimAlreadyClaimed:
 		err = fmt.Errorf("%s: %w (last claimed %s, term %d)", what, ErrAlreadyClaimed, formatSlot(st.Started), st.StartedTerm)
-	case ClaimNotClaimed:
-		if st.Started.IsZero() {
-			err = fmt.Errorf("%s: %w (no slot claimed)", what, ErrNotClaimed)
-		} else {
-			err = fmt.Errorf("%s: %w (last claimed %s, term %d)", what, ErrNotClaimed, formatSlot(st.Started), st.StartedTerm)
-		}
-	case ClaimNotLeader:
+	case o == ClaimNotClaimed && st.Started.IsZero():
+		err = fmt.Errorf("%s: %w (no slot claimed)", what, ErrNotClaimed)
+	case o == ClaimNotClaimed:
+		err = fmt.Errorf("%s: %w (last claimed %s, term %d)", what, ErrNotClaimed, formatSlot(st.Started), st.StartedTerm)
+	case o == ClaimNotLeader:
 		err = fmt.Errorf("%s: %w", what, ErrNotLeader)
-	case ClaimInvalid:
+	case o == ClaimInvalid:
 		err = fmt.Errorf("%s: %w: %v", what, ErrInvalidClaim, cause)
 	default:
 		if cause == nil {
@@ -183,6 +189,36 @@ func refusal(req ClaimRequest, o ClaimOutcome, st JobState, cause error) ClaimRe
 		err = fmt.Errorf("%s: %w: %w", what, ErrClaimFailed, cause)
 	}
 	return ClaimResult{Request: req, Outcome: o, State: st, Err: err}
+}
+
+// requestName says what a request is, for errors.
+func requestName(req ClaimRequest) string {
+	verb := "claim"
+	switch {
+	case req.Done:
+		verb = "done"
+	case req.Rerun:
+		verb = "rerun"
+	}
+	return fmt.Sprintf("%s of job %q slot %s", verb, req.Job, formatSlot(req.Slot))
+}
+
+// rerunRefusal says why slot may not be rerun (nil if it may), st being
+// the job's entry and term this leadership's.
+func rerunRefusal(st JobState, slot time.Time, term int64) (ClaimOutcome, error) {
+	switch {
+	case st.Started.IsZero() || slot.After(st.Started):
+		return ClaimNotClaimed, nil
+	case slot.Before(st.Started):
+		return ClaimAlreadyClaimed, fmt.Errorf("a later slot, %s, was claimed since", formatSlot(st.Started))
+	case st.Done.Equal(slot):
+		return ClaimAlreadyClaimed, errors.New("its run was done")
+	case st.Rerun:
+		return ClaimAlreadyClaimed, fmt.Errorf("it was rerun already, in term %d", st.StartedTerm)
+	case st.StartedTerm >= term:
+		return ClaimAlreadyClaimed, fmt.Errorf("this leadership (term %d) claimed it: its run was not cut short by a change of leader", st.StartedTerm)
+	}
+	return ClaimNone, nil
 }
 
 // serveClaims answers or starts the queued requests once nothing is in
@@ -229,6 +265,12 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 			continue
 		case req.Done:
 			next.Done = req.Slot
+		case req.Rerun:
+			if o, why := rerunRefusal(st, req.Slot, m.term); o != ClaimNone {
+				out.Claims = append(out.Claims, refusal(req, o, st, why))
+				continue
+			}
+			next.StartedTerm, next.Rerun = m.term, true
 		case !req.Slot.After(st.Started):
 			out.Claims = append(out.Claims, refusal(req, ClaimAlreadyClaimed, st, nil))
 			continue
@@ -237,7 +279,7 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 				fmt.Errorf("the record holds %d jobs already, the most it may", len(jobs))))
 			continue
 		default:
-			next.Started, next.StartedTerm = req.Slot, m.term
+			next.Started, next.StartedTerm, next.Rerun = req.Slot, m.term, false
 		}
 		m.lastAttempt = now.Mono
 		if !m.unacked {

@@ -3,6 +3,7 @@ package elector_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,6 +83,19 @@ func TestRunClaims(t *testing.T) {
 		}
 		if _, err := n.e.Claim(ctx, "backup", next); !errors.Is(err, elector.ErrAlreadyClaimed) {
 			t.Fatalf("the new leader claims its predecessor's slot: %v, want ErrAlreadyClaimed", err)
+		}
+		// It was cut short: the new leader may rerun it, once.
+		if term, err := n.e.Reclaim(ctx, "backup", next); err != nil || term != n.e.Term() {
+			t.Fatalf("the new leader reclaims its predecessor's slot: %d, %v; want its term %d", term, err, n.e.Term())
+		}
+		if _, err := n.e.Reclaim(ctx, "backup", next); !errors.Is(err, elector.ErrAlreadyClaimed) || !strings.Contains(err.Error(), "rerun already") {
+			t.Fatalf("a second rerun: %v, want ErrAlreadyClaimed saying it was rerun already", err)
+		}
+		if got := n.e.Jobs()["backup"]; !got.Rerun || got.StartedTerm != n.e.Term() {
+			t.Fatalf("after the rerun claim: %+v", got)
+		}
+		if err := n.e.Done(ctx, "backup", next); err != nil {
+			t.Fatal(err)
 		}
 		if term, err := n.e.Claim(ctx, "backup", next.Add(time.Minute)); err != nil || term != n.e.Term() || term <= oldTerm {
 			t.Fatalf("the new leader's claim = %d, %v; want its term %d (> %d)", term, err, n.e.Term(), oldTerm)

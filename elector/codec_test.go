@@ -130,6 +130,8 @@ func TestDecodeRejectsBadJobs(t *testing.T) {
 		{`{"a":{"started":"2026-12-02T07:05:00Z","started_term":2,"done":"2026-12-02T07:06:00Z"}}`, `done slot 2026-12-02T07:06:00Z after the started slot 2026-12-02T07:05:00Z`},
 		{`{"a":{"started":"0001-01-01T00:00:00Z","started_term":2}}`, `started: "0001-01-01T00:00:00Z" is the zero time`},
 		{`{"a":{"started":null,"started_term":2}}`, `started: <nil> is not a time`},
+		{`{"a":{"started":"2026-12-02T07:05:00Z","started_term":2,"rerun":1}}`, `rerun: 1 is not true or false`},
+		{`{"a":{"rerun":true}}`, `a rerun without a started slot`},
 	} {
 		in := `{"format":"leasehold.record/v1","holder":"a","term":2,"jobs":` + tc.jobs + `}`
 		_, err := DecodeRecord([]byte(in))
@@ -167,11 +169,15 @@ func TestJobStateCodec(t *testing.T) {
 		{},
 		{Started: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC), StartedTerm: MaxTerm},
 		{Started: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC), StartedTerm: 7, Done: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Started: time.Date(2026, 1, 1, 0, 0, 0, 5, time.UTC), StartedTerm: 8, Rerun: true},
 	} {
 		got, err := DecodeJobState(EncodeJobState(s))
 		if err != nil || got != s {
 			t.Errorf("round trip of %+v: %+v, %v", s, got, err)
 		}
+	}
+	if got := string(EncodeJobState(JobState{Started: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), StartedTerm: 8, Rerun: true, Done: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)})); got != `{"started":"2026-01-01T00:00:00Z","started_term":8,"rerun":true,"done":"2025-01-01T00:00:00Z"}` {
+		t.Errorf("EncodeJobState of a rerun = %s", got)
 	}
 	for _, in := range []string{``, `{}x`, `{} {}`, `null`, `{"started":"2026-01-01T00:00:00Z","started_term":1}}`} {
 		if _, err := DecodeJobState([]byte(in)); !errors.Is(err, ErrCorrupt) {
@@ -180,15 +186,15 @@ func TestJobStateCodec(t *testing.T) {
 	}
 }
 
-func TestCheckJobName(t *testing.T) {
+func TestValidJobName(t *testing.T) {
 	for _, n := range []string{"a", "backup", "nightly-report.v2", "0", strings.Repeat("a", 63)} {
-		if err := CheckJobName(n); err != nil {
-			t.Errorf("CheckJobName(%q) = %v", n, err)
+		if err := ValidJobName(n); err != nil {
+			t.Errorf("ValidJobName(%q) = %v", n, err)
 		}
 	}
 	for _, n := range []string{"", "A", "a_b", "a b", "-a", "a-", ".a", "a.", "é", strings.Repeat("a", 64), "a/b"} {
-		if err := CheckJobName(n); err == nil {
-			t.Errorf("CheckJobName(%q) accepted it", n)
+		if err := ValidJobName(n); err == nil {
+			t.Errorf("ValidJobName(%q) accepted it", n)
 		}
 	}
 }
@@ -200,6 +206,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(EncodeRecord(Record{Holder: "a", LeaseDuration: time.Second, Term: 3, Jobs: map[string]JobState{
 		"backup": {Started: time.Date(2026, 12, 2, 7, 5, 0, 1, time.UTC), StartedTerm: 3, Done: time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)},
 		"x.y":    {Started: time.Date(2026, 12, 2, 7, 5, 0, 0, time.UTC), StartedTerm: 1},
+		"rerun":  {Started: time.Date(2026, 12, 2, 7, 5, 0, 0, time.UTC), StartedTerm: 4, Rerun: true},
 	}}))
 	f.Add([]byte(`{"format":"leasehold.record/v1","jobs":{"a":{"started":"2026-12-02T07:05:00Z","started_term":2,"done":"2026-12-02T07:05:00Z"}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -35,7 +35,7 @@ type Record struct {
 	RenewTime     time.Time
 	Term          int64
 	// Jobs are the slot claims of scheduled jobs, by job name (see
-	// JobState; at most MaxJobs, names as CheckJobName says); nil when no
+	// JobState; at most MaxJobs, names as ValidJobName says); nil when no
 	// job has claimed a slot. They are written only through the Machine
 	// (a claim is a renewal carrying the new entry) and carried unchanged
 	// by renewals, takeovers and the release. The map is shared, not

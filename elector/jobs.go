@@ -33,6 +33,11 @@ type JobState struct {
 	// Done is the last slot marked done (UTC; zero if none). It is never
 	// after Started.
 	Done time.Time
+	// Rerun: Started was claimed again by a later leadership, to run it
+	// again after a run cut short (Elector.Reclaim); StartedTerm is that
+	// leadership's. A slot is rerun at most once, so it runs at most
+	// twice.
+	Rerun bool
 }
 
 // Bounds of the job entries of a record (Record.Jobs).
@@ -46,8 +51,8 @@ const (
 	MaxJobNameLen = 63
 )
 
-// CheckJobName says why name is not a valid job name (nil if it is).
-func CheckJobName(name string) error {
+// ValidJobName says why name is not a valid job name (nil if it is).
+func ValidJobName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("the job name is empty")
@@ -79,8 +84,8 @@ func checkSlot(t time.Time) error {
 
 // Check says why s cannot be stored as a job's entry (nil if it can): a
 // Started slot without a term (or the other way round), a term out of
-// range, a Done slot without a Started one or after it, a time RFC 3339
-// cannot spell.
+// range, a Done slot or a rerun without a Started slot, a Done slot after
+// the Started one, a time RFC 3339 cannot spell.
 func (s JobState) Check() error {
 	switch {
 	case s.Started.IsZero() && s.StartedTerm != 0:
@@ -89,6 +94,8 @@ func (s JobState) Check() error {
 		return fmt.Errorf("started_term %d out of range", s.StartedTerm)
 	case s.Started.IsZero() && !s.Done.IsZero():
 		return errors.New("a done slot without a started one")
+	case s.Started.IsZero() && s.Rerun:
+		return errors.New("a rerun without a started slot")
 	case !s.Done.IsZero() && s.Done.After(s.Started):
 		return fmt.Errorf("done slot %s after the started slot %s", formatSlot(s.Done), formatSlot(s.Started))
 	}
@@ -111,7 +118,7 @@ func (s JobState) Check() error {
 // to write such a record.
 func CheckJobs(jobs map[string]JobState) error {
 	for _, name := range slices.Sorted(maps.Keys(jobs)) {
-		if err := CheckJobName(name); err != nil {
+		if err := ValidJobName(name); err != nil {
 			return err
 		}
 		if err := jobs[name].Check(); err != nil {
@@ -181,7 +188,7 @@ func parseSlot(s string) (time.Time, error) {
 //
 //	{"started":"2026-12-02T07:05:00Z","started_term":42,"done":"2026-12-02T07:00:00Z"}
 //
-// A zero time is left out.
+// A zero time is left out, and so is "rerun" unless it is true.
 func EncodeJobState(s JobState) []byte {
 	var b bytes.Buffer
 	b.WriteByte('{')
@@ -193,6 +200,10 @@ func EncodeJobState(s JobState) []byte {
 		fmt.Fprintf(&b, `"started_term":%d`, s.StartedTerm)
 		sep = ","
 	}
+	if s.Rerun {
+		fmt.Fprintf(&b, `%s"rerun":true`, sep)
+		sep = ","
+	}
 	if !s.Done.IsZero() {
 		fmt.Fprintf(&b, `%s"done":%q`, sep, formatSlot(s.Done))
 	}
@@ -201,8 +212,8 @@ func EncodeJobState(s JobState) []byte {
 }
 
 // DecodeJobState parses one job's entry strictly: an object with the
-// fields started, started_term and done only, each at most once, that
-// passes JobState.Check. Errors wrap ErrCorrupt; callers add the job.
+// fields started, started_term, rerun and done only, each at most once,
+// that passes JobState.Check. Errors wrap ErrCorrupt; callers add the job.
 func DecodeJobState(b []byte) (JobState, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -261,8 +272,14 @@ func decodeJobState(dec *json.Decoder) (JobState, error) {
 				return s, fmt.Errorf("started_term: %s is not an integer in range", n)
 			}
 			s.StartedTerm = v
+		case "rerun":
+			b, ok := tok.(bool)
+			if !ok {
+				return s, fmt.Errorf("rerun: %v is not true or false", tok)
+			}
+			s.Rerun = b
 		default:
-			return s, fmt.Errorf("unknown field %q (want started, started_term, done)", key)
+			return s, fmt.Errorf("unknown field %q (want started, started_term, rerun, done)", key)
 		}
 	}
 	if err := expectDelim(dec, '}'); err != nil {
@@ -292,7 +309,7 @@ func decodeJobs(raw json.RawMessage) (map[string]JobState, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := CheckJobName(name); err != nil {
+		if err := ValidJobName(name); err != nil {
 			return nil, err
 		}
 		if _, dup := jobs[name]; dup {

@@ -85,8 +85,11 @@ func show(o Output) string {
 	}
 	for _, c := range o.Claims {
 		verb := "claim"
-		if c.Request.Done {
+		switch {
+		case c.Request.Done:
 			verb = "done"
+		case c.Request.Rerun:
+			verb = "rerun"
 		}
 		fmt.Fprintf(&b, "%s#%d(%s %s)=%s", verb, c.Request.ID, c.Request.Job, c.Request.Slot.Sub(epoch), c.Outcome)
 		switch {

@@ -243,7 +243,7 @@ func (e *Elector) Run(ctx context.Context) error {
 // ErrAlreadyClaimed when S is at or before the job's last claimed slot
 // (whoever claimed it). It fails with ErrNotLeader when this candidate
 // does not lead with a valid lease (or Run is not running), with
-// ErrInvalidClaim when job is not a job name (CheckJobName), the slot
+// ErrInvalidClaim when job is not a job name (ValidJobName), the slot
 // cannot be stored or the record holds MaxJobs other jobs, and with
 // ErrClaimFailed when the write failed, got no answer, or ctx ended first:
 // the write may then have landed all the same, leaving S recorded as
@@ -273,6 +273,24 @@ func (e *Elector) Done(ctx context.Context, job string, slot time.Time) error {
 	return err
 }
 
+// Reclaim claims slot S of job again, to rerun a run cut short: the one
+// exception to "a claimed slot is never claimed again". It succeeds only
+// when S is the job's last claimed slot, is not done, was claimed by an
+// earlier leadership (a lower term: its leader lost the lock mid-run) and
+// was not rerun already (JobState.Rerun); so a slot runs at most twice.
+// Otherwise it fails with ErrAlreadyClaimed (the error says why) or, when
+// S is not the job's claimed slot, ErrNotClaimed; the other errors are
+// Claim's. A new leader that reruns interrupted slots (at least once)
+// calls it for a Started slot that is not Done; one that skips them (at
+// most once) calls Done instead, or nothing.
+func (e *Elector) Reclaim(ctx context.Context, job string, slot time.Time) (term int64, err error) {
+	r, err := e.request(ctx, ClaimRequest{Job: job, Slot: slot, Rerun: true})
+	if err != nil {
+		return 0, err
+	}
+	return r.Term, nil
+}
+
 // Jobs returns the job entries of the record as this candidate last saw
 // or wrote it (a copy; nil when there are none): for a leader, what its
 // own last write holds, which is the store's state while it leads; for a
@@ -288,10 +306,7 @@ func (e *Elector) Jobs() map[string]JobState {
 // request hands a Claim or Done to the running driver and waits for the
 // Machine's answer.
 func (e *Elector) request(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
-	what := fmt.Sprintf("elector: claim of job %q slot %s", req.Job, formatSlot(req.Slot))
-	if req.Done {
-		what = fmt.Sprintf("elector: done of job %q slot %s", req.Job, formatSlot(req.Slot))
-	}
+	what := "elector: " + requestName(req)
 	e.mu.Lock()
 	ch, end := e.claimCh, e.runEnd
 	e.mu.Unlock()
@@ -352,8 +367,11 @@ func (d *driver) answer(results []ClaimResult) {
 		}
 		delete(d.waiting, r.Request.ID)
 		verb := "claim"
-		if r.Request.Done {
+		switch {
+		case r.Request.Done:
 			verb = "done"
+		case r.Request.Rerun:
+			verb = "rerun"
 		}
 		switch r.Outcome {
 		case ClaimAcknowledged:

@@ -68,7 +68,7 @@ func TestScriptRejectsTypos(t *testing.T) {
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms ld=15\n", `typo.txt:5: result: ld="15" is not a duration`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nclaim t=1ms id=1 job=x slot=soon\n", `typo.txt:5: claim: slot="soon" is not a duration`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms jobs=x:1m\n", `typo.txt:5: result: jobs="x:1m" is not name:started:term:done[,...] (durations after the epoch, - for none)`},
-		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done)`},
+		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done, rerun)`},
 		{"start t=0\n", "typo.txt:1: no machine: start the script with new"},
 		{"new rand=0\n", "typo.txt:1: new: id missing"},
 	} {
@@ -129,9 +129,10 @@ var verbs = map[string]struct{ keys, required []string }{
 	"workdone": {keys: []string{"t"}, required: []string{"t"}},
 	"claim":    {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 	"done":     {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
+	"rerun":    {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 }
 
-var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done"}
+var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done", "rerun"}
 
 // scriptErrs are the values of err=; the Machine only tells conflicts and
 // missing records from other failures.
@@ -231,7 +232,8 @@ func (a args) bool(k string, def bool) (bool, error) {
 }
 
 // jobs reads job entries: name:started:term:done, comma-separated, the
-// times as durations after the epoch and - for none.
+// times as durations after the epoch and - for none, the term followed by
+// r for a rerun.
 func (a args) jobs(k string) (map[string]JobState, error) {
 	if !a.has(k) {
 		return nil, nil
@@ -256,7 +258,9 @@ func (a args) jobs(k string) (map[string]JobState, error) {
 			*p = epoch.Add(d)
 		}
 		var err error
-		if st.StartedTerm, err = strconv.ParseInt(f[2], 10, 64); err != nil {
+		term, rerun := strings.CutSuffix(f[2], "r")
+		st.Rerun = rerun
+		if st.StartedTerm, err = strconv.ParseInt(term, 10, 64); err != nil {
 			return nil, bad
 		}
 		jobs[f[0]] = st
@@ -275,7 +279,11 @@ func showJobs(jobs map[string]JobState) string {
 	var parts []string
 	for _, name := range slices.Sorted(maps.Keys(jobs)) {
 		st := jobs[name]
-		parts = append(parts, fmt.Sprintf("%s:%s:%d:%s", name, at(st.Started), st.StartedTerm, at(st.Done)))
+		rerun := ""
+		if st.Rerun {
+			rerun = "r"
+		}
+		parts = append(parts, fmt.Sprintf("%s:%s:%d%s:%s", name, at(st.Started), st.StartedTerm, rerun, at(st.Done)))
 	}
 	return strings.Join(parts, ",")
 }
@@ -339,7 +347,7 @@ func apply(mp **Machine, cmd string) (string, error) {
 		o = m.Stop(now)
 	case "workdone":
 		o = m.WorkDone(now)
-	case "claim", "done":
+	case "claim", "done", "rerun":
 		id, err := a.int("id")
 		if err != nil {
 			return "", err
@@ -348,7 +356,7 @@ func apply(mp **Machine, cmd string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Slot: epoch.Add(slot), Done: a.verb == "done"})
+		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Slot: epoch.Add(slot), Done: a.verb == "done", Rerun: a.verb == "rerun"})
 	case "result", "watched":
 		rec := Record{Holder: a.str("holder"), Instance: a.str("instance"), AcquireTime: epoch, RenewTime: epoch}
 		if rec.Jobs, err = a.jobs("jobs"); err != nil {

@@ -522,7 +522,7 @@ func (b *Backend) decode(l *coordinationv1.Lease) (elector.Record, error) {
 		if !ok {
 			continue
 		}
-		if err := elector.CheckJobName(name); err != nil {
+		if err := elector.ValidJobName(name); err != nil {
 			return corrupt("annotation %s: %v", k, err)
 		}
 		st, err := elector.DecodeJobState([]byte(v))
