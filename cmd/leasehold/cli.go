@@ -55,6 +55,7 @@ of precedence from lowest to highest.`,
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newRunCmd(),
+		newCronCmd(),
 		newSidecarCmd(),
 		newStatusCmd(),
 		newSimCmd(),

@@ -191,6 +191,9 @@ type config struct {
 	Name     string
 	Identity string
 	Lease    elector.Config // durations and ReleaseOnCancel; Identity is filled in last
+	// Cron is the cron: block, for leasehold cron (flags override it) and
+	// for status, which shows the schedule's next slot.
+	Cron cronConfig
 
 	// backendConfigs holds a pointer to every known backend's Config, by
 	// name (what backendSpec.newConfig made).
@@ -199,6 +202,14 @@ type config struct {
 	source string            // the file, for messages
 	lines  map[string]int    // line of each key set by the file
 	setBy  map[string]string // the flag or LEASEHOLD_* variable that set a key, for messages
+}
+
+// cronConfig is the config file's cron: block; empty means unset.
+type cronConfig struct {
+	Schedule, Timezone, Job string
+	CatchUp                 time.Duration
+	CatchUpSet              bool
+	Interrupted, Overlap    string
 }
 
 func defaultConfig() config {
@@ -478,6 +489,31 @@ func (c *config) parse(data []byte) error {
 		case "identity":
 			mark(key, v)
 			c.Identity = p.Str(v, key)
+		case "cron":
+			mark(key, v)
+			p.Mapping(v, "cron.", func(key string, k, v *yaml.Node) {
+				if isEmpty(v) {
+					return
+				}
+				name := "cron." + key
+				mark(name, v)
+				switch key {
+				case "schedule":
+					c.Cron.Schedule = p.Str(v, name)
+				case "timezone":
+					c.Cron.Timezone = p.Str(v, name)
+				case "job":
+					c.Cron.Job = p.Str(v, name)
+				case "catch_up":
+					c.Cron.CatchUp, c.Cron.CatchUpSet = p.NonNegative(v, name), true
+				case "interrupted":
+					c.Cron.Interrupted = p.Str(v, name)
+				case "overlap":
+					c.Cron.Overlap = p.Str(v, name)
+				default:
+					p.Unknown(k, name)
+				}
+			})
 		case "lease":
 			mark(key, v)
 			p.Mapping(v, "lease.", func(key string, k, v *yaml.Node) {

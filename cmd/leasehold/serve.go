@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -67,7 +68,66 @@ func (s *server) handler() http.Handler {
 		elector.HealthHandler(e, tolerance).ServeHTTP(w, r)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	// Slot claims for applications that schedule themselves (docs/cron.md).
+	mux.HandleFunc("POST /claim", func(w http.ResponseWriter, r *http.Request) { s.claim(w, r, false) })
+	mux.HandleFunc("POST /done", func(w http.ResponseWriter, r *http.Request) { s.claim(w, r, true) })
 	return mux
+}
+
+// claimResponse is the answer of POST /claim and POST /done.
+type claimResponse struct {
+	Job   string `json:"job,omitempty"`
+	Slot  string `json:"slot,omitempty"`
+	Term  int64  `json:"term,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// claim answers POST /claim?job=NAME&slot=RFC3339 (done: POST /done): 200
+// if this replica leads and has just claimed the slot (or marked it done),
+// 409 if it was claimed before, by anyone (done: it is not the job's
+// claimed slot), 503 if this replica does not lead or the claim's write
+// failed (the job must not run), 400 for a bad job or slot.
+func (s *server) claim(w http.ResponseWriter, r *http.Request, done bool) {
+	q := r.URL.Query()
+	job, slotText := q.Get("job"), q.Get("slot")
+	answer := func(code int, resp claimResponse) {
+		body, _ := json.Marshal(resp)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		w.Write(append(body, '\n'))
+	}
+	slot, err := time.Parse(time.RFC3339Nano, slotText)
+	if err != nil {
+		answer(http.StatusBadRequest, claimResponse{Error: fmt.Sprintf("slot %q: want an RFC 3339 time such as 2026-12-02T07:05:00Z", slotText)})
+		return
+	}
+	resp := claimResponse{Job: job, Slot: slot.UTC().Format(time.RFC3339Nano)}
+	e := s.e.Load()
+	if e == nil {
+		resp.Error = "not leading"
+		answer(http.StatusServiceUnavailable, resp)
+		return
+	}
+	if done {
+		err = e.Done(r.Context(), job, slot)
+	} else {
+		resp.Term, err = e.Claim(r.Context(), job, slot)
+	}
+	switch {
+	case err == nil:
+		answer(http.StatusOK, resp)
+		return
+	case errors.Is(err, elector.ErrInvalidClaim):
+		resp.Error = err.Error()
+		answer(http.StatusBadRequest, resp)
+		return
+	case errors.Is(err, elector.ErrAlreadyClaimed), errors.Is(err, elector.ErrNotClaimed):
+		resp.Error = err.Error()
+		answer(http.StatusConflict, resp)
+		return
+	}
+	resp.Term, resp.Error = 0, err.Error()
+	answer(http.StatusServiceUnavailable, resp)
 }
 
 // checkHTTPFlags checks --http and --probe-http (either may be empty: not

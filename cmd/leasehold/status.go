@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +42,28 @@ type statusReport struct {
 	// it; empty (and left out) when there is none.
 	Problem string `json:"problem,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Jobs are the record's slot claims (leasehold cron, POST /claim),
+	// by job; Schedule the config's cron: schedule and its next slot.
+	Jobs     map[string]jobReport `json:"jobs,omitempty"`
+	Schedule *scheduleReport      `json:"schedule,omitempty"`
+}
+
+// jobReport is a job entry of the record.
+type jobReport struct {
+	Started     *time.Time `json:"started"`
+	StartedTerm int64      `json:"started_term"`
+	Done        *time.Time `json:"done"`
+	Rerun       bool       `json:"rerun,omitempty"`
+	// CutShort: Started is not Done — a run cut short, or still going.
+	CutShort bool `json:"cut_short"`
+}
+
+// scheduleReport is the config's cron schedule and when it is due next.
+type scheduleReport struct {
+	Job      string     `json:"job"`
+	Spec     string     `json:"spec"`
+	Timezone string     `json:"timezone"`
+	NextDue  *time.Time `json:"next_due"`
 }
 
 // Status states.
@@ -128,6 +152,9 @@ func statusCmd(ctx context.Context, o *overrides, asJSON bool, stdout, stderr io
 			return exitCode(interruptedCode(ctx))
 		}
 		r = ss.report(r, rec, ver, err, time.Since(rec.RenewTime) > rec.LeaseDuration)
+		if r.Schedule, err = ss.scheduleReport(rec, time.Now()); err != nil {
+			return err
+		}
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -166,13 +193,45 @@ func (ss *session) report(r statusReport, rec elector.Record, ver elector.Versio
 		if rec.TermExhausted() {
 			r.Problem = termExhausted(ss.cfg.deleteHint(ss.backend), r)
 		}
+		r.Jobs = nil
+		for name, st := range rec.Jobs {
+			if r.Jobs == nil {
+				r.Jobs = map[string]jobReport{}
+			}
+			r.Jobs[name] = jobReport{Started: nonZero(st.Started), StartedTerm: st.StartedTerm, Done: nonZero(st.Done),
+				Rerun: st.Rerun, CutShort: st.Started.After(st.Done)}
+		}
 	case isNotFound(err):
+		r.Jobs = nil
 		r.Holder, r.Term, r.AcquireTime, r.RenewTime, r.LeaseDurationMS, r.Version = "", 0, nil, nil, 0, ""
 		r.State, r.Expired = stateMissing, true
 	default:
 		r.State, r.Error = stateError, err.Error()
 	}
 	return r
+}
+
+// scheduleReport is the config's cron: schedule (nil without one) and its
+// next slot after the job's last claimed one and now.
+func (ss *session) scheduleReport(rec elector.Record, now time.Time) (*scheduleReport, error) {
+	c := ss.cfg.Cron
+	if c.Schedule == "" {
+		return nil, nil
+	}
+	tz := c.Timezone
+	if tz == "" {
+		tz = "UTC"
+	}
+	sched, err := parseSchedule(c.Schedule, ss.cfg.at("cron.schedule")+"cron.schedule", tz, ss.cfg.at("cron.timezone")+"cron.timezone")
+	if err != nil {
+		return nil, err
+	}
+	job := c.Job
+	if job == "" {
+		job = ss.cfg.Name
+	}
+	next := sched.Next(laterOf(now, rec.Jobs[job].Started))
+	return &scheduleReport{Job: job, Spec: sched.String(), Timezone: tz, NextDue: nonZero(next)}, nil
 }
 
 func nonZero(t time.Time) *time.Time {
@@ -232,6 +291,29 @@ func printStatus(w io.Writer, r statusReport) {
 	if r.Problem != "" {
 		fmt.Fprintf(w, "problem:  %s\n", r.Problem)
 	}
+	names := slices.Sorted(maps.Keys(r.Jobs))
+	for _, name := range names {
+		j := r.Jobs[name]
+		line := fmt.Sprintf("job:      %s: last started %s (term %d)", name, fmtSlotP(j.Started), j.StartedTerm)
+		if j.Rerun {
+			line += " (a rerun)"
+		}
+		line += ", last done " + fmtSlotP(j.Done)
+		if j.CutShort {
+			line += "; the last started is not done (cut short, or still running)"
+		}
+		fmt.Fprintln(w, line)
+	}
+	if sc := r.Schedule; sc != nil {
+		fmt.Fprintf(w, "schedule: %s: %q (%s), next due %s\n", sc.Job, sc.Spec, sc.Timezone, fmtSlotP(sc.NextDue))
+	}
+}
+
+func fmtSlotP(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // watchStatus prints the leader each time it changes until ctx is done. It
