@@ -59,32 +59,33 @@ func lit(d time.Duration) string {
 // command runs), and SIGTERM to the guard until both have exited.
 var Profiles = map[string]Profile{
 	// `cd backend/etcd && go test -run 'TestProfile$' -v .`, etcd 3.7.3 on
-	// loopback, 2026-12-02, the middle of three runs on a quiet machine
-	// (ping p50 223µs, read 281µs, write 370µs, saturated one write per
-	// 100µs; work start p50 4.8ms p90 5.5ms, stop p50 0.88ms p90 1.3ms).
-	"etcd": {RequestLatency: 61 * time.Microsecond, ReplyLatency: 61 * time.Microsecond, Jitter: 100 * time.Microsecond,
-		ReadService: 58 * time.Microsecond, WriteService: 147 * time.Microsecond, Parallel: 5,
-		WatchLag: 0 * time.Microsecond, WorkStart: 4797 * time.Microsecond, WorkStop: 877 * time.Microsecond, WorkSigma: 0.17},
+	// loopback, 2026-12-02, the middle of three runs by write round trip
+	// (ping p50 892µs, read 1.17ms, write 1.41ms, saturated one write per
+	// 232µs; work start p50 6.8ms p90 11.3ms, stop p50 1.2ms p90 2.5ms).
+	"etcd": {RequestLatency: 0 * time.Microsecond, ReplyLatency: 0 * time.Microsecond, Jitter: 1095 * time.Microsecond,
+		ReadService: 276 * time.Microsecond, WriteService: 513 * time.Microsecond, Parallel: 4,
+		WatchLag: 30 * time.Microsecond, WorkStart: 6762 * time.Microsecond, WorkStop: 1181 * time.Microsecond, WorkSigma: 0.26},
 	// `cd backend/consul && go test -run 'TestProfile$' -v .`, consul agent
-	// -dev v1.20.1, 2026-12-02 (ping p50 207µs, read 249µs, write 336µs,
-	// saturated one write per 118µs); the work's times are etcd's run's.
-	"consul": {RequestLatency: 71 * time.Microsecond, ReplyLatency: 71 * time.Microsecond, Jitter: 65 * time.Microsecond,
-		ReadService: 42 * time.Microsecond, WriteService: 129 * time.Microsecond, Parallel: 6,
-		WatchLag: 42 * time.Microsecond, WorkStart: 4797 * time.Microsecond, WorkStop: 877 * time.Microsecond, WorkSigma: 0.17},
+	// -dev v1.20.1, 2026-12-02 (ping p50 862µs, read 1.24ms, write 1.43ms,
+	// saturated one write per 432µs); the work's times are etcd's run's.
+	"consul": {RequestLatency: 108 * time.Microsecond, ReplyLatency: 108 * time.Microsecond, Jitter: 646 * time.Microsecond,
+		ReadService: 378 * time.Microsecond, WriteService: 573 * time.Microsecond, Parallel: 5,
+		WatchLag: 57 * time.Microsecond, WorkStart: 6762 * time.Microsecond, WorkStop: 1181 * time.Microsecond, WorkSigma: 0.26},
 	// `cd backend/kube && go test -run 'TestProfile$' -v .`, kube-apiserver
-	// v1.37.2 over its etcd, 2026-12-02 (ping /healthz p50 794µs, read
-	// 1.61ms, write 2.38ms, saturated one write per 749µs); the work's
-	// times are etcd's run's.
+	// v1.37.2 over its etcd, 2026-12-02, on a quiet machine (ping /healthz
+	// p50 794µs, read 1.61ms, write 2.38ms, saturated one write per
+	// 749µs; busy, the same test gave twice that); the work's times are
+	// etcd's run's.
 	"kube": {RequestLatency: 232 * time.Microsecond, ReplyLatency: 232 * time.Microsecond, Jitter: 330 * time.Microsecond,
 		ReadService: 817 * time.Microsecond, WriteService: 1589 * time.Microsecond, Parallel: 7,
-		WatchLag: 0 * time.Microsecond, WorkStart: 4797 * time.Microsecond, WorkStop: 877 * time.Microsecond, WorkSigma: 0.17},
+		WatchLag: 0 * time.Microsecond, WorkStart: 6762 * time.Microsecond, WorkStop: 1181 * time.Microsecond, WorkSigma: 0.26},
 	// `cd backend/etcd && go test -run TestProfileMemory -v .`: the
 	// in-process store of `--backend memory`, no network, 2026-12-02 (read
 	// 0.5µs, write 5µs, watch event 11µs after the writer's return); the
 	// work's times are etcd's run's.
 	"memory": {RequestLatency: 0 * time.Microsecond, ReplyLatency: 0 * time.Microsecond, Jitter: 0 * time.Microsecond,
 		ReadService: 0 * time.Microsecond, WriteService: 5 * time.Microsecond, Parallel: 1,
-		WatchLag: 11 * time.Microsecond, WorkStart: 4797 * time.Microsecond, WorkStop: 877 * time.Microsecond, WorkSigma: 0.17},
+		WatchLag: 11 * time.Microsecond, WorkStart: 6762 * time.Microsecond, WorkStop: 1181 * time.Microsecond, WorkSigma: 0.26},
 }
 
 // profileNames lists the profiles, sorted, for messages.

@@ -16,7 +16,6 @@ import (
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/sim"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // The calibration: the same crash and graceful-handoff scenarios on the
@@ -27,19 +26,19 @@ import (
 //
 //	cd backend/etcd && go test -race -run Calib -v .
 //
-// The store's timing is the table's etcd profile. Under -race the
-// elector and the client are slower than the binary the profile was
-// measured with, so the simulator gets this binary's own figures instead,
-// measured first (a profile built as TestProfile builds it). The work's
-// start and stop are process starts on a machine shared with other work:
-// they move by a factor of two from one minute to the next, more than the
-// 15% the medians may differ by, and with a long tail. So each simulated
-// run takes its work start and stop from those of the very runs it is
-// compared with, drawn at random (work_start and work_stop override the
-// profile, as explicit keys do); the handoff with the profile's own work
-// times is logged beside, and so is what is left of each real handoff
-// without its work: the store's and the electors' part, which the
-// profile models.
+// The simulator gets the table's etcd profile (sim/profile.go), scaled
+// to the speed this machine has while the test runs: the figures of a
+// machine shared with other work move by a factor of four from one
+// minute to the next (and under -race the client is slower too), far
+// more than the 15% the medians may differ by. The scale is the runs' own
+// renewals' median round trip over the profile's write round trip (the
+// factor is logged). The work's start and stop are process starts, with
+// a long tail on a busy machine: each simulated run takes them from those
+// of the very runs it is compared with, drawn at random (work_start and
+// work_stop override the profile, as explicit keys do). Logged beside:
+// the handoff with the table's profile as it stands, and each real
+// handoff's phases and what is left of it without its work (the store's
+// and the electors' part, which the profile models).
 const (
 	calLease   = time.Second
 	calRenew   = 750 * time.Millisecond
@@ -50,37 +49,52 @@ const (
 
 func TestCalibration(t *testing.T) {
 	need(t)
-	prof, where := sim.Profiles["etcd"], "the table's etcd profile (sim/profile.go)"
-	if raceBuild() {
-		raw := rawClient(t)
-		c, w := client(t), client(t)
-		m := measureProfile(t, 100, 2*time.Millisecond, func(name string) elector.Backend { return c.Lock(name) },
-			func(name string) elector.Watcher { return w.Lock(name) }, func(ctx context.Context) error {
-				_, err := raw.Get(ctx, "/leasehold-profile-ping", clientv3.WithSerializable())
-				return err
-			})
-		measureWork(t, &m)
-		prof, where = m.profile(), "this -race binary's own figures, measured now"
-	}
-	t.Logf("simulator timing: %s: %s", where, prof)
+	table := sim.Profiles["etcd"]
+	t.Logf("the table's etcd profile (sim/profile.go): %s (race detector: %v)", table, raceBuild())
 
 	var work workTimes
 	crashReal := realRuns(t, "crash", calCrashes, &work)
 	stopReal := realRuns(t, "stop", calStops, &work)
+
+	// The profile at this machine's speed of the moment: the table's
+	// shape, scaled so that its write round trip is that of the runs' own
+	// renewals (requests as an elector spaces them, one per RetryPeriod).
+	renew := statsOf(work.renews)
+	f := float64(renew.p50) / float64(table.RoundTrip(true))
+	prof := scaled(table, f)
+	t.Logf("the runs' renewals: %v: the store's figures × %.2f: %s", renew, f, prof)
 	starts, stops := statsOf(work.starts), statsOf(work.stops)
-	t.Logf("the runs' work: start %v; stop %v (the table: start %v, stop %v)", starts, stops, prof.WorkStart, prof.WorkStop)
-	t.Logf("the real handoffs less their own work stop and start: %v (the profile's release, notification and takeover: %v)",
-		statsOf(work.rest), prof.RequestLatency+prof.WriteService+prof.WatchLag+prof.ReplyLatency+prof.RoundTrip(true))
-	table := simRuns(t, prof, "stop: leader, restart_after: 10ms", "stop", nil)
-	t.Logf("graceful handoff in the simulator with the profile's work times (not compared): median %v", statsOf(table).p50)
+	t.Logf("the runs' work: start %v; stop %v (the table: start %v, stop %v)", starts, stops, table.WorkStart, table.WorkStop)
+	storePart := prof.RequestLatency + prof.WriteService + prof.WatchLag + prof.ReplyLatency + prof.RoundTrip(true)
+	t.Logf("the real handoffs less their own work stop and start: %v (the scaled profile's release, notification and takeover: %v)",
+		statsOf(work.rest), storePart)
+	for i, name := range []string{"work returned -> release sent", "release", "release done -> takeover sent", "takeover", "takeover done -> leading"} {
+		if len(work.phases[i]) > 0 {
+			t.Logf("  handoff phase %-32s %v", name+":", statsOf(work.phases[i]))
+		}
+	}
+	for _, p := range []struct {
+		name string
+		p    sim.Profile
+	}{{"the table's profile", table}, {"the scaled profile", prof}} {
+		t.Logf("graceful handoff in the simulator with %s and its work times (not compared): median %v",
+			p.name, statsOf(simRuns(t, p.p, "stop: leader, restart_after: 10ms", "stop", nil)).p50)
+	}
 	crashSim := simRuns(t, prof, "crash: leader, restart_after: 10ms", "crash", &work)
 	stopSim := simRuns(t, prof, "stop: leader, restart_after: 10ms", "stop", &work)
 	agree(t, "crash failover (dropped without release)", crashReal, crashSim)
 	if !agree(t, "graceful handoff (cancel -> the next leader's work runs)", stopReal, stopSim) {
-		t.Logf("a handoff less its work is the store's and the electors' part: %v in the real runs, %v in the profile; "+
-			"much more means a machine busy with other work (every figure grows with it), less a profile that no longer fits",
-			statsOf(work.rest).p50, prof.RequestLatency+prof.WriteService+prof.WatchLag+prof.ReplyLatency+prof.RoundTrip(true))
+		t.Logf("a handoff less its work is the store's and the electors' part: %v in the real runs, %v in the profile",
+			statsOf(work.rest).p50, storePart)
 	}
+}
+
+// scaled is p with its network and store figures multiplied by f.
+func scaled(p sim.Profile, f float64) sim.Profile {
+	m := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+	p.RequestLatency, p.ReplyLatency, p.Jitter = m(p.RequestLatency), m(p.ReplyLatency), m(p.Jitter)
+	p.ReadService, p.WriteService, p.WatchLag = m(p.ReadService), m(p.WriteService), m(p.WatchLag)
+	return p
 }
 
 func raceBuild() bool {
@@ -199,11 +213,12 @@ func (m mortal) Describe() string { return m.b.Describe() }
 // calCandidate is one `leasehold run` process: an elector whose leader work
 // is a guard and its command.
 type calCandidate struct {
-	id     string
-	cancel context.CancelFunc
-	done   chan struct{}
-	dead   atomic.Bool  // crashed: no more requests, the work killed
-	stopAt atomic.Int64 // when it was told to stop (UnixNano)
+	id      string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	dead    atomic.Bool  // crashed: no more requests, the work killed
+	stopAt  atomic.Int64 // when it was told to stop (UnixNano)
+	stopped atomic.Int64 // when its work returned after the stop (UnixNano)
 
 	// Set by OnRenewed on Run's goroutine, read by OnStartedLeading,
 	// which Run starts after it.
@@ -228,6 +243,57 @@ type workTimes struct {
 	mu            sync.Mutex
 	starts, stops []time.Duration
 	rest          []time.Duration // each handoff less its work stop and start
+	calls         []calCall       // every backend call, for the phases of a handoff
+	renews        []time.Duration // every successful renewal's round trip
+	phases        [5][]time.Duration
+}
+
+// calCall is a finished backend call of a candidate.
+type calCall struct {
+	id   string
+	kind elector.Kind
+	done time.Time
+	took time.Duration
+}
+
+// calObserver records a candidate's calls.
+type calObserver struct {
+	id string
+	w  *workTimes
+}
+
+func (o calObserver) Call(kind elector.Kind, _ elector.Op, took time.Duration, err error) {
+	o.w.mu.Lock()
+	o.w.calls = append(o.w.calls, calCall{o.id, kind, time.Now(), took})
+	if kind == elector.KindRenew && err == nil {
+		o.w.renews = append(o.w.renews, took)
+	}
+	o.w.mu.Unlock()
+}
+
+func (calObserver) Leading(bool, int64, elector.StopReason) {}
+
+// phase5 splits a handoff from the old leader's work returning (stopped)
+// to the new leader's start of leadership (acquired): until the release is
+// sent, the release, until the takeover is sent, the takeover, until the
+// start of leadership. Call with w.mu held.
+func (w *workTimes) phase5(old, new string, stopped, acquired time.Time) {
+	var rel, acq *calCall
+	for i := range w.calls {
+		c := &w.calls[i]
+		switch {
+		case c.id == old && c.kind == elector.KindRelease:
+			rel = c
+		case c.id == new && c.kind == elector.KindAcquire && !c.done.After(acquired.Add(time.Millisecond)):
+			acq = c
+		}
+	}
+	if rel == nil || acq == nil {
+		return
+	}
+	for i, d := range []time.Duration{rel.done.Add(-rel.took).Sub(stopped), rel.took, acq.done.Add(-acq.took).Sub(rel.done), acq.took, acquired.Sub(acq.done)} {
+		w.phases[i] = append(w.phases[i], d)
+	}
 }
 
 func (w *workTimes) add(to *[]time.Duration, d time.Duration) {
@@ -267,10 +333,11 @@ func (h *calHarness) start(id string) *calCandidate {
 				return
 			}
 			w.stop()
+			c.stopped.Store(time.Now().UnixNano())
 			h.work.add(&h.work.stops, time.Since(time.Unix(0, c.stopAt.Load())))
 		},
 		OnStoppedLeading: func() {},
-	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
+	}, elector.WithLogger(slog.New(slog.DiscardHandler)), elector.WithObserver(calObserver{id, h.work}))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -335,6 +402,8 @@ func realRuns(t *testing.T, cause string, n int, work *workTimes) []time.Duratio
 			// start: the store's and the electors' part.
 			work.mu.Lock()
 			work.rest = append(work.rest, r.at.Sub(t0)-work.starts[len(work.starts)-1]-work.stops[len(work.stops)-1])
+			work.phase5(leader, r.id, time.Unix(0, c.stopped.Load()), cands[r.id].acquired)
+			work.calls = work.calls[:0]
 			work.mu.Unlock()
 		}
 		delete(cands, leader)

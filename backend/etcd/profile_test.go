@@ -318,7 +318,7 @@ func logMeasured(t *testing.T, store string, m measured) {
 func TestProfile(t *testing.T) {
 	c, raw := client(t), rawClient(t)
 	w := client(t) // the follower watches on a client of its own
-	m := measureProfile(t, 200, 2*time.Millisecond, func(name string) elector.Backend { return c.Lock(name) },
+	m := measureProfile(t, 80, 25*time.Millisecond, func(name string) elector.Backend { return c.Lock(name) },
 		func(name string) elector.Watcher { return w.Lock(name) }, func(ctx context.Context) error {
 			_, err := raw.Get(ctx, "/leasehold-profile-ping", clientv3.WithSerializable())
 			return err
@@ -329,8 +329,8 @@ func TestProfile(t *testing.T) {
 }
 
 // checkProfile fails when a figure of the table is off by more than a
-// factor of 3 from the one measured (or one is zero and the other above
-// 1ms).
+// factor of 3 from the one measured, and by more than 50µs (tiny figures,
+// the memory store's, may be off by any factor).
 func checkProfile(t *testing.T, table, got sim.Profile) {
 	t.Helper()
 	for _, f := range []struct {
@@ -343,7 +343,7 @@ func checkProfile(t *testing.T, table, got sim.Profile) {
 		{"work stop", table.WorkStop, got.WorkStop},
 	} {
 		lo, hi := f.want/3, f.want*3
-		if f.got < lo || f.got > hi {
+		if (f.got < lo || f.got > hi) && (f.got-f.want > 50*time.Microsecond || f.want-f.got > 50*time.Microsecond) {
 			t.Errorf("%s: the profile says %v, measured %v (more than 3× apart): re-measure and update sim/profile.go", f.name, f.want, f.got)
 		}
 	}

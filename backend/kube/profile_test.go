@@ -232,8 +232,8 @@ func TestProfile(t *testing.T) {
 }
 
 // checkProfile fails when a figure of the table is off by more than a
-// factor of 3 from the one measured (or one is zero and the other above
-// 1ms).
+// factor of 3 from the one measured, and by more than 50µs (tiny figures,
+// the memory store's, may be off by any factor).
 func checkProfile(t *testing.T, table, got sim.Profile) {
 	t.Helper()
 	for _, f := range []struct {
@@ -244,7 +244,7 @@ func checkProfile(t *testing.T, table, got sim.Profile) {
 		{"read round trip", table.RoundTrip(false), got.RoundTrip(false)},
 	} {
 		lo, hi := f.want/3, f.want*3
-		if f.got < lo || f.got > hi {
+		if (f.got < lo || f.got > hi) && (f.got-f.want > 50*time.Microsecond || f.want-f.got > 50*time.Microsecond) {
 			t.Errorf("%s: the profile says %v, measured %v (more than 3× apart): re-measure and update sim/profile.go", f.name, f.want, f.got)
 		}
 	}
