@@ -109,8 +109,9 @@ type ClaimResult struct {
 	Err error
 }
 
-// Claim asks for a slot claim (req.Done false) or marks the job's claimed
-// slot done (req.Done true). While this candidate leads with a valid
+// Claim asks for a slot claim, or with req.Done marks the job's claimed
+// slot done, or with req.Rerun claims it again to rerun a run cut short.
+// While this candidate leads with a valid
 // lease, the Machine turns it into a compare-and-swap Update of the record
 // carrying the new entry, a renewal (KindRenew) sent as the next call
 // without waiting for the retry period; its answer comes in the Output of
@@ -127,10 +128,10 @@ type ClaimResult struct {
 // one exception to the first rule, for a run cut short: it is allowed
 // only when S is the job's Started slot, not Done, claimed by an earlier
 // leadership (a lower term) and not rerun already; so a slot runs at most
-// twice. A follower, a
-// stopping candidate and a leader whose lease has run out are refused at
-// once. A write that fails is ClaimFailed; a conflict is handled as any
-// renewal conflict (the candidate may stop leading).
+// twice. A follower, a stopping candidate and a leader whose lease has run
+// out (it stops leading then) are refused at once. A write that fails is
+// ClaimFailed; a conflict is handled as any renewal conflict (the
+// candidate may stop leading).
 func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 	defer m.remember(now, &out)
 	switch {
@@ -138,6 +139,8 @@ func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 		out.Done = true
 	case m.pending != OpNone:
 		out.Pending = true
+	case m.phase == leading && now.Mono >= m.validUntil:
+		m.lead(now, &out) // the lease has run out: stop leading now
 	default:
 		out.Wait = m.last
 	}

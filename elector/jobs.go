@@ -117,6 +117,9 @@ func (s JobState) Check() error {
 // does not pass JobState.Check. The error names the job. Backends refuse
 // to write such a record.
 func CheckJobs(jobs map[string]JobState) error {
+	if len(jobs) == 0 {
+		return nil
+	}
 	for _, name := range slices.Sorted(maps.Keys(jobs)) {
 		if err := ValidJobName(name); err != nil {
 			return err
