@@ -292,7 +292,8 @@ func (e *Elector) Reclaim(ctx context.Context, job string, slot time.Time) (term
 }
 
 // Jobs returns the job entries of the record as this candidate last saw
-// or wrote it (a copy; nil when there are none): for a leader, what its
+// or wrote it (a copy; nil when there are none; kept when the record is
+// deleted, as the next record it creates carries them): for a leader, what its
 // own last write holds, which is the store's state while it leads; for a
 // follower, the last record read. A new leader reads it in
 // OnStartedLeading to catch up: slots due after a job's Done slot have
