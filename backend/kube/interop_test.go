@@ -315,3 +315,35 @@ func TestInteropClientGo(t *testing.T) {
 	checkTerm("after the leasehold crash", "cg4")
 	lh3.stop()
 }
+
+// TestJobsSurviveClientGo: a client-go candidate writing the Lease keeps
+// leasehold's job annotations, so slot claims outlive a mixed fleet.
+func TestJobsSurviveClientGo(t *testing.T) {
+	cs := admin(t)
+	name := "jobs-client-go-" + fmtInt(int(time.Now().UnixNano()%1e6))
+	slot := time.Date(2026, 12, 2, 7, 5, 0, 123456789, time.UTC)
+	jobs := map[string]elector.JobState{"backup": {Started: slot, StartedTerm: 2, Done: slot}}
+	b := client(t, nil).Lock(name)
+	if _, err := b.Create(ctxT(t), elector.Record{Holder: "", LeaseDuration: 15 * time.Second, Term: 2, Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: "cg"},
+	}
+	ler, _, err := lock.Get(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewTime(time.Now())
+	ler.HolderIdentity, ler.LeaseDurationSeconds, ler.AcquireTime, ler.RenewTime = "cg", 15, now, now
+	ler.LeaderTransitions++
+	if err := lock.Update(ctxT(t), *ler); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := b.Get(ctxT(t))
+	if err != nil || r.Holder != "cg" || r.Jobs["backup"] != jobs["backup"] {
+		t.Fatalf("after client-go's write: %+v %v, want holder cg and the jobs %+v", r, err, jobs)
+	}
+}
