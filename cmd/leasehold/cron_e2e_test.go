@@ -1,0 +1,367 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leasehold-go/leasehold/internal/servers"
+)
+
+// cronJobScript writes a line every 100ms for about 800ms (of the 2s
+// between slots): slot, replica, rerun flag, time. A run cut short stops
+// writing when it is killed.
+const cronJobLines = 8
+const cronJobScript = `i=0; while [ $i -lt 8 ]; do echo "$LEASEHOLD_SLOT $LEASEHOLD_IDENTITY ${LEASEHOLD_SLOT_RERUN:-0} $(date +%s%N)" >> "$OUT"; sleep 0.1; i=$((i+1)); done`
+
+type cronLine struct {
+	slot  time.Time
+	id    string
+	rerun bool
+	at    time.Time
+}
+
+func cronLines(t *testing.T, path string) []cronLine {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []cronLine
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 4 {
+			continue
+		}
+		slot, err := time.Parse(time.RFC3339, f[0])
+		ns, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err != nil || err2 != nil {
+			t.Fatalf("bad line %q", l)
+		}
+		out = append(out, cronLine{slot, f[1], f[2] == "1", time.Unix(0, ns)})
+	}
+	return out
+}
+
+// run is one run of the job: its slot, replica, whether a rerun, and the
+// times of its first and last line.
+type cronRun struct {
+	slot        time.Time
+	id          string
+	rerun       bool
+	first, last time.Time
+	lines       int
+}
+
+func cronRuns(ls []cronLine) []cronRun {
+	var runs []cronRun
+	idx := map[string]int{}
+	for _, l := range ls {
+		k := fmt.Sprintf("%d %s %v", l.slot.Unix(), l.id, l.rerun)
+		i, ok := idx[k]
+		if !ok {
+			i = len(runs)
+			idx[k] = i
+			runs = append(runs, cronRun{slot: l.slot, id: l.id, rerun: l.rerun, first: l.at})
+		}
+		r := &runs[i]
+		r.last = l.at
+		r.lines++
+	}
+	return runs
+}
+
+func cronLockConfig(t *testing.T) (path, lock string) {
+	return writeConfig(t, "")
+}
+
+// leaderOf is the replica that wrote the latest line.
+func leaderOf(ls []cronLine) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	latest := ls[0]
+	for _, l := range ls {
+		if l.at.After(latest.at) {
+			latest = l
+		}
+	}
+	return latest.id
+}
+
+// Three replicas of leasehold cron, @every 2s; the leader is SIGKILLed
+// (and restarted) or SIGSTOPped (and resumed) again and again. With
+// --interrupted skip every slot due while a replica was alive runs exactly
+// once; with rerun, at least once and twice only when the first run was
+// cut short; never two runs at once.
+func TestCronEverySlotOnceAcrossFailovers(t *testing.T) {
+	needBinaryAndEtcd(t)
+	for _, mode := range []string{"skip", "rerun"} {
+		t.Run(mode, func(t *testing.T) {
+			testCronFailovers(t, mode, 45*time.Second)
+		})
+	}
+}
+
+func testCronFailovers(t *testing.T, mode string, length time.Duration) {
+	cfg, _ := cronLockConfig(t)
+	out := filepath.Join(t.TempDir(), "runs.txt")
+	start := func(id string) *proc {
+		return startLeasehold(t, id, []string{"OUT=" + out}, "cron", "--config", cfg, "--id", id, "--schedule", "@every 2s",
+			"--catch-up", "1m", "--interrupted", mode, "--grace", "200ms", "--", "sh", "-c", cronJobScript)
+	}
+	procs := map[string]*proc{}
+	var all []*proc // every process started, for their logs
+	for _, id := range []string{"r1", "r2", "r3"} {
+		procs[id] = start(id)
+		all = append(all, procs[id])
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	deadline := time.Now().Add(length)
+	kills, stops := 0, 0
+	for time.Now().Before(deadline) {
+		time.Sleep(3*time.Second + time.Duration(rng.IntN(2000))*time.Millisecond)
+		id := leaderOf(cronLines(t, out))
+		p := procs[id]
+		if p == nil {
+			continue
+		}
+		if rng.IntN(2) == 0 {
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+			kills++
+			time.Sleep(500 * time.Millisecond)
+			procs[id] = start(id) // the pod comes back
+			all = append(all, procs[id])
+		} else {
+			p.cmd.Process.Signal(syscall.SIGSTOP)
+			stops++
+			time.Sleep(time.Duration(2500+rng.IntN(2000)) * time.Millisecond)
+			p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	// Let the last runs finish, then stop everyone gracefully.
+	time.Sleep(4 * time.Second)
+	for _, p := range procs {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		<-p.done
+	}
+	ls := cronLines(t, out)
+	runs := cronRuns(ls)
+	if len(runs) < 10 {
+		t.Fatalf("only %d runs", len(runs))
+	}
+	// Never two runs at once: sorted by first line, each run's first line
+	// comes after the previous run's last.
+	sort.Slice(runs, func(i, j int) bool { return runs[i].first.Before(runs[j].first) })
+	for i := 1; i < len(runs); i++ {
+		if !runs[i].first.After(runs[i-1].last) {
+			t.Errorf("runs overlap: %s slot %s until %s, %s slot %s from %s", runs[i-1].id, runs[i-1].slot.Format("15:04:05"),
+				runs[i-1].last.Format("15:04:05.000"), runs[i].id, runs[i].slot.Format("15:04:05"), runs[i].first.Format("15:04:05.000"))
+		}
+	}
+	// Every slot from the first to the last ran; exactly once (skip), or
+	// twice only for a cut short first run (rerun).
+	bySlot := map[int64][]cronRun{}
+	for _, r := range runs {
+		bySlot[r.slot.Unix()] = append(bySlot[r.slot.Unix()], r)
+	}
+	var slots []int64
+	for s := range bySlot {
+		slots = append(slots, s)
+	}
+	slices.Sort(slots)
+	// A run counts as done once its replica logged "run done" for it: the
+	// slot is marked done in the record. A run killed after its last line
+	// but before that is cut short too (a replica cannot finish a job and
+	// record it in one step).
+	recorded := func(id string, slot int64) bool {
+		want := "slot=" + time.Unix(slot, 0).UTC().Format(time.RFC3339)
+		for _, p := range all {
+			if p.id != id {
+				continue
+			}
+			for _, l := range strings.Split(p.logs.String(), "\n") {
+				if strings.Contains(l, `msg="run done"`) && strings.Contains(l, want) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	missing, cut, reruns := 0, 0, 0
+	for s := slots[0]; s <= slots[len(slots)-1]; s += 2 {
+		rs := bySlot[s]
+		switch {
+		case len(rs) == 0:
+			missing++
+			t.Errorf("slot %s never ran", time.Unix(s, 0).UTC().Format("15:04:05"))
+		case len(rs) == 1:
+			if rs[0].lines < cronJobLines {
+				cut++
+			}
+			if rs[0].rerun {
+				t.Errorf("slot %s: a rerun without a first run", time.Unix(s, 0).UTC().Format("15:04:05"))
+			}
+		case len(rs) == 2 && mode == "rerun" && !rs[0].rerun && rs[1].rerun && !recorded(rs[0].id, s):
+			reruns++
+			cut++
+		default:
+			t.Errorf("slot %s ran %d times: %+v", time.Unix(s, 0).UTC().Format("15:04:05"), len(rs), rs)
+		}
+	}
+	t.Logf("%s: %d kills, %d pauses; %d slots, %d runs, %d cut short, %d rerun, %d missing", mode, kills, stops, len(slots), len(runs), cut, reruns, missing)
+	if kills+stops == 0 {
+		t.Fatal("no fault was injected")
+	}
+}
+
+// Replicas whose wall clocks are minutes apart still never both run a
+// slot: the claim, not the clock, decides; the slots run in order.
+func TestCronClocksApart(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, _ := cronLockConfig(t)
+	out := filepath.Join(t.TempDir(), "runs.txt")
+	procs := map[string]*proc{}
+	start := func(id, offset string) {
+		procs[id] = startLeasehold(t, id, []string{"OUT=" + out}, "cron", "--config", cfg, "--id", id, "--schedule", "@every 1s",
+			"--clock-offset="+offset, "--grace", "200ms", "--", "sh", "-c", `echo "$LEASEHOLD_SLOT $LEASEHOLD_IDENTITY 0 $(date +%s%N)" >> "$OUT"`)
+	}
+	// The slow clock leads first (it claims slots three minutes back),
+	// then the true one or the fast one (three minutes ahead).
+	start("r1", "-3m")
+	waitSlots(t, out, 10*time.Second, "a first run", func(map[int64][]string) bool { return len(cronLines(t, out)) > 0 })
+	start("r2", "0s")
+	start("r3", "3m")
+	// Hand the lock around: stop the leader gracefully, twice.
+	for range 2 {
+		time.Sleep(4 * time.Second)
+		id := leaderOf(cronLines(t, out))
+		if procs[id] == nil {
+			t.Fatalf("no leader ran a slot\n%s", procs["r1"].logs.String())
+		}
+		procs[id].cmd.Process.Signal(syscall.SIGTERM)
+		<-procs[id].done
+		delete(procs, id)
+	}
+	time.Sleep(3 * time.Second)
+	ls := cronLines(t, out)
+	seen := map[int64]string{}
+	var last time.Time
+	ids := map[string]bool{}
+	for _, l := range ls {
+		if other, ok := seen[l.slot.Unix()]; ok {
+			t.Errorf("slot %s ran twice: %s and %s", l.slot.Format(time.RFC3339), other, l.id)
+		}
+		seen[l.slot.Unix()] = l.id
+		if !l.slot.After(last) {
+			t.Errorf("slot %s ran after %s", l.slot.Format(time.RFC3339), last.Format(time.RFC3339))
+		}
+		last = l.slot
+		ids[l.id] = true
+	}
+	if len(ls) < 4 || len(ids) < 2 {
+		t.Fatalf("%d runs by %d replicas: the test saw too little", len(ls), len(ids))
+	}
+}
+
+// The sidecar's POST /claim: of concurrent claims of one slot from every
+// replica, exactly one gets 200; the leader's others 409, the followers'
+// 503. POST /done then marks it.
+func TestSidecarClaims(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, _ := cronLockConfig(t)
+	var addrs []string
+	for _, id := range []string{"s1", "s2", "s3"} {
+		port, err := servers.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		addrs = append(addrs, addr)
+		startLeasehold(t, id, nil, "sidecar", "--config", cfg, "--id", id, "--http", addr)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for askLeader(addrs[0]) == "" || askLeader(addrs[0]) == "?" {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader within 15s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	post := func(addr, path, job string, slot time.Time) (int, claimResponse) {
+		resp, err := http.Post(fmt.Sprintf("http://%s/%s?job=%s&slot=%s", addr, path, job, slot.Format(time.RFC3339)), "", nil)
+		if err != nil {
+			return 0, claimResponse{Error: err.Error()}
+		}
+		defer resp.Body.Close()
+		var r claimResponse
+		json.NewDecoder(resp.Body).Decode(&r)
+		return resp.StatusCode, r
+	}
+	base := time.Now().Truncate(time.Minute).UTC()
+	for i := range 5 {
+		slot := base.Add(time.Duration(i) * time.Minute)
+		var mu sync.Mutex
+		codes := map[int]int{}
+		var wg sync.WaitGroup
+		for _, a := range addrs {
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					code, _ := post(a, "claim", "report", slot)
+					mu.Lock()
+					codes[code]++
+					mu.Unlock()
+				}()
+			}
+		}
+		wg.Wait()
+		if codes[200] != 1 || codes[409] != 2 || codes[503] != 6 {
+			t.Fatalf("slot %d: answers %v; want one 200, two 409 (the leader's other claims), six 503 (the followers')", i, codes)
+		}
+	}
+	leader := askLeader(addrs[0])
+	la := addrs[slices.Index([]string{"s1", "s2", "s3"}, leader)]
+	last := base.Add(4 * time.Minute)
+	if code, r := post(la, "done", "report", last); code != 200 {
+		t.Fatalf("done: %d %+v", code, r)
+	}
+	if code, _ := post(la, "done", "report", base); code != 409 {
+		t.Fatalf("done of a slot that is not the claimed one: %d, want 409", code)
+	}
+	if code, r := post(la, "claim", "report", base.Add(time.Hour)); code != 200 || r.Term < 1 {
+		t.Fatalf("a later slot: %d %+v, want 200 with the term", code, r)
+	}
+	for _, bad := range []string{"claim?job=report&slot=soon", "claim?job=Bad_Name&slot=" + base.Format(time.RFC3339)} {
+		resp, err := http.Post("http://"+la+"/"+bad, "", nil)
+		if err != nil || resp.StatusCode != 400 {
+			t.Errorf("POST /%s: %v %v, want 400", bad, resp.Status, err)
+		}
+		resp.Body.Close()
+	}
+	// status shows the job.
+	var st bytes.Buffer
+	if _, code := statusOf(t, "status", "--config", cfg); code != 0 {
+		t.Fatalf("status exit %d", code)
+	}
+	text, _ := statusOf(t, "status", "--config", cfg)
+	st.WriteString(text)
+	if !strings.Contains(st.String(), "job:      report: last started "+base.Add(time.Hour).Format(time.RFC3339)) {
+		t.Fatalf("status does not show the job:\n%s", st.String())
+	}
+}
