@@ -58,6 +58,7 @@ func (s *sim) storeDown(d time.Duration) {
 		return
 	}
 	s.down = true
+	s.downs++
 	for _, n := range s.nodes {
 		s.markFault(n, StoreDown)
 		if s.regs[n.idx].active {

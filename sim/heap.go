@@ -47,7 +47,7 @@ type event struct {
 	ver     elector.Version // evArrive: the expected version; evReply, evNotify: the version
 	err     error
 	term    int64     // evFenceWrite
-	idx     int       // evFault: index in Scenario.Faults
+	idx     int       // evFault: index in Scenario.Faults; evServe: the store's outages when it arrived
 	what    FaultKind // evRecover
 }
 

@@ -131,6 +131,7 @@ type sim struct {
 	llStart   time.Duration   // when the current leaderless time began
 	down      bool            // the store answers nobody
 	downUntil time.Duration   // until then
+	downs     int             // outages so far: a request in line during one is lost
 	free      []time.Duration // when each of the store's Parallel servers is free
 	history   []committed     // recent writes, for stale reads
 }
@@ -669,13 +670,14 @@ func (s *sim) arrive(e event) {
 	}
 	e.kind = evServe
 	e.at = start + svc
+	e.idx = s.downs
 	s.push(e)
 }
 
 // serve carries out a request at the store and sends the reply.
 func (s *sim) serve(e event) {
 	n := s.nodes[e.node]
-	if s.down {
+	if s.down || e.kind == evServe && e.idx != s.downs {
 		if s.trace != nil {
 			s.tracef(n, "request lost: the store went down")
 		}

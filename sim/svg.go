@@ -95,9 +95,27 @@ var stateColor = map[string]string{
 // intervals and a legend. The run must have been made with
 // Options.Timeline.
 func (r *Result) WriteSVG(w io.Writer) error {
+	if r.Timeline == nil {
+		return fmt.Errorf("sim: the run kept no timeline (Options.Timeline)")
+	}
+	return r.WriteSVGWindow(w, 0, r.Timeline.End)
+}
+
+// WriteSVGWindow draws the part of the timeline from true instant from to
+// to, as WriteSVG draws the whole: a zoomed view of one fault of an
+// hour-long run, say.
+func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 	t := r.Timeline
 	if t == nil {
 		return fmt.Errorf("sim: the run kept no timeline (Options.Timeline)")
+	}
+	if from < 0 || to > t.End || from >= to {
+		return fmt.Errorf("sim: the window [%v, %v] is not within the run [0, %v]", from, to, t.End)
+	}
+	// in clips an interval to the window; ok is false when nothing is left.
+	in := func(a, b time.Duration) (time.Duration, time.Duration, bool) {
+		a, b = max(a, from), min(b, to)
+		return a, b, a < b || a == b && a >= from && a <= to
 	}
 	const (
 		left, right, top = 70.0, 20.0, 74.0
@@ -106,13 +124,17 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	)
 	plot := width - left - right
 	height := top + float64(len(t.Nodes))*(lane+gap) + 110
-	x := func(d time.Duration) float64 { return left + plot*float64(d)/float64(t.End) }
+	x := func(d time.Duration) float64 { return left + plot*float64(d-from)/float64(to-from) }
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n",
 		width, height, width, height)
 	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
-	p(`<text x="%.0f" y="22" font-size="15" font-weight="bold">%s, seed %d</text>`+"\n", left, html.EscapeString(r.Scenario), r.Seed)
+	window := ""
+	if from != 0 || to != t.End {
+		window = fmt.Sprintf(", from %s to %s", fmtTick(from), fmtTick(to))
+	}
+	p(`<text x="%.0f" y="22" font-size="15" font-weight="bold">%s, seed %d%s</text>`+"\n", left, html.EscapeString(r.Scenario), r.Seed, window)
 	plural := "s"
 	if len(r.Failovers) == 1 {
 		plural = ""
@@ -131,10 +153,11 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	// The store's outages: grey bands over every lane, labelled above.
 	storeLabel := -1e9
 	for _, f := range t.Faults {
-		if f.Node >= 0 {
+		a, b, ok := in(f.At, min(f.At+f.For, t.End))
+		if f.Node >= 0 || !ok {
 			continue
 		}
-		x0, x1 := x(f.At), x(min(f.At+f.For, t.End))
+		x0, x1 := x(a), x(b)
 		p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#555" fill-opacity="0.18"><title>%s %s at %s</title></rect>`+"\n",
 			x0, top-4, math.Max(x1-x0, 2), bottom-top+8, f.Kind, f.For, f.At.Round(time.Millisecond))
 		label := string(f.Kind) + " " + f.For.String()
@@ -153,7 +176,11 @@ func (r *Result) WriteSVG(w io.Writer) error {
 			if cur == nil || until <= cur.At {
 				return
 			}
-			x0, x1 := x(cur.At), x(until)
+			a, b, ok := in(cur.At, until)
+			if !ok || a == b {
+				return
+			}
+			x0, x1 := x(a), x(b)
 			p(`<rect x="%.2f" y="%.1f" width="%.2f" height="%.0f" fill="%s"><title>%s %s from %s to %s</title></rect>`+"\n",
 				x0, y, math.Max(x1-x0, 0.5), lane, stateColor[cur.State], id, cur.State, cur.At, until)
 			if cur.Cut {
@@ -176,6 +203,10 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	// accepted writes: red dots above the lanes.
 	for _, v := range r.Violations {
 		at, until := time.Duration(v.AtMS*1e6), time.Duration(v.UntilMS*1e6)
+		a, b, ok := in(at, until)
+		if !ok {
+			continue
+		}
 		if v.Kind != "dual_leadership" {
 			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>stale write accepted at %s from %s</title></circle>`+"\n",
 				x(at), top-8, at, v.Nodes[0])
@@ -187,13 +218,16 @@ func (r *Result) WriteSVG(w io.Writer) error {
 				continue
 			}
 			p(`<rect x="%.2f" y="%.1f" width="%.2f" height="%.0f" fill="#e02020" fill-opacity="0.35" stroke="#e02020"><title>dual leadership %s to %s: %v</title></rect>`+"\n",
-				x(at), laneY(i)-3, math.Max(x(until)-x(at), 2), lane+6, at, until, v.Nodes)
+				x(a), laneY(i)-3, math.Max(x(b)-x(a), 2), lane+6, at, until, v.Nodes)
 		}
 	}
 
 	// Failed renewals (an orange tick at the top of the lane) and rejected
 	// fenced writes (a red cross under it).
 	for _, d := range t.Dots {
+		if d.At < from || d.At > to {
+			continue
+		}
 		y, dx := laneY(d.Node), x(d.At)
 		switch d.Kind {
 		case DotRenewFailed:
@@ -211,7 +245,7 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		lastLabel[i] = -1e9
 	}
 	for _, f := range t.Faults {
-		if f.Node < 0 {
+		if f.Node < 0 || f.At < from || f.At > to {
 			continue
 		}
 		y := laneY(f.Node)
@@ -231,18 +265,19 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	// Leaderless time: an amber strip under the lanes.
 	ly := bottom + 6
 	for _, sp := range t.Leaderless {
-		if sp.To <= sp.From {
+		a, b, ok := in(sp.From, sp.To)
+		if sp.To <= sp.From || !ok || a == b {
 			continue
 		}
 		p(`<rect x="%.2f" y="%.1f" width="%.2f" height="6" fill="#f0c020"><title>nobody leads from %s to %s (%s)</title></rect>`+"\n",
-			x(sp.From), ly, math.Max(x(sp.To)-x(sp.From), 1), sp.From, sp.To, sp.To-sp.From)
+			x(a), ly, math.Max(x(b)-x(a), 1), sp.From, sp.To, sp.To-sp.From)
 	}
 
 	// Time axis at round intervals.
 	ay := bottom + 26
 	p(`<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#000"/>`+"\n", left, ay, left+plot, ay)
-	step := niceStep(t.End)
-	for d := time.Duration(0); d <= t.End; d += step {
+	step := niceStep(to - from)
+	for d := (from + step - 1) / step * step; d <= to; d += step {
 		p(`<line x1="%.2f" y1="%.1f" x2="%.2f" y2="%.1f" stroke="#000"/>`+"\n", x(d), ay, x(d), ay+5)
 		p(`<text x="%.2f" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", x(d), ay+17, fmtTick(d))
 	}

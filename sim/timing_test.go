@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -393,6 +394,13 @@ func TestStoreDown(t *testing.T) {
 	if !strings.Contains(tr, "request lost: the store is down") || !strings.Contains(tr, "watch lost; registering again") {
 		t.Errorf("5s outage: the trace shows no lost request or watch re-registration")
 	}
+	// A request the store was serving when it went down is lost, even if
+	// its service would end after the store is back.
+	tr = traceOf(t, parse(t, "nodes: 1\nduration: 5s\nstart_spread: 0s\nnetwork: {latency: 1ms}\nservice: {read: 500ms}\n"+
+		"faults:\n  - {at: 100ms, store_down: true, for: 100ms}\n"), 1)
+	if !strings.Contains(tr, "0.501000s n1   request lost: the store went down") || strings.Contains(tr, "0.501000s --   store: get") {
+		t.Errorf("a Get in service across an outage was not lost:\n%s", head(tr, 8))
+	}
 	for _, tc := range []struct {
 		down   string
 		lo, hi float64
@@ -634,5 +642,49 @@ func TestDocumentedScenarioParses(t *testing.T) {
 	}
 	if _, t3, _ := outputs(t, sc, 4); bytes.Equal(t1, t3) {
 		t.Fatal("the documented scenario: seeds 3 and 4 gave the same trace")
+	}
+}
+
+// WriteSVGWindow zooms in: only what happens in the window is drawn, on
+// an axis of its own.
+func TestSVGWindow(t *testing.T) {
+	sc := load(t, "random-chaos")
+	r, err := Run(sc, Options{Seed: 1, Timeline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full, win bytes.Buffer
+	if err := r.WriteSVG(&full); err != nil {
+		t.Fatal(err)
+	}
+	from, to := 10*time.Minute, 12*time.Minute
+	if err := r.WriteSVGWindow(&win, from, to); err != nil {
+		t.Fatal(err)
+	}
+	in := 0
+	for _, f := range r.Timeline.Faults {
+		if f.Node >= 0 && f.At >= from && f.At <= to {
+			in++
+		}
+	}
+	w := win.String()
+	if got := strings.Count(w, `stroke="#000" stroke-width="2"><title>`); got != in || in == 0 {
+		t.Errorf("window [10m, 12m]: %d fault ticks drawn, %d faults in it", got, in)
+	}
+	if strings.Count(full.String(), `stroke="#000" stroke-width="2"><title>`) <= in {
+		t.Error("the full timeline has no more faults than the window")
+	}
+	for _, want := range []string{"seed 1, from 10m to 12m<", `font-size="10">10m20s<`, `font-size="10">12m<`} {
+		if !strings.Contains(w, want) {
+			t.Errorf("window [10m, 12m] lacks %s", want)
+		}
+	}
+	if strings.Contains(w, `font-size="10">9m`) {
+		t.Error("window [10m, 12m] has a tick before it")
+	}
+	for _, bad := range [][2]time.Duration{{-time.Second, time.Minute}, {time.Minute, time.Minute}, {0, 2 * time.Hour}} {
+		if err := r.WriteSVGWindow(io.Discard, bad[0], bad[1]); err == nil {
+			t.Errorf("window %v accepted", bad)
+		}
 	}
 }
