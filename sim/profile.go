@@ -21,7 +21,7 @@ type Profile struct {
 	WatchLag       time.Duration // from a write's commit to its watch notification leaving the store
 	WorkStart      time.Duration // from Started until the leader's work runs
 	WorkStop       time.Duration // from the stop until the leader's work has returned
-	WorkSigma      float64       // lognormal spread of both (ln(p90/p50)/1.2816)
+	WorkSigma      float64       // lognormal spread of both (ln(p75/p25)/1.349)
 }
 
 // RoundTrip is the mean round trip of a write (or a read) on an idle

@@ -394,6 +394,11 @@ func TestStoreDown(t *testing.T) {
 	if !strings.Contains(tr, "request lost: the store is down") || !strings.Contains(tr, "watch lost; registering again") {
 		t.Errorf("5s outage: the trace shows no lost request or watch re-registration")
 	}
+	// Drawn at random, too.
+	rnd := parse(t, "nodes: 3\nduration: 30m\nrandom_faults: {every: 2m, kinds: [store_down], max_down: 30s}\n")
+	if r := run(t, rnd, 1); !r.Safe() || len(r.Failovers) == 0 || r.Failovers[0].Cause != "store_down" {
+		t.Errorf("random store_down: failovers %+v, violations %+v", r.Failovers, r.Violations)
+	}
 	// A request the store was serving when it went down is lost, even if
 	// its service would end after the store is back.
 	tr = traceOf(t, parse(t, "nodes: 1\nduration: 5s\nstart_spread: 0s\nnetwork: {latency: 1ms}\nservice: {read: 500ms}\n"+
