@@ -79,10 +79,9 @@ func Example_gettingStarted() {
 		},
 		OnStoppedLeading: func() { fmt.Println("no longer leading") },
 		OnNewLeader: func(leader string) {
-			if leader == id {
-				leader = "this process"
+			if leader != id { // this process's own start is OnStartedLeading
+				fmt.Printf("leader: %q\n", leader)
 			}
-			fmt.Printf("leader: %q\n", leader)
 		},
 	})
 	if err != nil {
@@ -94,7 +93,6 @@ func Example_gettingStarted() {
 	}
 	// Output:
 	// leader: ""
-	// leader: "this process"
 	// write 1 with term 1
 	// write 2 with term 1
 	// write 3 with term 1
