@@ -310,6 +310,8 @@ type Aggregate struct {
 	ByCause map[string]CauseStats `json:"by_cause"`
 	// DualWindowsMS is the distribution of dual-leadership windows.
 	DualWindowsMS Percentiles `json:"dual_windows_ms"`
+	// Store sums the runs' store figures (MaxWaitMS: the longest wait).
+	Store StoreStats `json:"store,omitzero"`
 }
 
 // CauseStats are the failovers of one cause.
@@ -370,6 +372,11 @@ func (m *Summary) Add(r *Result) {
 	a.Requests.Update += r.Requests.Update
 	a.Requests.Watch += r.Requests.Watch
 	a.Events += r.Events
+	a.Store.Served += r.Store.Served
+	a.Store.Queued += r.Store.Queued
+	a.Store.WaitMSTotal += r.Store.WaitMSTotal
+	a.Store.MaxWaitMS = max(a.Store.MaxWaitMS, r.Store.MaxWaitMS)
+	a.Store.StaleReads += r.Store.StaleReads
 	m.secs += r.SimSeconds
 }
 
@@ -470,6 +477,10 @@ func (a Aggregate) WriteText(w io.Writer) {
 	if d := a.DualWindowsMS; d.N > 0 {
 		fmt.Fprintf(w, "dual-leadership windows: %d (p50 %s, p90 %s, p99 %s, max %s)\n", d.N,
 			fmtMS(d.P50), fmtMS(d.P90), fmtMS(d.P99), fmtMS(d.Max))
+	}
+	if st := a.Store; st != (StoreStats{}) {
+		fmt.Fprintf(w, "store, summed over the runs: %d requests served, %d waited in line (max %s, %s in all), %d stale reads\n",
+			st.Served, st.Queued, fmtMS(st.MaxWaitMS), fmtMS(st.WaitMSTotal), st.StaleReads)
 	}
 	if len(a.UnsafeSeeds) == 0 {
 		fmt.Fprintln(w, "safety: no violation in any run")

@@ -693,3 +693,27 @@ func TestSVGWindow(t *testing.T) {
 		}
 	}
 }
+
+// The summary of many runs adds up their store figures.
+func TestSummaryStore(t *testing.T) {
+	var sum Summary
+	var want StoreStats
+	for seed := uint64(1); seed <= 5; seed++ {
+		r := run(t, load(t, "store-outage"), seed)
+		sum.Add(r)
+		want.Served += r.Store.Served
+		want.Queued += r.Store.Queued
+		want.StaleReads += r.Store.StaleReads
+		want.MaxWaitMS = max(want.MaxWaitMS, r.Store.MaxWaitMS)
+	}
+	a := sum.Aggregate()
+	if a.Store.Served != want.Served || a.Store.Queued != want.Queued || a.Store.StaleReads != want.StaleReads ||
+		a.Store.MaxWaitMS != want.MaxWaitMS || want.Served == 0 || want.StaleReads == 0 {
+		t.Errorf("aggregate store %+v, want %+v", a.Store, want)
+	}
+	var buf bytes.Buffer
+	a.WriteText(&buf)
+	if !strings.Contains(buf.String(), "store, summed over the runs: ") {
+		t.Errorf("the aggregate text lacks the store line:\n%s", buf.String())
+	}
+}
