@@ -203,3 +203,41 @@ func startProc(t *testing.T, id string, env []string, name string, args ...strin
 	})
 	return p
 }
+
+// Pattern 3 (docs/cron.md): every replica schedules the job and claims
+// each slot from its sidecar before running it (claim.sh): the slot runs
+// once, on the leader, and after the leader's pod dies the slots go on at
+// the next — with no slot run twice.
+func TestScheduledJobClaimFromTheSidecar(t *testing.T) {
+	needBinaryAndEtcd(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("docs/scheduled-jobs/claim.sh needs curl: %v", err)
+	}
+	cfg, _ := writeConfig(t, "")
+	out := filepath.Join(t.TempDir(), "slots.txt")
+	type replica struct{ sidecar, app *proc }
+	reps := map[string]replica{}
+	for _, id := range []string{"r1", "r2", "r3"} {
+		port, err := servers.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		sc := startLeasehold(t, id, nil, "sidecar", "--config", cfg, "--id", id, "--http", addr)
+		app := startProc(t, id+"-app", []string{"OUT=" + out}, "sh", filepath.Join(scriptsDir, "every.sh"), "1",
+			"sh", filepath.Join(scriptsDir, "claim.sh"), "http://"+addr, "report", "sh", "-c", `echo "$SLOT `+id+`" >> "$OUT"`)
+		reps[id] = replica{sc, app}
+	}
+	s := waitSlots(t, out, 15*time.Second, "three slots run", func(s map[int64][]string) bool { return len(s) >= 3 })
+	first, _ := lastRunner(s)
+	reps[first].sidecar.cmd.Process.Signal(syscall.SIGKILL)
+	syscall.Kill(-reps[first].app.cmd.Process.Pid, syscall.SIGKILL)
+	s = waitSlots(t, out, 15*time.Second, "a slot run by another replica", func(s map[int64][]string) bool {
+		id, _ := lastRunner(s)
+		return id != "" && id != first
+	})
+	n := len(s)
+	waitSlots(t, out, 10*time.Second, "two more slots", func(s map[int64][]string) bool { return len(s) >= n+2 })
+	missed := checkSlots(t, slotLines(t, out), first)
+	t.Logf("claiming from the sidecar: leader's pod SIGKILLed; %d slots missed (lease 2s, job every 1s)", missed)
+}
