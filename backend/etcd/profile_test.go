@@ -42,7 +42,17 @@ func init() {
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
 	fmt.Print(line)
-	<-term
+	// Told to stop, or orphaned (the test's end of stdin closed: it died):
+	// the command goes too.
+	gone := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(gone)
+	}()
+	select {
+	case <-term:
+	case <-gone:
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	os.Exit(0)
@@ -50,7 +60,8 @@ func init() {
 
 // work is a running guard and command.
 type work struct {
-	cmd *exec.Cmd
+	cmd   *exec.Cmd
+	stdin io.Closer // closed when this process dies: the guard goes then
 }
 
 // startWork starts the guard and its command and returns once the command
@@ -67,6 +78,10 @@ func startWork() (*work, error) {
 	if err != nil {
 		return nil, err
 	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -77,19 +92,21 @@ func startWork() (*work, error) {
 		return nil, fmt.Errorf("the guard did not start its command: %q %v", line, err)
 	}
 	go io.Copy(io.Discard, out)
-	return &work{cmd: cmd}, nil
+	return &work{cmd: cmd, stdin: stdin}, nil
 }
 
 // stop sends SIGTERM to the guard and waits for it to exit.
 func (w *work) stop() {
 	w.cmd.Process.Signal(syscall.SIGTERM)
 	w.cmd.Wait()
+	w.stdin.Close()
 }
 
-// kill ends the guard at once (the command may linger; it is killed by
-// its own SIGTERM on the guard's exit in run's case).
+// kill is a crash of `leasehold run`: its end of the guard's stdin goes,
+// and the guard, orphaned, stops the command and exits, as run's guard
+// does when its parent dies.
 func (w *work) kill() {
-	w.cmd.Process.Kill()
+	w.stdin.Close()
 	w.cmd.Wait()
 }
 
