@@ -9,7 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leasehold-go/leasehold/backend/consul"
+	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/backend/kube"
+	"github.com/leasehold-go/leasehold/backend/memory"
 	"github.com/leasehold-go/leasehold/bench"
+	"github.com/leasehold-go/leasehold/cmd/leasehold/benchreal"
+	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/smallfile"
 	"github.com/spf13/cobra"
 )
 
@@ -24,8 +31,132 @@ figures and the timing rules behind them.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newSweepCmd())
+	cmd.AddCommand(newSweepCmd(), newBackendBenchCmd())
 	return cmd
+}
+
+// backendBenchFlags are bench backend's own flags.
+type backendBenchFlags struct {
+	candidates, rounds int
+	window, lockDelay  time.Duration
+	noNative           bool
+	json, csv          bool
+}
+
+func newBackendBenchCmd() *cobra.Command {
+	var f backendBenchFlags
+	var o *overrides
+	cmd := &cobra.Command{
+		Use:   "backend --config FILE [--candidates 5] [--rounds 20] [flags]",
+		Short: "Measure election on the configured real store, side by side with the store's own election API",
+		Long: `Against the store of the config (etcd, Consul, a Kubernetes apiserver, or
+memory), measure leasehold's acquire and renew latency, graceful handoff,
+crash failover (a leader dropped without a release) and the requests per
+second of the leader and of each follower while nothing changes — with
+followers watching and again polling — and in the same run the store's own
+election with the same durations where its API has them: client-go's
+leaderelection with a LeaseLock (kube), etcd's concurrency.Election, Consul's
+api.Lock; then the ratios.
+
+Every lock it creates is named after the config's lock with a random
+suffix, and deleted at the end: the config's own lock is not touched. A
+crash-failover round takes about a lease duration: use short leases (the
+config's lease: block or the flags). Ctrl-C stops it and prints what was
+measured. docs/timing.md has figures.`,
+		Example: `  leasehold bench backend --config etcd.yaml --lease-duration 4s --renew-deadline 3s --retry-period 500ms
+  leasehold bench backend --config kube.yaml --candidates 3 --rounds 10 --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return backendBenchCmd(cmd.Context(), o, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	o = addConfigFlags(fs, candidate)
+	fs.IntVar(&f.candidates, "candidates", benchreal.DefaultCandidates, "candidates campaigning on each lock")
+	fs.IntVar(&f.rounds, "rounds", benchreal.DefaultRounds, "acquisitions, handoffs and crash failovers sampled")
+	fs.DurationVar(&f.window, "window", 0, "how long requests are counted while nothing changes (default: the longest of 10s, 2 lease durations, 5 retry periods)")
+	fs.DurationVar(&f.lockDelay, "consul-lock-delay", 0, "Consul's api.Lock: the lock-delay of its sessions (default Consul's 15s)")
+	fs.BoolVar(&f.noNative, "no-native", false, "measure leasehold alone, without the store's own election")
+	fs.BoolVar(&f.json, "json", false, "print JSON")
+	fs.BoolVar(&f.csv, "csv", false, "print CSV")
+	return cmd
+}
+
+func backendBenchCmd(ctx context.Context, o *overrides, f backendBenchFlags, stdout, stderr io.Writer) error {
+	if f.csv && f.json {
+		return usagef("--csv and --json: choose one")
+	}
+	ss, err := o.open(ctx, stderr, nil)
+	if err != nil {
+		return err
+	}
+	defer ss.close()
+	cfg := ss.cfg
+	opts := benchreal.Options{
+		Backend:       cfg.Backend,
+		Lock:          cfg.Name,
+		Candidates:    f.candidates,
+		Rounds:        f.rounds,
+		Window:        f.window,
+		LeaseDuration: cfg.Lease.LeaseDuration,
+		RenewDeadline: cfg.Lease.RenewDeadline,
+		RetryPeriod:   cfg.Lease.RetryPeriod,
+		NoNative:      f.noNative,
+		Log:           ss.log,
+	}
+	if f.lockDelay > 0 {
+		opts.ConsulLockDelay = f.lockDelay
+	}
+	switch {
+	case f.json:
+		opts.Format = benchreal.FormatJSON
+	case f.csv:
+		opts.Format = benchreal.FormatCSV
+	}
+	// Each candidate gets its own connection, as separate processes would;
+	// the memory backend's candidates share one store.
+	var store *memory.Store
+	if cfg.Backend == "memory" {
+		store = memory.New()
+	}
+	opts.NewBackend = func(ctx context.Context, lock, identity string) (elector.Backend, func() error, error) {
+		if store != nil {
+			return store.Backend(lock, identity), func() error { return nil }, nil
+		}
+		c := cfg
+		c.Name, c.Identity, c.Lease.Identity = lock, identity, identity
+		return c.openBackend(ctx, ss.base)
+	}
+	switch cfg.Backend {
+	case "etcd":
+		ec := cfg.backendConfigs["etcd"].(*etcd.Config)
+		opts.EtcdEndpoints = ec.Endpoints
+		if ec.Username != "" || ec.TLS != (etcd.TLSFiles{}) {
+			fmt.Fprintln(stderr, "leasehold bench backend: etcd's own Election is measured without the config's credentials and TLS; it fails if the server needs them (--no-native leaves it out)")
+		}
+	case "consul":
+		cc := cfg.backendConfigs["consul"].(*consul.Config)
+		opts.ConsulAddress = cc.Address
+		if cc.TokenFile != "" {
+			b, err := smallfile.Read(cc.TokenFile)
+			if err != nil {
+				return usagef("consul.token_file %s: %v", cc.TokenFile, err)
+			}
+			opts.ConsulToken = strings.TrimSpace(string(b))
+		}
+	case "kube":
+		kc := cfg.backendConfigs["kube"].(*kube.Config)
+		opts.KubeConfig, opts.KubeContext, opts.KubeNamespace = kc.Kubeconfig, kc.Context, kc.Namespace
+	}
+	if err := opts.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	_, err = benchreal.Run(ctx, opts, stdout)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "leasehold bench backend: interrupted")
+		return exitCode(interruptedCode(ctx))
+	}
+	return err
 }
 
 // sweepFlags are bench sweep's flags, as given.

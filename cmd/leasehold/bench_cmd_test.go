@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leasehold-go/leasehold/bench"
+	"github.com/leasehold-go/leasehold/cmd/leasehold/benchreal"
 )
 
 // bench sweep: the grid from the flags, every output, the recommendation,
@@ -66,5 +67,40 @@ func TestBenchSweep(t *testing.T) {
 		if _, errs, code := sweep(tc.args...); code != 2 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errs, tc.want)
 		}
+	}
+}
+
+// bench backend against the real etcd: leasehold watching and polling and
+// etcd's own Election, every figure there, the ratios computed.
+func TestBenchBackendEtcd(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, lock := writeConfig(t, "")
+	out, errs, code := runBinary(t, 3*time.Minute, "bench", "backend", "--config", cfg, "--candidates", "2", "--rounds", "2",
+		"--window", "2s", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	var rep benchreal.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	got := map[string]bool{}
+	for _, r := range rep.Results {
+		got[r.Implementation+"/"+r.Mode] = true
+		if r.Error != "" {
+			t.Errorf("%s %s: %s", r.Implementation, r.Mode, r.Error)
+		}
+	}
+	for _, want := range []string{benchreal.ImplLeasehold + "/" + benchreal.ModeWatch, benchreal.ImplLeasehold + "/" + benchreal.ModePoll, benchreal.ImplEtcd + "/" + benchreal.ModeNative} {
+		if !got[want] {
+			t.Errorf("no %s in %v", want, got)
+		}
+	}
+	if len(rep.Ratios) == 0 || rep.Backend != "etcd" || rep.LeaseDuration != benchreal.Duration(2*time.Second) {
+		t.Errorf("report: backend %q, lease %v, %d ratios", rep.Backend, rep.LeaseDuration, len(rep.Ratios))
+	}
+	// The config's own lock was not touched.
+	if _, _, code := runBinary(t, 10*time.Second, "status", "--config", cfg); code != 3 {
+		t.Errorf("status of %s after the bench: exit %d, want 3 (no record)", lock, code)
 	}
 }

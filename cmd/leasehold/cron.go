@@ -246,8 +246,10 @@ func (c *cronJob) lead(ctx context.Context, e *elector.Elector, term int64, feed
 		}
 		now := c.now()
 		window := c.catchUp
-		if window < 0 {
-			window = c.sched.Period(now)
+		if period := c.sched.Period(now); window < 0 || (st.Started.IsZero() && window > period) {
+			// One period by default; and a job that never ran has no
+			// history to catch up on: at most its latest slot.
+			window = period
 		}
 		due := c.sched.Due(st.Started, now, window, maxCatchUpSlots)
 		if len(due) == 0 {

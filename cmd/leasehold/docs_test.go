@@ -27,7 +27,7 @@ func TestCLIDocs(t *testing.T) {
 		title, body, _ := strings.Cut(p, "\n")
 		sections[title] = body
 	}
-	shared := sections["Flags shared by run, cron, sidecar and status"]
+	shared := sections["Flags shared by the commands that use a lock"]
 	if shared == "" {
 		t.Fatal("no shared flags section")
 	}
