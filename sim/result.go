@@ -485,8 +485,26 @@ func (a Aggregate) WriteText(w io.Writer) {
 	if len(a.UnsafeSeeds) == 0 {
 		fmt.Fprintln(w, "safety: no violation in any run")
 	} else {
-		fmt.Fprintf(w, "SAFETY VIOLATIONS in %d runs, seeds %v\n", len(a.UnsafeSeeds), a.UnsafeSeeds)
+		fmt.Fprintf(w, "SAFETY VIOLATIONS in %d runs, seeds %s\n", len(a.UnsafeSeeds), seedList(a.UnsafeSeeds, shownSeeds))
 	}
+}
+
+// shownSeeds is how many unsafe seeds the text lists; JSON has them all.
+const shownSeeds = 5
+
+// seedList writes the first n seeds and how many more there are.
+func seedList(seeds []uint64, n int) string {
+	var b strings.Builder
+	for i, s := range seeds[:min(n, len(seeds))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, s)
+	}
+	if len(seeds) > n {
+		fmt.Fprintf(&b, " and %d more (--json lists them all)", len(seeds)-n)
+	}
+	return b.String()
 }
 
 func fmtMS(v float64) string {

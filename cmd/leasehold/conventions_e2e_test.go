@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -409,8 +410,11 @@ func TestSimInterruptAndSeeds(t *testing.T) {
 			t.Errorf("sim after %v: stdout %q, stderr %q; want the finished runs' aggregate", sig, out.String(), errb.String())
 		}
 	}
-	_, errs, code := runBinary(t, 60*time.Second, "sim", "--runs", "40", "long-pause")
+	out, errs, code := runBinary(t, 60*time.Second, "sim", "--runs", "40", "long-pause")
 	if code != 3 || !strings.Contains(errs, "in 40 runs, seeds ") || !strings.Contains(errs, "and 35 more; --json lists them all") {
 		t.Fatalf("sim --runs 40 long-pause: exit %d, stderr %q; want 3, five seeds and the count", code, errs)
+	}
+	if !regexp.MustCompile(`SAFETY VIOLATIONS in 40 runs, seeds \d+, \d+, \d+, \d+, \d+ and 35 more \(--json lists them all\)\n`).MatchString(out) {
+		t.Fatalf("sim --runs 40 long-pause: the text lists the seeds as %q", out)
 	}
 }
