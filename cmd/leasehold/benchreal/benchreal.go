@@ -72,7 +72,10 @@ type Options struct {
 	// processes in real use), with lock names it makes from Lock. It must
 	// open the lock for the durations below where the backend needs them
 	// (the kube backend's whole-second LeaseDuration; the etcd backend's
-	// reconnect delay). Required.
+	// reconnect delay). The candidates must share one store: for the
+	// memory backend, whose Open makes a private store each time, open
+	// the locks of one memory.Store (store.Backend(lock, identity)).
+	// Required.
 	NewBackend func(ctx context.Context, lock, identity string) (b elector.Backend, close func() error, err error)
 
 	// Lock is the prefix of every lock, key and Lease the run creates

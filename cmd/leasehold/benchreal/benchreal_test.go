@@ -115,7 +115,10 @@ type outcome struct {
 // runAll runs the benchmark on every server that started, the servers at
 // once (t.Parallel would run two at a time on two cores: each run mostly
 // waits for leases to run out).
-func runAll(ctx context.Context, base Options) []*outcome {
+func runAll(ctx context.Context, base Options) []*outcome { return runCases(ctx, base, false) }
+
+// runCases is runAll, the servers one after the other if sequential.
+func runCases(ctx context.Context, base Options, sequential bool) []*outcome {
 	cases := benchCases()
 	res := make([]*outcome, len(cases))
 	var wg sync.WaitGroup
@@ -125,10 +128,15 @@ func runAll(ctx context.Context, base Options) []*outcome {
 			continue
 		}
 		wg.Add(1)
-		go func() {
+		run := func() {
 			defer wg.Done()
 			res[i].rep, res[i].err = Run(ctx, c.opts(base), &res[i].out)
-		}()
+		}
+		if sequential {
+			run()
+		} else {
+			go run()
+		}
 	}
 	wg.Wait()
 	return res
@@ -184,7 +192,8 @@ func TestBenchMemory(t *testing.T) {
 //
 // BENCHREAL_TIMING (lease,renew,retry; default 4s,3s,1s), BENCHREAL_ROUNDS
 // (default 5), BENCHREAL_CANDIDATES (default 5) and BENCHREAL_LOCK_DELAY
-// (Consul's lock-delay, default 15s) change it.
+// (Consul's lock-delay, default 15s) change it; BENCHREAL_SEQUENTIAL=1
+// measures the servers one after the other instead of at once.
 func TestBenchFigures(t *testing.T) {
 	if os.Getenv("BENCHREAL_FIGURES") == "" {
 		t.Skip("set BENCHREAL_FIGURES=1 to measure the figures of docs/timing-real.md")
@@ -220,7 +229,7 @@ func TestBenchFigures(t *testing.T) {
 	}
 	base := Options{Candidates: cands, Rounds: rounds, LeaseDuration: d[0], RenewDeadline: d[1], RetryPeriod: d[2],
 		ConsulLockDelay: delay, Format: FormatText}
-	for i, oc := range runAll(context.Background(), base) {
+	for i, oc := range runCases(context.Background(), base, os.Getenv("BENCHREAL_SEQUENTIAL") != "") {
 		c := benchCases()[i]
 		if c.err != nil {
 			t.Errorf("%s: %v", c.name, c.err)

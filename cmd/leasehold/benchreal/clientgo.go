@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,9 @@ type clientGoKind struct {
 	run string
 	rc  *rest.Config
 	ns  string
+
+	mu    sync.Mutex
+	names map[string]bool // the Leases of its locks, for the cleanup
 }
 
 func kubeREST(o Options) (*rest.Config, error) {
@@ -55,7 +59,7 @@ func newClientGoKind(o Options, run string) (kind, cleaner, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench backend: client-go: client for %s: %w", rc.Host, err)
 	}
-	k := &clientGoKind{o: o, run: run, rc: rc, ns: o.KubeNamespace}
+	k := &clientGoKind{o: o, run: run, rc: rc, ns: o.KubeNamespace, names: map[string]bool{}}
 	return k, &kubeCleaner{k: k, cs: cs}, nil
 }
 
@@ -68,7 +72,11 @@ func (k *clientGoKind) settings() string {
 }
 
 func (k *clientGoKind) lockName(purpose string) string {
-	return fmt.Sprintf("%s-%s-cg-%s", k.o.Lock, k.run, purpose)
+	name := fmt.Sprintf("%s-%s-cg-%s", k.o.Lock, k.run, purpose)
+	k.mu.Lock()
+	k.names[name] = true
+	k.mu.Unlock()
+	return name
 }
 
 type cgCand struct {
@@ -175,18 +183,12 @@ type kubeCleaner struct {
 }
 
 func (c *kubeCleaner) clean(ctx context.Context, backends []elector.Backend) error {
-	leases := c.cs.CoordinationV1().Leases(c.k.ns)
 	names := map[string]string{} // name → namespace
-	list, err := leases.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("client-go: list leases in %s: %w", c.k.ns, err)
+	c.k.mu.Lock()
+	for name := range c.k.names {
+		names[name] = c.k.ns
 	}
-	prefix := fmt.Sprintf("%s-%s-cg-", c.k.o.Lock, c.k.run)
-	for _, l := range list.Items {
-		if len(l.Name) > len(prefix) && l.Name[:len(prefix)] == prefix {
-			names[l.Name] = c.k.ns
-		}
-	}
+	c.k.mu.Unlock()
 	for _, b := range backends {
 		if kb, ok := b.(*kube.Backend); ok {
 			names[kb.Name()] = kb.Namespace()

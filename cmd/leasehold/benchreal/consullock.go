@@ -52,7 +52,7 @@ func (k *consulKind) name() string { return ImplConsul }
 func (k *consulKind) mode() string { return ModeNative }
 
 func (k *consulKind) settings() string {
-	return fmt.Sprintf("api.Lock, SessionTTL %v, LockWaitTime %v, LockDelay %v (Consul invalidates a session between TTL and 2 × TTL; a lock-delay makes a waiter retry after 5s); handoff: Unlock; crash: the client cut off, its session neither renewed nor destroyed; requests: HTTP requests; renew: a session renewal",
+	return fmt.Sprintf("api.Lock, SessionTTL %v, LockWaitTime %v, LockDelay %v (the agent times a session out 2 × TTL after its last renewal; a key refused for its lock-delay is retried every 5s); handoff: Unlock; crash: the client cut off, its session neither renewed nor destroyed; requests: HTTP requests; renew: a session renewal",
 		k.o.LeaseDuration, k.o.LeaseDuration, k.o.ConsulLockDelay)
 }
 
