@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"reflect"
@@ -391,5 +393,49 @@ func TestCSVRoundTrip(t *testing.T) {
 	}
 	if f := rep.Results[0].Figures[0]; f.Min != 1.235 || f.P50 != 2.346 || f.Max != 3.457 {
 		t.Fatalf("acquire figure %+v", f)
+	}
+}
+
+// TestStopAndFailures: a cancelled run returns soon with what it measured
+// and still writes its report; a backend that cannot be opened is reported
+// in the results and Run's error.
+func TestStopAndFailures(t *testing.T) {
+	t.Parallel()
+	store := memory.New()
+	o := Options{
+		Backend: "memory",
+		NewBackend: func(_ context.Context, lock, id string) (elector.Backend, func() error, error) {
+			return store.Backend(lock, id), func() error { return nil }, nil
+		},
+		Candidates: 3, Rounds: 2, LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
+		Window: time.Second, Format: FormatCSV,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var out bytes.Buffer
+	t0 := time.Now()
+	rep, err := Run(ctx, o, &out)
+	if took := time.Since(t0); err == nil || took > 10*time.Second {
+		t.Fatalf("cancelled run: %v after %v", err, took)
+	}
+	if len(rep.Results) == 0 || rep.Results[0].Error == "" {
+		t.Fatalf("cancelled run: results %+v", rep.Results)
+	}
+	if f, ok := rep.Results[0].Figure(FigAcquire); !ok || f.N != o.Rounds {
+		t.Fatalf("cancelled run: acquire %+v, want the %d samples taken before the cancel", f, o.Rounds)
+	}
+	if out.Len() == 0 {
+		t.Fatal("cancelled run: no report written")
+	}
+	if _, _, err := ParseCSV(&out); err != nil {
+		t.Fatalf("cancelled run: its CSV: %v", err)
+	}
+
+	o.NewBackend = func(context.Context, string, string) (elector.Backend, func() error, error) {
+		return nil, nil, errors.New("no such store")
+	}
+	rep, err = Run(context.Background(), o, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "no such store") || len(rep.Results) != 2 || !strings.Contains(rep.Results[1].Error, "no such store") {
+		t.Fatalf("failing backend: %v, %+v", err, rep.Results)
 	}
 }

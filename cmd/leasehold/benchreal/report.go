@@ -130,6 +130,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// String is time.Duration's String.
 func (d Duration) String() string { return time.Duration(d).String() }
 
 // msFigure summarises durations in milliseconds.
