@@ -31,6 +31,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/leasehold-go/leasehold/backend/consul"
+	"github.com/leasehold-go/leasehold/backend/etcd"
+	"github.com/leasehold-go/leasehold/backend/kube"
 	"github.com/leasehold-go/leasehold/elector"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/rest"
@@ -113,6 +116,15 @@ type Options struct {
 	KubeNamespace string
 	KubeREST      *rest.Config
 
+	// FromEtcd, FromConsul and FromKube, when set, are the CLI's
+	// configuration of the backend (its etcd:, consul: or kube: block):
+	// the native client is built from it — endpoints, address, TLS files,
+	// credentials, kubeconfig, context, namespace — unless Etcd, Consul or
+	// KubeREST is set; the fields above, when set, override it.
+	FromEtcd   *etcd.Config
+	FromConsul *consul.Config
+	FromKube   *kube.Config
+
 	// NoNative measures leasehold alone, without the native election.
 	NoNative bool
 
@@ -169,6 +181,7 @@ func (o Options) withDefaults() Options {
 	if o.Format == "" {
 		o.Format = FormatText
 	}
+	o = o.kubeFrom()
 	if o.KubeNamespace == "" {
 		o.KubeNamespace = DefaultNamespace
 	}

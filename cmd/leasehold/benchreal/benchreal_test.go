@@ -72,37 +72,59 @@ type benchCase struct {
 }
 
 func benchCases() []benchCase {
+	// The natives are reached through the backends' own Configs, as the
+	// CLI hands them over (FromEtcd, ...).
+	etcdCfg := func() etcd.Config {
+		c := etcd.DefaultConfig()
+		if etcdSrv != nil {
+			c.Endpoints = []string{etcdSrv.Endpoint}
+		}
+		return c
+	}
+	consulCfg := func() consul.Config {
+		c := consul.DefaultConfig()
+		if consulSrv != nil {
+			c.Address = consulSrv.Address
+		}
+		return c
+	}
+	kubeCfg := func() kube.Config {
+		c := kube.DefaultConfig()
+		if kubeSrv != nil {
+			c.Kubeconfig = kubeSrv.AdminKubeconfig
+		}
+		return c
+	}
 	return []benchCase{
 		{"etcd", ImplEtcd, etcdErr, func(o Options) Options {
 			o.Backend = "etcd"
 			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
-				c := etcd.DefaultConfig()
-				c.Endpoints = []string{etcdSrv.Endpoint}
+				c := etcdCfg()
 				c.MaxReconnectDelay = o.RetryPeriod
 				return etcd.Open(ctx, c, lock, quiet)
 			}
-			o.EtcdEndpoints = []string{etcdSrv.Endpoint}
+			c := etcdCfg()
+			o.FromEtcd = &c
 			return o
 		}},
 		{"consul", ImplConsul, consulErr, func(o Options) Options {
 			o.Backend = "consul"
 			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
-				c := consul.DefaultConfig()
-				c.Address = consulSrv.Address
-				return consul.Open(ctx, c, lock, quiet)
+				return consul.Open(ctx, consulCfg(), lock, quiet)
 			}
-			o.ConsulAddress = consulSrv.Address
+			c := consulCfg()
+			o.FromConsul = &c
 			return o
 		}},
 		{"kube", ImplClientGo, kubeErr, func(o Options) Options {
 			o.Backend = "kube"
 			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
-				c := kube.DefaultConfig()
-				c.Kubeconfig = kubeSrv.AdminKubeconfig
+				c := kubeCfg()
 				c.LeaseDuration = o.LeaseDuration
 				return kube.Open(ctx, c, lock, quiet)
 			}
-			o.KubeConfig = kubeSrv.AdminKubeconfig
+			c := kubeCfg()
+			o.FromKube = &c
 			return o
 		}},
 	}
@@ -437,5 +459,49 @@ func TestStopAndFailures(t *testing.T) {
 	rep, err = Run(context.Background(), o, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "no such store") || len(rep.Results) != 2 || !strings.Contains(rep.Results[1].Error, "no such store") {
 		t.Fatalf("failing backend: %v, %+v", err, rep.Results)
+	}
+}
+
+// TestFromConfigs: the native clients are configured from the backends'
+// Configs, the explicit fields over them; secrets come from their files.
+func TestFromConfigs(t *testing.T) {
+	dir := t.TempDir()
+	secret := dir + "/secret"
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ec := etcd.DefaultConfig()
+	ec.Endpoints, ec.Username, ec.PasswordFile = []string{"10.0.0.1:2379"}, "bench", secret
+	eb, err := Options{FromEtcd: &ec}.etcdBase()
+	if err != nil || eb.Password != "s3cret" || eb.Username != "bench" || eb.Endpoints[0] != "10.0.0.1:2379" || eb.TLS != nil {
+		t.Fatalf("etcd from config: %+v, %v", eb, err)
+	}
+	eb, _ = Options{FromEtcd: &ec, EtcdEndpoints: []string{"127.0.0.1:1"}}.etcdBase()
+	if !reflect.DeepEqual(eb.Endpoints, []string{"127.0.0.1:1"}) {
+		t.Fatalf("EtcdEndpoints over FromEtcd: %v", eb.Endpoints)
+	}
+	ec.PasswordFile = dir + "/missing"
+	if _, err := (Options{FromEtcd: &ec}).etcdBase(); err == nil || !strings.Contains(err.Error(), "etcd.password_file") {
+		t.Fatalf("missing password file: %v", err)
+	}
+
+	cc := consul.DefaultConfig()
+	cc.Address, cc.TokenFile, cc.Datacenter = "10.0.0.2:8500", secret, "dc2"
+	cb, err := Options{FromConsul: &cc}.consulBase()
+	if err != nil || cb.Token != "s3cret" || cb.Address != "10.0.0.2:8500" || cb.Datacenter != "dc2" {
+		t.Fatalf("consul from config: %+v, %v", cb, err)
+	}
+	cb, _ = Options{FromConsul: &cc, ConsulAddress: "127.0.0.1:1", ConsulToken: "t"}.consulBase()
+	if cb.Address != "127.0.0.1:1" || cb.Token != "t" {
+		t.Fatalf("ConsulAddress and ConsulToken over FromConsul: %+v", cb)
+	}
+
+	kc := kube.Config{Kubeconfig: "/k", Context: "c", Namespace: "ns"}
+	ko := Options{FromKube: &kc}.withDefaults()
+	if ko.KubeConfig != "/k" || ko.KubeContext != "c" || ko.KubeNamespace != "ns" {
+		t.Fatalf("kube from config: %q %q %q", ko.KubeConfig, ko.KubeContext, ko.KubeNamespace)
+	}
+	if ko := (Options{FromKube: &kube.Config{}}).withDefaults(); ko.KubeNamespace != DefaultNamespace {
+		t.Fatalf("kube namespace default: %q", ko.KubeNamespace)
 	}
 }

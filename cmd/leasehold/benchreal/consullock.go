@@ -27,19 +27,10 @@ type consulKind struct {
 }
 
 func newConsulKind(o Options, run string) (kind, cleaner, error) {
-	var base api.Config
-	if o.Consul != nil {
-		base = *o.Consul
-	} else {
-		base = *api.DefaultNonPooledConfig()
+	base, err := o.consulBase()
+	if err != nil {
+		return nil, nil, err
 	}
-	if o.ConsulAddress != "" {
-		base.Address = o.ConsulAddress
-	}
-	if o.ConsulToken != "" {
-		base.Token = o.ConsulToken
-	}
-	base.HttpClient, base.Transport = nil, nil
 	k := &consulKind{o: o, run: run, base: base}
 	cli, _, err := k.client(&gate{}, nil)
 	if err != nil {

@@ -29,15 +29,12 @@ type etcdKind struct {
 }
 
 func newEtcdKind(o Options, run string) (kind, cleaner, error) {
-	var base clientv3.Config
-	if o.Etcd != nil {
-		base = *o.Etcd
-	}
-	if len(o.EtcdEndpoints) > 0 {
-		base.Endpoints = slices.Clone(o.EtcdEndpoints)
+	base, err := o.etcdBase()
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(base.Endpoints) == 0 {
-		return nil, nil, errors.New("bench backend: etcd-election: no etcd endpoints (Options.EtcdEndpoints)")
+		return nil, nil, errors.New("bench backend: etcd-election: no etcd endpoints (Options.EtcdEndpoints or FromEtcd)")
 	}
 	if base.DialTimeout == 0 {
 		base.DialTimeout = 5 * time.Second
