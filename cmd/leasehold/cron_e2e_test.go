@@ -376,3 +376,90 @@ func TestSidecarClaims(t *testing.T) {
 		t.Fatalf("status does not show the job:\n%s", st.String())
 	}
 }
+
+// --overlap skip: slots that come due while a run is still going are
+// recorded and not run; --overlap wait (the default) runs them after it,
+// one after another.
+func TestCronOverlap(t *testing.T) {
+	needBinaryAndEtcd(t)
+	for _, mode := range []string{"skip", "wait"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg, _ := cronLockConfig(t)
+			out := filepath.Join(t.TempDir(), "runs.txt")
+			// Each run takes 2.5s; the schedule is every second.
+			p := startLeasehold(t, "r1", []string{"OUT=" + out}, "cron", "--config", cfg, "--id", "r1", "--schedule", "@every 1s",
+				"--catch-up", "1m", "--overlap", mode, "--", "sh", "-c", `echo "$LEASEHOLD_SLOT r1 0 $(date +%s%N)" >> "$OUT"; sleep 2.5`)
+			waitSlots(t, out, 20*time.Second, "four runs", func(map[int64][]string) bool { return len(cronLines(t, out)) >= 4 })
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			<-p.done
+			ls := cronLines(t, out)
+			for i := 1; i < len(ls); i++ {
+				gap := ls[i].slot.Sub(ls[i-1].slot)
+				switch {
+				case mode == "skip" && gap < 2*time.Second:
+					t.Errorf("slots %s and %s both ran: the ones due during a run should be skipped", ls[i-1].slot.Format("15:04:05"), ls[i].slot.Format("15:04:05"))
+				case mode == "wait" && gap != time.Second:
+					t.Errorf("slots %s then %s: with wait every slot runs, in order", ls[i-1].slot.Format("15:04:05"), ls[i].slot.Format("15:04:05"))
+				}
+				if started := ls[i].at.Sub(ls[i-1].at); started < 2500*time.Millisecond {
+					t.Errorf("runs %d and %d overlap: the second started %v after the first", i-1, i, started)
+				}
+			}
+			if mode == "skip" && !strings.Contains(p.logs.String(), "skipped a slot") {
+				t.Errorf("no slot was logged as skipped:\n%s", p.logs.String())
+			}
+		})
+	}
+}
+
+// A new leader runs the slots missed within --catch-up, in order, and not
+// older ones.
+func TestCronCatchUp(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, _ := cronLockConfig(t)
+	out := filepath.Join(t.TempDir(), "runs.txt")
+	start := func(id, catchUp string) *proc {
+		return startLeasehold(t, id, []string{"OUT=" + out}, "cron", "--config", cfg, "--id", id, "--schedule", "@every 1s",
+			"--catch-up", catchUp, "--", "sh", "-c", `echo "$LEASEHOLD_SLOT `+id+` 0 $(date +%s%N)" >> "$OUT"`)
+	}
+	a := start("a", "1m")
+	waitSlots(t, out, 15*time.Second, "two runs", func(map[int64][]string) bool { return len(cronLines(t, out)) >= 2 })
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+	killed := time.Now()
+	lastA := cronLines(t, out)[len(cronLines(t, out))-1].slot
+	// Nobody leads for a while: slots are missed (the lease is 2s).
+	time.Sleep(6 * time.Second)
+	b := start("b", "3s")
+	waitSlots(t, out, 15*time.Second, "b's runs", func(map[int64][]string) bool {
+		n := 0
+		for _, l := range cronLines(t, out) {
+			if l.id == "b" {
+				n++
+			}
+		}
+		return n >= 5
+	})
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	<-b.done
+	var bs []cronLine
+	for _, l := range cronLines(t, out) {
+		if l.id == "b" {
+			bs = append(bs, l)
+		}
+	}
+	// b's first run is a catch-up slot about 3s before it led, not the
+	// first slot after a's last (about 8s before).
+	first := bs[0]
+	if lag := first.at.Sub(first.slot); lag < 2*time.Second || lag > 4500*time.Millisecond {
+		t.Errorf("b's first slot %s ran %v after its time; want a slot from the last 3s before it led", first.slot.Format("15:04:05"), lag)
+	}
+	if !first.slot.After(lastA.Add(2 * time.Second)) {
+		t.Errorf("b ran slot %s, older than the 3s catch-up (a's last was %s, a died %s)", first.slot.Format("15:04:05"), lastA.Format("15:04:05"), killed.Format("15:04:05"))
+	}
+	for i := 1; i < len(bs); i++ {
+		if bs[i].slot.Sub(bs[i-1].slot) != time.Second {
+			t.Errorf("b's slots %s then %s: the caught-up slots and those after run in order, none skipped", bs[i-1].slot.Format("15:04:05"), bs[i].slot.Format("15:04:05"))
+		}
+	}
+}
