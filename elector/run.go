@@ -367,16 +367,16 @@ func (d *driver) answer(results []ClaimResult) {
 			continue
 		}
 		delete(d.waiting, r.Request.ID)
-		verb := "claim"
+		verb, did := "claim", "claimed a slot"
 		switch {
 		case r.Request.Done:
-			verb = "done"
+			verb, did = "done", "marked a slot done"
 		case r.Request.Rerun:
-			verb = "rerun"
+			verb, did = "rerun", "claimed a slot again, to rerun it"
 		}
 		switch r.Outcome {
 		case ClaimAcknowledged:
-			e.log.Info(verb, "job", r.Request.Job, "slot", formatSlot(r.Request.Slot), "term", r.Term)
+			e.log.Info(did, "job", r.Request.Job, "slot", formatSlot(r.Request.Slot), "term", r.Term)
 		case ClaimFailed:
 			e.log.Warn(verb+" failed", "job", r.Request.Job, "slot", formatSlot(r.Request.Slot), "err", r.Err)
 		default:
