@@ -237,9 +237,11 @@ func (s *sim) stopNow(n *node) {
 
 func (s *sim) crash(n *node, restart time.Duration) {
 	s.markFault(n, Crash)
+	s.cronStopRun(n, s.now, "crash")
 	if n.leading {
 		s.endLeadership(n, "crash")
 	}
+	s.cronLeadEnd(n)
 	n.inc++
 	n.state = crashed
 	n.m = nil
@@ -247,6 +249,7 @@ func (s *sim) crash(n *node, restart time.Duration) {
 	n.pauseUntil, n.watching = 0, false
 	s.regs[n.idx].active = false
 	s.mark(n)
+	s.cronAlive()
 	if restart > 0 {
 		s.push(event{at: s.now + restart, kind: evRecover, node: int32(n.idx), inc: n.inc, what: Crash})
 	}

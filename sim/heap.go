@@ -25,10 +25,15 @@ const (
 	evWatchdog                     // a leader's lease deadline, as its guard sees it
 	evServe                        // the store finished serving a request
 	evWorkStarted                  // a new leader's work runs
+	evCronStep                     // the cron loop's next turn (idx 1: mark the run just ended done)
+	evCronWake                     // the cron loop's sleep ends (idx: which sleep)
+	evCronRunStart                 // a claimed slot's command starts (after work_start)
+	evCronRunEnd                   // a run's command finishes by itself (gen: the run)
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
-	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done", "watchdog", "serve", "work-started"}
+	"fence-tick", "fence-write", "fault", "random-fault", "recover", "watch-retry", "work-done", "watchdog", "serve", "work-started",
+	"cron-step", "cron-wake", "cron-run-start", "cron-run-end"}
 
 // event is one thing that happens at a true instant. Node-bound events carry
 // the node's incarnation (inc) and a generation or call id (gen) so that

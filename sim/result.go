@@ -28,6 +28,8 @@ type Result struct {
 	Transitions       int          `json:"transitions"`
 	Violations        []Violation  `json:"violations"`
 	Store             StoreStats   `json:"store,omitzero"`
+	// Cron is what happened to the slots, with a cron: block.
+	Cron *CronStats `json:"cron,omitempty"`
 
 	Timeline *Timeline `json:"-"`
 }
@@ -99,6 +101,7 @@ type Violation struct {
 	UntilMS float64  `json:"until_ms"`
 	Nodes   []string `json:"nodes"`
 	Term    int64    `json:"term,omitempty"`
+	Slot    string   `json:"slot,omitempty"` // duplicated_slot, overlapping_runs: the slot (of the later run)
 }
 
 // Safe reports whether the run had no violation.
@@ -144,6 +147,7 @@ func (s *sim) startLeadership(n *node, term int64) {
 	if s.trace != nil {
 		s.tracef(n, "STARTED leading term=%d", term)
 	}
+	s.cronLeadStart(n)
 	if s.sc.WorkStart > 0 {
 		s.push(event{at: s.now + s.workTime(s.sc.WorkStart), kind: evWorkStarted, node: int32(n.idx), inc: n.inc, gen: n.fenceGen})
 		return
@@ -246,6 +250,7 @@ func (s *sim) finish() {
 		f.LeaderlessMS = ms(s.leaderless - s.pendingLL)
 		s.res.Failovers = append(s.res.Failovers, *f)
 	}
+	s.cronFinish()
 	r := &s.res
 	r.SimSeconds = s.sc.Duration.Seconds()
 	r.LeaderlessMSTotal = ms(s.leaderless)
@@ -312,6 +317,9 @@ type Aggregate struct {
 	DualWindowsMS Percentiles `json:"dual_windows_ms"`
 	// Store sums the runs' store figures (MaxWaitMS: the longest wait).
 	Store StoreStats `json:"store,omitzero"`
+	// Cron sums the runs' slot figures, with the start delays' percentiles
+	// over all of them.
+	Cron *CronStats `json:"cron,omitempty"`
 }
 
 // CauseStats are the failovers of one cause.
@@ -332,6 +340,7 @@ type Summary struct {
 	leaderless map[string][]float64
 	count      map[string]int
 	seen       bool
+	cron       cronSummary
 }
 
 // Add folds one run in. Runs may come in any order.
@@ -377,6 +386,9 @@ func (m *Summary) Add(r *Result) {
 	a.Store.WaitMSTotal += r.Store.WaitMSTotal
 	a.Store.MaxWaitMS = max(a.Store.MaxWaitMS, r.Store.MaxWaitMS)
 	a.Store.StaleReads += r.Store.StaleReads
+	if r.Cron != nil {
+		m.cron.add(r.Cron)
+	}
 	m.secs += r.SimSeconds
 }
 
@@ -393,6 +405,7 @@ func (m *Summary) Aggregate() Aggregate {
 			FailoverMS:   percentilesOf(append([]float64(nil), m.failover[cause]...)),
 			LeaderlessMS: percentilesOf(append([]float64(nil), m.leaderless[cause]...))}
 	}
+	a.Cron = m.cron.stats()
 	a.LeaderlessMSTotal = math.Round(a.LeaderlessMSTotal*1000) / 1000
 	a.DualLeaderMS = math.Round(a.DualLeaderMS*1000) / 1000
 	if m.secs > 0 {
@@ -438,6 +451,9 @@ func (r *Result) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "store: %d requests served, %d waited in line (max %s, %s in all), %d stale reads\n",
 			st.Served, st.Queued, fmtMS(st.MaxWaitMS), fmtMS(st.WaitMSTotal), st.StaleReads)
 	}
+	if r.Cron != nil {
+		r.Cron.writeText(w, "")
+	}
 	if r.Safe() {
 		fmt.Fprintln(w, "safety: no violation")
 		return
@@ -448,9 +464,15 @@ func (r *Result) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  ... %d more\n", len(r.Violations)-10)
 			break
 		}
-		if v.Kind == "dual_leadership" {
+		switch v.Kind {
+		case "dual_leadership":
 			fmt.Fprintf(w, "  %10s  two leaders until %s: %s\n", fmtMS(v.AtMS), fmtMS(v.UntilMS), strings.Join(v.Nodes, ", "))
-		} else {
+		case "duplicated_slot":
+			fmt.Fprintf(w, "  %10s  slot %s started again by %s (first run by %s)\n", fmtMS(v.AtMS), v.Slot, v.Nodes[1], v.Nodes[0])
+		case "overlapping_runs":
+			fmt.Fprintf(w, "  %10s  two runs at once until %s: slot %s on %s while %s still runs\n", fmtMS(v.AtMS), fmtMS(v.UntilMS),
+				v.Slot, v.Nodes[1], v.Nodes[0])
+		default:
 			fmt.Fprintf(w, "  %10s  stale write accepted from %s (term %d) while %s holds the lock\n", fmtMS(v.AtMS), v.Nodes[0], v.Term, v.Nodes[1])
 		}
 	}
@@ -481,6 +503,9 @@ func (a Aggregate) WriteText(w io.Writer) {
 	if st := a.Store; st != (StoreStats{}) {
 		fmt.Fprintf(w, "store, summed over the runs: %d requests served, %d waited in line (max %s, %s in all), %d stale reads\n",
 			st.Served, st.Queued, fmtMS(st.MaxWaitMS), fmtMS(st.WaitMSTotal), st.StaleReads)
+	}
+	if a.Cron != nil {
+		a.Cron.writeText(w, "summed over the runs: ")
 	}
 	if len(a.UnsafeSeeds) == 0 {
 		fmt.Fprintln(w, "safety: no violation in any run")
@@ -514,5 +539,24 @@ func fmtMS(v float64) string {
 		return d.Round(time.Millisecond).String()
 	default:
 		return d.Round(time.Microsecond).String()
+	}
+}
+
+// writeText writes the slot figures (prefix introduces the first line).
+func (c *CronStats) writeText(w io.Writer, prefix string) {
+	fmt.Fprintf(w, "cron %q, %s%d slots due: %d run, %d missed (%d claimed but never run), %d pending at the end, %d skipped (overlap)\n",
+		c.Schedule, prefix, c.Due, c.Run, c.Missed, c.ClaimedNotRun, c.Pending, c.Skipped)
+	fmt.Fprintf(w, "  %d runs started: %d duplicated, %d reruns, %d cut short; %d overlapping runs\n",
+		c.Starts, c.Duplicated, c.Reruns, c.CutShort, c.OverlappingRuns)
+	for _, d := range []struct {
+		what string
+		p    Percentiles
+	}{{"slot start delay", c.StartDelayMS}, {"after a failover", c.FailoverDelayMS}} {
+		if d.p.N == 0 {
+			fmt.Fprintf(w, "  %s: none\n", d.what)
+			continue
+		}
+		fmt.Fprintf(w, "  %s: %d slots, p50 %s, p90 %s, p99 %s, max %s\n", d.what, d.p.N,
+			fmtMS(d.p.P50), fmtMS(d.p.P90), fmtMS(d.p.P99), fmtMS(d.p.Max))
 	}
 }

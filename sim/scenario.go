@@ -11,6 +11,7 @@ import (
 
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/yamlx"
+	"github.com/leasehold-go/leasehold/schedule"
 	"gopkg.in/yaml.v3"
 )
 
@@ -99,6 +100,50 @@ type Scenario struct {
 	Identities []string
 	Faults     []Fault
 	Random     *RandomFaults
+	// Cron, when set, makes every leader run leasehold cron's scheduling
+	// loop (docs/cron.md): it claims each slot of the schedule in the
+	// lock's record through its Machine, runs it and marks it done.
+	Cron *Cron
+}
+
+// Cron is leasehold cron's job as the simulator runs it: the schedule
+// (read on each node's own wall clock), the catch-up window, what to do
+// with a run cut short and with a slot due while a run is going, and how
+// long a run takes (true time).
+type Cron struct {
+	Schedule string // schedule package syntax: "*/5 * * * *", "@every 10s"
+	Timezone string // where the schedule is read; "" is UTC
+	// CatchUp is --catch-up: a new leader runs the slots missed within
+	// this long; negative means one period of the schedule (the default).
+	CatchUp     time.Duration
+	Rerun       bool // --interrupted rerun (false: skip)
+	SkipOverlap bool // --overlap skip (false: wait)
+	// A run takes RunTime plus uniform [0, RunSpread) of true time.
+	RunTime   time.Duration
+	RunSpread time.Duration
+}
+
+// maxCatchUp is leasehold cron's longest --catch-up.
+const maxCatchUp = 7 * 24 * time.Hour
+
+// parse reads the schedule in its time zone.
+func (c *Cron) parse() (*schedule.Schedule, error) {
+	tz := c.Timezone
+	if tz == "" {
+		tz = "UTC"
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil || tz == "Local" {
+		return nil, fmt.Errorf("timezone %q: not a time zone name such as UTC or Europe/Berlin", c.Timezone)
+	}
+	sched, err := schedule.Parse(c.Schedule, loc)
+	if err != nil {
+		return nil, fmt.Errorf("schedule: %v", err)
+	}
+	if sched.Next(epoch).IsZero() {
+		return nil, fmt.Errorf("schedule %q: it never comes due", c.Schedule)
+	}
+	return sched, nil
 }
 
 // Clock describes one node's clock: Rate is its speed relative to true
@@ -333,6 +378,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 			faults = v
 		case "random_faults":
 			sc.Random = p.random(v)
+		case "cron":
+			sc.Cron = p.cron(v)
 		default:
 			p.Unknown(k, key)
 		}
@@ -567,6 +614,70 @@ func (p *parser) tail(n *yaml.Node, prefix string) *Tail {
 		refuse("median", "sigma")
 	}
 	return t
+}
+
+// cron reads the cron: block.
+func (p *parser) cron(n *yaml.Node) *Cron {
+	c := &Cron{CatchUp: -1, RunTime: time.Second}
+	var spec, tz *yaml.Node
+	p.Mapping(n, "cron.", func(key string, k, v *yaml.Node) {
+		name := "cron." + key
+		switch key {
+		case "schedule":
+			spec = v
+			c.Schedule = p.Str(v, name)
+		case "timezone":
+			tz = v
+			c.Timezone = p.Str(v, name)
+		case "catch_up":
+			c.CatchUp = p.nonNegative(v, name, maxCatchUp)
+		case "interrupted":
+			switch p.Str(v, name) {
+			case "skip":
+			case "rerun":
+				c.Rerun = true
+			default:
+				if p.Err == nil {
+					p.Fail(v, name, "want skip or rerun")
+				}
+			}
+		case "overlap":
+			switch p.Str(v, name) {
+			case "wait":
+			case "skip":
+				c.SkipOverlap = true
+			default:
+				if p.Err == nil {
+					p.Fail(v, name, "want wait or skip")
+				}
+			}
+		case "run_time":
+			c.RunTime = p.nonNegative(v, name, maxLease)
+		case "run_spread":
+			c.RunSpread = p.nonNegative(v, name, maxLease)
+		default:
+			p.Unknown(k, name)
+		}
+	})
+	if p.Err != nil {
+		return c
+	}
+	if spec == nil {
+		p.Fail(n, "cron.schedule", "missing (for example \"@every 10s\" or \"*/5 * * * *\")")
+		return c
+	}
+	if _, err := c.parse(); err != nil {
+		at, key := spec, "cron.schedule"
+		if strings.HasPrefix(err.Error(), "timezone") {
+			at, key = tz, "cron.timezone"
+		}
+		msg := strings.TrimPrefix(err.Error(), "timezone ")
+		if key == "cron.schedule" {
+			_, msg, _ = strings.Cut(msg, ": ")
+		}
+		p.Fail(at, key, "%s", msg)
+	}
+	return c
 }
 
 func (p *parser) random(n *yaml.Node) *RandomFaults {
@@ -895,6 +1006,20 @@ func (sc *Scenario) Validate() error {
 	for i, f := range sc.Faults {
 		if err := sc.validateFault(f); err != nil {
 			return bad("Faults[%d]%s", i, err.Error())
+		}
+	}
+	if c := sc.Cron; c != nil {
+		if _, err := c.parse(); err != nil {
+			return bad("Cron: %v", err)
+		}
+		if c.CatchUp > maxCatchUp {
+			return bad("Cron.CatchUp (%v) must be at most %v (negative: one period)", c.CatchUp, maxCatchUp)
+		}
+		if err := between("Cron.RunTime", c.RunTime, 0, maxLease); err != nil {
+			return err
+		}
+		if err := between("Cron.RunSpread", c.RunSpread, 0, maxLease); err != nil {
+			return err
 		}
 	}
 	if r := sc.Random; r != nil {

@@ -81,6 +81,7 @@ type node struct {
 	workGen      uint64 // current leadership's work
 	stall        bool   // the pause is the elector's only: work and guard go on
 	wdGen        uint64 // the current lease deadline of the guard
+	cron         cronLoop
 
 	leading   bool // believes it leads (the Machine says so and the process is alive)
 	term      int64
@@ -134,6 +135,7 @@ type sim struct {
 	downs     int             // outages so far: a request in line during one is lost
 	free      []time.Duration // when each of the store's Parallel servers is free
 	history   []committed     // recent writes, for stale reads
+	cron      *cronSim        // the job's slots, with a cron: block
 }
 
 // committed is the record from a true instant on, for stale reads.
@@ -163,6 +165,9 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 		holder: -1,
 	}
 	s.res.Scenario, s.res.Seed = sc.Name, opts.Seed
+	if err := s.cronInit(); err != nil {
+		return nil, err
+	}
 	if opts.Trace != nil {
 		s.trace = bufio.NewWriterSize(opts.Trace, 64<<10)
 	}
@@ -257,6 +262,7 @@ func (s *sim) boot(n *node) error {
 	n.m, n.state = m, up
 	n.stopReq, n.inCall = false, false
 	s.mark(n)
+	s.cronAlive()
 	if s.trace != nil {
 		s.tracef(n, "boot")
 	}
@@ -381,6 +387,9 @@ func (s *sim) apply(n *node, out elector.Output) {
 	default:
 		s.wait(n, out.Wait)
 	}
+	if len(out.Claims) > 0 && s.cron != nil {
+		s.cronAnswers(n, out.Claims)
+	}
 }
 
 func (s *sim) transitions(n *node, out elector.Output) {
@@ -395,11 +404,17 @@ func (s *sim) transitions(n *node, out elector.Output) {
 		n.wdGen++
 		// Told to stop, the leader's work returns after work_stop.
 		n.workGen++
+		stopAt := s.now
 		if s.sc.WorkStop == 0 {
 			n.workDone = true
 		} else {
-			s.push(event{at: s.now + s.workTime(s.sc.WorkStop), kind: evWorkDone, node: int32(n.idx), inc: n.inc, gen: n.workGen})
+			stopAt += s.workTime(s.sc.WorkStop)
+			s.push(event{at: stopAt, kind: evWorkDone, node: int32(n.idx), inc: n.inc, gen: n.workGen})
 		}
+		// A cron run is the leader's work: it has stopped when the work
+		// has; the loop ends with the leadership's context.
+		s.cronStopRun(n, stopAt, "leadership lost")
+		s.cronLeadEnd(n)
 	}
 	if out.Started {
 		n.workDone = false
@@ -469,6 +484,7 @@ func (s *sim) exit(n *node) {
 	n.m = nil
 	s.regs[n.idx].active = false
 	s.mark(n)
+	s.cronAlive()
 	if s.trace != nil {
 		s.tracef(n, "exited")
 	}
@@ -515,7 +531,7 @@ func (s *sim) dispatch(e event) {
 		}
 		return
 	}
-	if n.paused && !(n.stall && (e.kind == evFenceTick || e.kind == evWatchdog || e.kind == evWorkStarted)) {
+	if n.paused && !(n.stall && (e.kind == evFenceTick || e.kind == evWatchdog || e.kind == evWorkStarted || e.kind == evCronRunEnd)) {
 		if s.trace != nil {
 			s.tracef(n, "paused: hold %s", eventNames[e.kind])
 		}
@@ -606,6 +622,9 @@ func (s *sim) dispatch(e event) {
 		}
 		s.workRunning(n)
 	case evWatchdog:
+		if e.gen == n.wdGen {
+			s.cronWatchdog(n)
+		}
 		if e.gen != n.wdGen || !n.leading {
 			return
 		}
@@ -621,6 +640,8 @@ func (s *sim) dispatch(e event) {
 			return
 		}
 		s.fenceSend(n)
+	case evCronStep, evCronWake, evCronRunStart, evCronRunEnd:
+		s.cronDispatch(n, e)
 	}
 }
 
@@ -707,6 +728,7 @@ func (s *sim) serve(e event) {
 			s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", e.op, n.id, e.rec.Holder, e.rec.Term, ver)
 		}
 		s.commit()
+		s.cronCommitted(e.rec)
 		s.notifyAll(e.rec, ver)
 	case s.trace != nil:
 		if s.trace != nil {
