@@ -472,17 +472,17 @@ type CronStats struct {
 	// leadership (or the first slot claimed, if later: a job that never
 	// ran owes no earlier slot) to the end while some node was running,
 	// and any other slot that was started or skipped.
-	Due     int `json:"due"`
-	Run     int `json:"run"`     // started at least once
-	Missed  int `json:"missed"`  // due, never started, and no longer can be (it or a later slot was claimed)
+	Due    int `json:"due"`
+	Run    int `json:"run"`    // started at least once
+	Missed int `json:"missed"` // due, never started, and no longer can be (it or a later slot was claimed)
 	// ClaimedNotRun are the missed slots that were claimed in the record
 	// but whose run never started: the claim landed but its answer was
 	// lost or came too late, or the leadership ended before the command
 	// started. interrupted: skip does not run them (at most once).
 	ClaimedNotRun int `json:"claimed_not_run"`
-	Skipped int `json:"skipped"` // claimed and marked done without running (overlap: skip)
-	Pending int `json:"pending"` // due, not started by the end, still runnable (a failover under way at the end)
-	Starts  int `json:"starts"`  // runs started
+	Skipped       int `json:"skipped"` // claimed and marked done without running (overlap: skip)
+	Pending       int `json:"pending"` // due, not started by the end, still runnable (a failover under way at the end)
+	Starts        int `json:"starts"`  // runs started
 	// Duplicated are starts of a slot that had started before, other than
 	// its one allowed rerun (a safety violation); Reruns are those
 	// allowed: interrupted: rerun of a slot whose first run was cut short.

@@ -9,26 +9,26 @@ import (
 type eventKind uint8
 
 const (
-	evTimer       eventKind = iota // a node's wait ended
-	evTimeout                      // a node's call reached its deadline
-	evArrive                       // a request reached the store
-	evReply                        // a reply reached a node
-	evWatchReg                     // a watch registration reached the store
-	evNotify                       // a watch notification reached a node
-	evFenceTick                    // a leader's next write to the fenced resource
-	evFenceWrite                   // a write reached the fenced resource
-	evFault                        // a fault from the scenario's timeline
-	evRandomFault                  // the next random fault
-	evRecover                      // the end of a fault: restart, heal, resume
-	evWatchRetry                   // a node re-registers a watch that was lost
-	evWorkDone                     // a former leader's work has returned
-	evWatchdog                     // a leader's lease deadline, as its guard sees it
-	evServe                        // the store finished serving a request
-	evWorkStarted                  // a new leader's work runs
-	evCronStep                     // the cron loop's next turn (idx 1: mark the run just ended done)
-	evCronWake                     // the cron loop's sleep ends (idx: which sleep)
-	evCronRunStart                 // a claimed slot's command starts (after work_start)
-	evCronRunEnd                   // a run's command finishes by itself (gen: the run)
+	evTimer        eventKind = iota // a node's wait ended
+	evTimeout                       // a node's call reached its deadline
+	evArrive                        // a request reached the store
+	evReply                         // a reply reached a node
+	evWatchReg                      // a watch registration reached the store
+	evNotify                        // a watch notification reached a node
+	evFenceTick                     // a leader's next write to the fenced resource
+	evFenceWrite                    // a write reached the fenced resource
+	evFault                         // a fault from the scenario's timeline
+	evRandomFault                   // the next random fault
+	evRecover                       // the end of a fault: restart, heal, resume
+	evWatchRetry                    // a node re-registers a watch that was lost
+	evWorkDone                      // a former leader's work has returned
+	evWatchdog                      // a leader's lease deadline, as its guard sees it
+	evServe                         // the store finished serving a request
+	evWorkStarted                   // a new leader's work runs
+	evCronStep                      // the cron loop's next turn (idx 1: mark the run just ended done)
+	evCronWake                      // the cron loop's sleep ends (idx: which sleep)
+	evCronRunStart                  // a claimed slot's command starts (after work_start)
+	evCronRunEnd                    // a run's command finishes by itself (gen: the run)
 )
 
 var eventNames = [...]string{"timer", "timeout", "arrive", "reply", "watch-reg", "notify",
