@@ -1,0 +1,296 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseCronErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"cron:\n  schedule: \"@every 10s\"\n  bogus: 1\n", "line 3: cron.bogus: unknown key"},
+		{"cron:\n  run_time: 2s\n", "line 2: cron.schedule: missing"},
+		{"cron:\n  schedule: \"@every 0s\"\n", "line 2: cron.schedule: @every 0s: want a whole number of seconds"},
+		{"cron:\n  schedule: \"61 * * * *\"\n", "line 2: cron.schedule: \"61 * * * *\": "},
+		{"cron:\n  schedule: \"0 0 30 2 *\"\n", "line 2: cron.schedule: it never comes due"},
+		{"cron:\n  schedule: \"@hourly\"\n  timezone: Mars/Base\n", `line 3: cron.timezone: "Mars/Base": not a time zone name`},
+		{"cron:\n  schedule: \"@hourly\"\n  timezone: Local\n", `line 3: cron.timezone: "Local": not a time zone name`},
+		{"cron:\n  schedule: \"@hourly\"\n  interrupted: twice\n", "line 3: cron.interrupted: want skip or rerun"},
+		{"cron:\n  schedule: \"@hourly\"\n  overlap: parallel\n", "line 3: cron.overlap: want wait or skip"},
+		{"cron:\n  schedule: \"@hourly\"\n  catch_up: -1s\n", "line 3: cron.catch_up: must not be negative"},
+		{"cron:\n  schedule: \"@hourly\"\n  catch_up: 200h\n", "line 3: cron.catch_up: must be at most 168h0m0s"},
+		{"cron:\n  schedule: \"@hourly\"\n  run_time: 25h\n", "line 3: cron.run_time: must be at most 24h0m0s"},
+		{"cron:\n  schedule: \"@hourly\"\n  schedule: \"@daily\"\n", "line 3: cron.schedule: given twice"},
+		{"cron: \"@hourly\"\n", "line 1: cron: want a mapping of keys"},
+	} {
+		_, err := ParseScenario([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseScenario(%q) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+	sc, err := ParseScenario([]byte("cron:\n  schedule: \"*/5 * * * *\"\n  timezone: Europe/Berlin\n  catch_up: 0s\n" +
+		"  interrupted: rerun\n  overlap: skip\n  run_time: 3s\n  run_spread: 1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := sc.Cron; c == nil || c.Schedule != "*/5 * * * *" || c.Timezone != "Europe/Berlin" || c.CatchUp != 0 || !c.Rerun ||
+		!c.SkipOverlap || c.RunTime != 3*time.Second || c.RunSpread != time.Second {
+		t.Fatalf("parsed %+v", sc.Cron)
+	}
+	def, err := ParseScenario([]byte("cron: {schedule: \"@every 10s\"}\n"))
+	if err != nil || def.Cron.CatchUp >= 0 || def.Cron.Rerun || def.Cron.SkipOverlap || def.Cron.RunTime != time.Second {
+		t.Fatalf("defaults: %+v %v", def.Cron, err)
+	}
+	bad := *def
+	bad.Cron = &Cron{Schedule: "@every 10s", RunTime: -time.Second}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "Cron.RunTime") {
+		t.Errorf("Validate with a negative run time: %v", err)
+	}
+	bad.Cron = &Cron{Schedule: "nonsense"}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "Cron: schedule") {
+		t.Errorf("Validate with a bad schedule: %v", err)
+	}
+}
+
+// cronScenario is three nodes starting at once, a job @every 10s of 5s,
+// and the leader crashed at 21s (mid-run of the slot at 20s), back 30s
+// later.
+func cronScenario(t *testing.T, extra string) *Scenario {
+	t.Helper()
+	return parse(t, `
+name: cron-scripted
+nodes: 3
+duration: 2m
+start_spread: 0s
+network: {latency: 2ms}
+cron: {schedule: "@every 10s", catch_up: 1m, run_time: 5s`+extra+`}
+faults:
+  - {at: 21s, crash: leader, restart_after: 30s}
+`)
+}
+
+// A crash mid-run: with interrupted: skip the slot is cut short and not
+// run again; with rerun it runs once more on the next leader.
+func TestCronCrashMidRun(t *testing.T) {
+	r := run(t, cronScenario(t, ""), 1)
+	c := r.Cron
+	if c == nil || c.CutShort != 1 || c.Reruns != 0 || c.Duplicated != 0 || c.OverlappingRuns != 0 || c.Missed != 0 || !r.Safe() {
+		t.Fatalf("skip: %+v, violations %+v", c, r.Violations)
+	}
+	if c.Starts != c.Run || c.Run+c.Pending != c.Due || c.Run < 10 {
+		t.Errorf("skip: %+v", c)
+	}
+	trace := traceOf(t, cronScenario(t, ""), 1)
+	for _, want := range []string{"cron: run of slot 2026-01-01T00:00:20Z cut short (crash)",
+		"cron: slot 2026-01-01T00:00:20Z was cut short (term 1): not run again (interrupted: skip)"} {
+		if !strings.Contains(trace, want) {
+			t.Errorf("skip: the trace has no %q", want)
+		}
+	}
+
+	sc := cronScenario(t, ", interrupted: rerun")
+	r = run(t, sc, 1)
+	c = r.Cron
+	if c.CutShort != 1 || c.Reruns != 1 || c.Duplicated != 0 || c.OverlappingRuns != 0 || c.Missed != 0 || c.Starts != c.Run+1 || !r.Safe() {
+		t.Fatalf("rerun: %+v, violations %+v", c, r.Violations)
+	}
+	if trace := traceOf(t, sc, 1); !strings.Contains(trace, "cron: rerun of slot 2026-01-01T00:00:20Z starts (term 2)") {
+		t.Errorf("rerun: the trace has no rerun of the slot at 20s")
+	}
+	// The failover: the slot at 30s came due before the next leader led,
+	// and starts about a lease after the crash (21s + 15s).
+	if p := c.FailoverDelayMS; p.N == 0 || p.Max > float64(sc.LeaseDuration+time.Second)/1e6 {
+		t.Errorf("rerun: failover delays %+v, want some, all within LeaseDuration + 1s", p)
+	}
+}
+
+// Clocks three minutes apart either way never give a slot twice nor two
+// runs at once, whoever leads: only the slots' start times move.
+func TestCronClocksApartNeverDuplicate(t *testing.T) {
+	sc := parse(t, `
+name: cron-apart
+nodes: 3
+duration: 30m
+lease: {duration: 15s, renew_deadline: 10s, retry_period: 2s}
+network: {latency: 2ms, jitter: 2ms}
+clocks:
+  n1: {offset: -3m}
+  n3: {offset: 3m}
+cron: {schedule: "@every 10s", catch_up: 10m, run_time: 2s, run_spread: 6s}
+random_faults: {every: 60s, kinds: [crash, stop, pause], max_down: 10s}
+`)
+	early, late := false, false
+	for seed := uint64(1); seed <= 30; seed++ {
+		r := run(t, sc, seed)
+		c := r.Cron
+		if c.Duplicated != 0 || c.OverlappingRuns != 0 || !r.Safe() || c.Starts != c.Run {
+			t.Fatalf("seed %d: %+v, violations %+v", seed, c, r.Violations)
+		}
+		if c.Missed != c.ClaimedNotRun {
+			t.Errorf("seed %d: %d missed, %d of them claimed: %v", seed, c.Missed, c.ClaimedNotRun, c.MissedSlots)
+		}
+		early = early || c.StartDelayMS.P50 < -170e3
+		late = late || c.StartDelayMS.Max > 170e3
+	}
+	if !early || !late {
+		t.Errorf("no run led by a clock ahead (early %v) or behind (late %v)", early, late)
+	}
+}
+
+// A catch-up window shorter than the failover drops the slots due during
+// it; one longer drops none.
+func TestCronCatchUpAgainstFailover(t *testing.T) {
+	scenario := func(catchUp string) *Scenario {
+		return parse(t, `
+name: cron-catch-up
+nodes: 3
+duration: 2m
+network: {latency: 2ms, jitter: 1ms}
+cron: {schedule: "@every 2s", catch_up: `+catchUp+`, run_time: 200ms}
+faults:
+  - {at: 30s, crash: leader, restart_after: 1m}
+`)
+	}
+	for seed := uint64(1); seed <= 10; seed++ {
+		short := run(t, scenario("5s"), seed)
+		long := run(t, scenario("1m"), seed)
+		if len(short.Failovers) != 1 || short.Failovers[0].FailoverMS < 10e3 {
+			t.Fatalf("seed %d: failovers %+v, want one of more than 10s", seed, short.Failovers)
+		}
+		// A failover of about 15s with slots every 2s: 5s of catch-up runs
+		// the last two or three, the others (at least 3) are dropped.
+		if c := short.Cron; c.Missed-c.ClaimedNotRun < 3 || c.Duplicated != 0 {
+			t.Errorf("seed %d, catch_up 5s: %+v, want 3 or more missed", seed, c)
+		}
+		if c := long.Cron; c.Missed != c.ClaimedNotRun || c.Duplicated != 0 || !long.Safe() {
+			t.Errorf("seed %d, catch_up 1m: %+v, want none missed (but a claim whose answer was lost)", seed, c)
+		}
+	}
+}
+
+// overlap: skip: a run longer than the period skips the slots that come
+// due meanwhile, recorded as such; none runs twice, none overlaps.
+func TestCronOverlapSkip(t *testing.T) {
+	sc := parse(t, `
+name: cron-overlap
+nodes: 3
+duration: 5m
+cron: {schedule: "@every 10s", catch_up: 1m, overlap: skip, run_time: 25s}
+`)
+	r := run(t, sc, 1)
+	c := r.Cron
+	if c.Skipped < 10 || c.Run < 5 || c.Missed != 0 || c.Duplicated != 0 || c.OverlappingRuns != 0 || !r.Safe() {
+		t.Fatalf("%+v", c)
+	}
+	sc.Cron.SkipOverlap = false // wait: every slot runs, late, and falls behind
+	c = run(t, sc, 1).Cron
+	if c.Skipped != 0 || c.OverlappingRuns != 0 || c.Duplicated != 0 || c.StartDelayMS.Max < 30e3 {
+		t.Fatalf("wait: %+v", c)
+	}
+}
+
+// A leader paused past its lease with no watchdog keeps its run going
+// (frozen) while the next leader starts the next slot: two runs at once,
+// a safety violation. The watchdog does not help against a whole-process
+// pause (it is paused too), but it does against a stall.
+func TestCronOverlappingRunsAreViolations(t *testing.T) {
+	src := `
+name: cron-paused
+nodes: 3
+duration: 3m
+start_spread: 0s
+network: {latency: 2ms}
+cron: {schedule: "@every 10s", run_time: 8s}
+faults:
+  - {at: 31s, %s: leader, for: 25s}
+`
+	r := run(t, parse(t, fmt.Sprintf(src, "pause")), 1)
+	if r.Safe() || r.Cron.OverlappingRuns == 0 {
+		t.Fatalf("pause: %+v, violations %+v: want overlapping runs", r.Cron, r.Violations)
+	}
+	found := false
+	for _, v := range r.Violations {
+		found = found || v.Kind == "overlapping_runs" && v.UntilMS > v.AtMS && len(v.Nodes) == 2 && v.Slot != ""
+	}
+	if !found {
+		t.Errorf("pause: violations %+v, want an overlapping_runs one", r.Violations)
+	}
+	var text bytes.Buffer
+	r.WriteText(&text)
+	if !strings.Contains(text.String(), "two runs at once until") {
+		t.Errorf("the text does not say so:\n%s", text.String())
+	}
+	stall := parse(t, "watchdog: true\n"+fmt.Sprintf(src, "stall"))
+	if r := run(t, stall, 1); !r.Safe() || r.Cron.OverlappingRuns != 0 || r.Cron.CutShort != 1 {
+		t.Fatalf("stall with the watchdog: %+v, violations %+v", r.Cron, r.Violations)
+	}
+}
+
+// The aggregate of the cron figures is the same whatever the order the
+// runs are added in, byte for byte, and its text shows them.
+func TestCronAggregate(t *testing.T) {
+	sc := load(t, "cron-rerun")
+	sc.Duration = 10 * time.Minute
+	var runs []*Result
+	for seed := uint64(1); seed <= 6; seed++ {
+		runs = append(runs, run(t, sc, seed))
+	}
+	var fwd, back Summary
+	due, reruns := 0, 0
+	for i := range runs {
+		fwd.Add(runs[i])
+		back.Add(runs[len(runs)-1-i])
+		due += runs[i].Cron.Due
+		reruns += runs[i].Cron.Reruns
+	}
+	a, _ := json.Marshal(fwd.Aggregate())
+	b, _ := json.Marshal(back.Aggregate())
+	if !bytes.Equal(a, b) {
+		t.Fatalf("the order of the runs changes the aggregate:\n%s\n%s", a, b)
+	}
+	agg := fwd.Aggregate()
+	if agg.Cron == nil || agg.Cron.Due != due || agg.Cron.Reruns != reruns || agg.Cron.StartDelayMS.N != agg.Cron.Run {
+		t.Fatalf("aggregate %+v, want %d due, %d reruns", agg.Cron, due, reruns)
+	}
+	var text bytes.Buffer
+	agg.WriteText(&text)
+	for _, want := range []string{`cron "@every 10s", summed over the runs: `, " slots due: ", " reruns, ", "slot start delay: ", "after a failover: "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("the aggregate's text has no %q:\n%s", want, text.String())
+		}
+	}
+	// Without a cron: block, neither a run nor the aggregate has a cron
+	// figure (the JSON of other scenarios is unchanged).
+	plain := run(t, load(t, "leader-crash"), 1)
+	js, _ := json.Marshal(plain)
+	if plain.Cron != nil || bytes.Contains(js, []byte(`"cron"`)) || Summarize([]*Result{plain}).Cron != nil {
+		t.Errorf("a scenario without cron: has cron figures")
+	}
+}
+
+// The outcomes written in the cron example scenarios hold over 20 seeds.
+func TestCronExampleOutcomes(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		for _, name := range []string{"cron-crashes", "cron-rerun", "cron-skewed-clocks"} {
+			r := run(t, load(t, name), seed)
+			c := r.Cron
+			if !r.Safe() || c.Duplicated != 0 || c.OverlappingRuns != 0 {
+				t.Errorf("%s seed %d: %+v, violations %+v", name, seed, c, r.Violations)
+			}
+			// None missed, but (with interrupted: skip) a slot whose
+			// claim landed while its answer was lost.
+			if c.Missed != c.ClaimedNotRun || name == "cron-rerun" && c.Missed != 0 {
+				t.Errorf("%s seed %d: %d missed (%d claimed but never run): %v", name, seed, c.Missed, c.ClaimedNotRun, c.MissedSlots)
+			}
+			if c.Run+c.Missed+c.Pending+c.Skipped != c.Due || c.Pending > 2 || c.Starts != c.Run+c.Reruns {
+				t.Errorf("%s seed %d: the slots do not add up: %+v", name, seed, c)
+			}
+			if name != "cron-rerun" && c.Reruns != 0 || name == "cron-rerun" && c.Reruns > c.CutShort {
+				t.Errorf("%s seed %d: %d reruns, %d cut short", name, seed, c.Reruns, c.CutShort)
+			}
+		}
+	}
+}
