@@ -11,10 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/leasehold-go/leasehold/sim"
@@ -358,63 +356,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for i := range counts {
 		counts[i] = map[string]int{}
 	}
-	type done struct {
-		j   job
-		r   *sim.Result
-		err error
-	}
-	workers := o.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	next, results := make(chan job), make(chan done)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range next {
-				r, err := sim.Run(j.sc, sim.Options{Seed: j.seed})
-				results <- done{j, r, err}
-			}
-		}()
-	}
-	go func() {
-	hand:
-		for _, j := range jobs {
-			select {
-			case next <- j:
-			case <-ctx.Done():
-				break hand
-			}
-		}
-		close(next)
-		wg.Wait()
-		close(results)
-	}()
 	var errs []error
 	finished := 0
-	for d := range results {
+	sim.RunMany(ctx, len(jobs), o.Workers, func(i int) (*sim.Scenario, sim.Options) {
+		return jobs[i].sc, sim.Options{Seed: jobs[i].seed}
+	}, func(i int, r *sim.Result, err error) {
+		j := jobs[i]
 		finished++
 		if o.Progress != nil {
 			o.Progress(finished, len(jobs))
 		}
-		if d.err != nil {
-			errs = append(errs, fmt.Errorf("%v seed %d (%s): %w", combos[d.j.point], d.j.seed, d.j.kind, d.err))
-			continue
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%v seed %d (%s): %w", combos[j.point], j.seed, j.kind, err))
+			return
 		}
-		if d.j.kind == "main" {
-			sums[d.j.point].Add(d.r)
-			continue
+		if j.kind == "main" {
+			sums[j.point].Add(r)
+			return
 		}
-		bad := !d.r.Safe()
-		if strings.HasPrefix(d.j.kind, "outage") {
-			bad = len(d.r.Failovers) > 0
+		bad := !r.Safe()
+		if strings.HasPrefix(j.kind, "outage") {
+			bad = len(r.Failovers) > 0
 		}
 		if bad {
-			counts[d.j.point][d.j.kind]++
+			counts[j.point][j.kind]++
 		}
-	}
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -8,11 +8,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/leasehold-go/leasehold/docs/scenarios"
@@ -216,65 +214,27 @@ func runSims(ctx context.Context, sc *sim.Scenario, seed uint64, f simFlags) (fi
 		kept[0] = first
 	}
 	if f.runs > 1 {
-		type done struct {
-			i   int
-			r   *sim.Result
-			err error
-		}
-		next, results := make(chan int), make(chan done)
-		var wg sync.WaitGroup
-		for range runtime.GOMAXPROCS(0) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					r, err := sim.Run(sc, sim.Options{Seed: seed + uint64(i)})
-					results <- done{i, r, err}
-				}
-			}()
-		}
-		go func() {
-		hand:
-			for i := 1; i < f.runs; i++ {
-				select {
-				case next <- i:
-				case <-ctx.Done():
-					break hand
-				}
-			}
-			close(next)
-			wg.Wait()
-			close(results)
-		}()
 		var errs []error
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
 		finished := 1
-		for results != nil {
-			var d done
-			var ok bool
-			select {
-			case d, ok = <-results:
-				if !ok {
-					results = nil
-					continue
-				}
-			case <-tick.C:
-				if f.progress != nil {
-					fmt.Fprintf(f.progress, "\r%d of %d runs", finished, f.runs)
-				}
-				continue
-			}
+		var said time.Time
+		// Run 0 is the first, made above with its trace and timeline.
+		sim.RunMany(ctx, f.runs-1, 0, func(i int) (*sim.Scenario, sim.Options) {
+			return sc, sim.Options{Seed: seed + uint64(i+1)}
+		}, func(i int, r *sim.Result, err error) {
 			finished++
-			if d.err != nil {
-				errs = append(errs, d.err)
-				continue
+			if f.progress != nil && time.Since(said) > time.Second {
+				said = time.Now()
+				fmt.Fprintf(f.progress, "\r%d of %d runs", finished, f.runs)
 			}
-			sum.Add(d.r)
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			sum.Add(r)
 			if kept != nil {
-				kept[d.i] = d.r
+				kept[i+1] = r
 			}
-		}
+		})
 		if f.progress != nil {
 			fmt.Fprintf(f.progress, "\r%d of %d runs\n", finished, f.runs)
 		}
