@@ -41,8 +41,10 @@ type cronLoop struct {
 	final    time.Time // --overlap skip: the slot to run after the skipped ones
 	starting bool      // claimed; the command starts after work_start
 	run      *cronRun  // the run going
-	last     *cronRun  // the run that just ended (its done in flight)
-	sleep    int       // the current sleep: wake-ups of others are stale
+	frozen   bool      // a whole-process pause froze it
+	frozenAt time.Duration
+	last     *cronRun // the run that just ended (its done in flight)
+	sleep    int      // the current sleep: wake-ups of others are stale
 	stepAt   time.Duration
 	steps    int // loop steps at stepAt: a guard against a loop that spins
 }
@@ -54,6 +56,8 @@ type cronRun struct {
 	gen        uint64 // the leadership (cronLoop.gen) that started it
 	slot       time.Time
 	start, end time.Duration // end -1 while it runs
+	due        time.Duration // when it ends by itself (later by the pauses that froze it)
+	endGen     int           // its end event's (bumped when a pause moves the end)
 	rerun      bool
 	killed     bool // stopped before its end: leadership lost, crash, watchdog
 	done       bool // its slot was marked done in the store after it ran
@@ -390,7 +394,33 @@ func (s *sim) cronRunStart(n *node) {
 		what = "rerun"
 	}
 	s.cronTrace(n, "%s of slot %s starts (term %d), takes %v", what, slotString(r.slot), c.term, d)
-	s.push(event{at: s.now + d, kind: evCronRunEnd, node: int32(n.idx), inc: n.inc, gen: r.id})
+	r.due = s.now + d
+	s.push(event{at: r.due, kind: evCronRunEnd, node: int32(n.idx), inc: n.inc, gen: r.id})
+}
+
+// cronFreeze: a whole-process pause (not a stall) freezes the run too.
+func (s *sim) cronFreeze(n *node) {
+	if s.cron == nil {
+		return
+	}
+	if c := &n.cron; n.paused && !n.stall && !c.frozen && c.run != nil {
+		c.frozen, c.frozenAt = true, s.now
+	}
+}
+
+// cronThaw: the process resumes, and its run with it: it ends later by
+// the time it was frozen.
+func (s *sim) cronThaw(n *node) {
+	c := &n.cron
+	if s.cron == nil || !c.frozen {
+		return
+	}
+	c.frozen = false
+	if r := c.run; r != nil {
+		r.due += s.now - c.frozenAt
+		r.endGen++
+		s.push(event{at: r.due, kind: evCronRunEnd, node: int32(n.idx), inc: n.inc, gen: r.id, idx: r.endGen})
+	}
 }
 
 // cronRunEnded: the run's command finished by itself; the loop marks the
@@ -435,7 +465,7 @@ func (s *sim) cronDispatch(n *node, e event) {
 		}
 		s.cronRunStart(n)
 	case evCronRunEnd:
-		if c.run == nil || c.run.id != e.gen {
+		if c.run == nil || c.run.id != e.gen || c.run.endGen != e.idx {
 			return
 		}
 		s.cronRunEnded(n)

@@ -215,10 +215,12 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration, newID bo
 			s.push(event{at: s.now + d, kind: evRecover, node: int32(i), inc: n.inc, what: Pause})
 			if n.paused {
 				n.stall = n.stall && kind == Stall
+				s.cronFreeze(n)
 				continue
 			}
 			s.markFault(n, kind)
 			n.paused, n.stall = true, kind == Stall
+			s.cronFreeze(n)
 			s.mark(n)
 		case ClockJump:
 			n.jump += by
@@ -242,6 +244,7 @@ func (s *sim) crash(n *node, restart time.Duration) {
 		s.endLeadership(n, "crash")
 	}
 	s.cronLeadEnd(n)
+	n.cron.frozen = false
 	n.inc++
 	n.state = crashed
 	n.m = nil
@@ -311,6 +314,7 @@ func (s *sim) recover(n *node, e event) {
 		if s.trace != nil {
 			s.tracef(n, "resumed with %d held events", len(n.deferred))
 		}
+		s.cronThaw(n)
 		// A paused leader resumes mid-write: the write to the fenced
 		// resource it was about to make goes out before it looks at its
 		// lease again (the classic GC-pause case fencing exists for).
