@@ -15,14 +15,15 @@ import (
 
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
+	"github.com/leasehold-go/leasehold/internal/storeprofile"
 	"github.com/leasehold-go/leasehold/sim"
 )
 
 // The calibration: the same crash and graceful-handoff scenarios on the
 // real etcd, through elector.Run with run's work (a guard process and its
-// command, as profile_test.go starts them), and in the simulator with the
-// etcd profile. Their medians must agree within 15% and their ranges
-// overlap.
+// command, storeprofile.StartWork, as TestProfile starts them), and in
+// the simulator with the etcd profile. Their medians must agree within
+// 15% and their ranges overlap.
 //
 //	cd backend/etcd && go test -race -run Calib -v .
 //
@@ -59,18 +60,18 @@ func TestCalibration(t *testing.T) {
 	// The profile at this machine's speed of the moment: the table's
 	// shape, scaled so that its write round trip is that of the runs' own
 	// renewals (requests as an elector spaces them, one per RetryPeriod).
-	renew := statsOf(work.renews)
-	f := float64(renew.p50) / float64(table.RoundTrip(true))
+	renew := storeprofile.StatsOf(work.renews)
+	f := float64(renew.P50) / float64(table.RoundTrip(true))
 	prof := scaled(table, f)
 	t.Logf("the runs' renewals: %v: the store's figures × %.2f: %s", renew, f, prof)
-	starts, stops := statsOf(work.starts), statsOf(work.stops)
+	starts, stops := storeprofile.StatsOf(work.starts), storeprofile.StatsOf(work.stops)
 	t.Logf("the runs' work: start %v; stop %v (the table: start %v, stop %v)", starts, stops, table.WorkStart, table.WorkStop)
 	storePart := prof.RequestLatency + prof.WriteService + prof.WatchLag + prof.ReplyLatency + prof.RoundTrip(true)
 	t.Logf("the real handoffs less their own work stop and start: %v (the scaled profile's release, notification and takeover: %v)",
-		statsOf(work.rest), storePart)
+		storeprofile.StatsOf(work.rest), storePart)
 	for i, name := range []string{"work returned -> release sent", "release", "release done -> takeover sent", "takeover", "takeover done -> leading"} {
 		if len(work.phases[i]) > 0 {
-			t.Logf("  handoff phase %-32s %v", name+":", statsOf(work.phases[i]))
+			t.Logf("  handoff phase %-32s %v", name+":", storeprofile.StatsOf(work.phases[i]))
 		}
 	}
 	for _, p := range []struct {
@@ -78,14 +79,14 @@ func TestCalibration(t *testing.T) {
 		p    sim.Profile
 	}{{"the table's profile", table}, {"the scaled profile", prof}} {
 		t.Logf("graceful handoff in the simulator with %s and its work times (not compared): median %v",
-			p.name, statsOf(simRuns(t, p.p, "stop: leader, restart_after: 10ms", "stop", nil)).p50)
+			p.name, storeprofile.StatsOf(simRuns(t, p.p, "stop: leader, restart_after: 10ms", "stop", nil)).P50)
 	}
 	crashSim := simRuns(t, prof, "crash: leader, restart_after: 10ms", "crash", &work)
 	stopSim := simRuns(t, prof, "stop: leader, restart_after: 10ms", "stop", &work)
 	agree(t, "crash failover (dropped without release)", crashReal, crashSim)
 	if !agree(t, "graceful handoff (cancel -> the next leader's work runs)", stopReal, stopSim) {
 		t.Logf("a handoff less its work is the store's and the electors' part: %v in the real runs, %v in the profile",
-			statsOf(work.rest).p50, storePart)
+			storeprofile.StatsOf(work.rest).P50, storePart)
 	}
 }
 
@@ -114,17 +115,17 @@ func raceBuild() bool {
 // the ranges overlap.
 func agree(t *testing.T, what string, real, simulated []time.Duration) bool {
 	t.Helper()
-	r, s := statsOf(real), statsOf(simulated)
+	r, s := storeprofile.StatsOf(real), storeprofile.StatsOf(simulated)
 	t.Logf("%s, %d real / %d simulated:", what, len(real), len(simulated))
-	t.Logf("  real etcd: min %v  median %v  max %v", r.min.Round(10*time.Microsecond), r.p50.Round(10*time.Microsecond), r.max.Round(10*time.Microsecond))
-	t.Logf("  simulator: min %v  median %v  max %v", s.min.Round(10*time.Microsecond), s.p50.Round(10*time.Microsecond), s.max.Round(10*time.Microsecond))
+	t.Logf("  real etcd: min %v  median %v  max %v", r.Min.Round(10*time.Microsecond), r.P50.Round(10*time.Microsecond), r.Max.Round(10*time.Microsecond))
+	t.Logf("  simulator: min %v  median %v  max %v", s.Min.Round(10*time.Microsecond), s.P50.Round(10*time.Microsecond), s.Max.Round(10*time.Microsecond))
 	ok := true
-	if d := s.p50 - r.p50; d > r.p50*15/100 || -d > r.p50*15/100 {
-		t.Errorf("%s: simulated median %v is more than 15%% from the real %v", what, s.p50, r.p50)
+	if d := s.P50 - r.P50; d > r.P50*15/100 || -d > r.P50*15/100 {
+		t.Errorf("%s: simulated median %v is more than 15%% from the real %v", what, s.P50, r.P50)
 		ok = false
 	}
-	if s.max < r.min || r.max < s.min {
-		t.Errorf("%s: the ranges do not overlap: real [%v, %v], simulated [%v, %v]", what, r.min, r.max, s.min, s.max)
+	if s.Max < r.Min || r.Max < s.Min {
+		t.Errorf("%s: the ranges do not overlap: real [%v, %v], simulated [%v, %v]", what, r.Min, r.Max, s.Min, s.Max)
 		ok = false
 	}
 	return ok
@@ -319,7 +320,7 @@ func (h *calHarness) start(id string) *calCandidate {
 		},
 		OnStartedLeading: func(ctx context.Context, term int64) {
 			t0 := c.acquired
-			w, err := startWork()
+			w, err := storeprofile.StartWork()
 			if err != nil {
 				h.t.Error(err)
 				return
@@ -329,10 +330,10 @@ func (h *calHarness) start(id string) *calCandidate {
 			h.running <- calRunning{id, now}
 			<-ctx.Done()
 			if c.dead.Load() {
-				w.kill()
+				w.Kill()
 				return
 			}
-			w.stop()
+			w.Stop()
 			c.stopped.Store(time.Now().UnixNano())
 			h.work.add(&h.work.stops, time.Since(time.Unix(0, c.stopAt.Load())))
 		},
