@@ -50,6 +50,25 @@ const (
 
 func TestCalibration(t *testing.T) {
 	need(t)
+	// A machine busy with other work moves real timings by several times
+	// from one minute to the next: a disagreement is measured once more
+	// before it fails the test (then both attempts disagreed).
+	for attempt := 1; attempt <= 2; attempt++ {
+		fail := t.Logf
+		if attempt == 2 {
+			fail = t.Errorf
+		}
+		if calibrate(t, fail) {
+			return
+		}
+		if attempt == 1 {
+			t.Logf("the first attempt disagreed (above): measuring again")
+		}
+	}
+}
+
+// calibrate measures and compares once; fail says a disagreement.
+func calibrate(t *testing.T, fail func(format string, args ...any)) bool {
 	table := sim.Profiles["etcd"]
 	t.Logf("the table's etcd profile (sim/profile.go): %s (race detector: %v)", table, raceBuild())
 
@@ -83,11 +102,13 @@ func TestCalibration(t *testing.T) {
 	}
 	crashSim := simRuns(t, prof, "crash: leader, restart_after: 10ms", "crash", &work)
 	stopSim := simRuns(t, prof, "stop: leader, restart_after: 10ms", "stop", &work)
-	agree(t, "crash failover (dropped without release)", crashReal, crashSim)
-	if !agree(t, "graceful handoff (cancel -> the next leader's work runs)", stopReal, stopSim) {
+	crashOK := agree(t, fail, "crash failover (dropped without release)", crashReal, crashSim)
+	stopOK := agree(t, fail, "graceful handoff (cancel -> the next leader's work runs)", stopReal, stopSim)
+	if !stopOK {
 		t.Logf("a handoff less its work is the store's and the electors' part: %v in the real runs, %v in the profile",
 			storeprofile.StatsOf(work.rest).P50, storePart)
 	}
+	return crashOK && stopOK
 }
 
 // scaled is p with its network and store figures multiplied by f.
@@ -112,8 +133,8 @@ func raceBuild() bool {
 }
 
 // agree checks that the medians are within 15% of the real one and that
-// the ranges overlap.
-func agree(t *testing.T, what string, real, simulated []time.Duration) bool {
+// the ranges overlap; fail says where they do not.
+func agree(t *testing.T, fail func(format string, args ...any), what string, real, simulated []time.Duration) bool {
 	t.Helper()
 	r, s := storeprofile.StatsOf(real), storeprofile.StatsOf(simulated)
 	t.Logf("%s, %d real / %d simulated:", what, len(real), len(simulated))
@@ -121,11 +142,11 @@ func agree(t *testing.T, what string, real, simulated []time.Duration) bool {
 	t.Logf("  simulator: min %v  median %v  max %v", s.Min.Round(10*time.Microsecond), s.P50.Round(10*time.Microsecond), s.Max.Round(10*time.Microsecond))
 	ok := true
 	if d := s.P50 - r.P50; d > r.P50*15/100 || -d > r.P50*15/100 {
-		t.Errorf("%s: simulated median %v is more than 15%% from the real %v", what, s.P50, r.P50)
+		fail("%s: simulated median %v is more than 15%% from the real %v", what, s.P50, r.P50)
 		ok = false
 	}
 	if s.Max < r.Min || r.Max < s.Min {
-		t.Errorf("%s: the ranges do not overlap: real [%v, %v], simulated [%v, %v]", what, r.Min, r.Max, s.Min, s.Max)
+		fail("%s: the ranges do not overlap: real [%v, %v], simulated [%v, %v]", what, r.Min, r.Max, s.Min, s.Max)
 		ok = false
 	}
 	return ok

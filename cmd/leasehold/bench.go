@@ -16,7 +16,6 @@ import (
 	"github.com/leasehold-go/leasehold/bench"
 	"github.com/leasehold-go/leasehold/cmd/leasehold/benchreal"
 	"github.com/leasehold-go/leasehold/elector"
-	"github.com/leasehold-go/leasehold/internal/smallfile"
 	"github.com/spf13/cobra"
 )
 
@@ -127,26 +126,15 @@ func backendBenchCmd(ctx context.Context, o *overrides, f backendBenchFlags, std
 		c.Name, c.Identity, c.Lease.Identity = lock, identity, identity
 		return c.openBackend(ctx, ss.base)
 	}
+	// The native election reaches the store as the config says: endpoints,
+	// credentials, TLS, token, kubeconfig, namespace.
 	switch cfg.Backend {
 	case "etcd":
-		ec := cfg.backendConfigs["etcd"].(*etcd.Config)
-		opts.EtcdEndpoints = ec.Endpoints
-		if ec.Username != "" || ec.TLS != (etcd.TLSFiles{}) {
-			fmt.Fprintln(stderr, "leasehold bench backend: etcd's own Election is measured without the config's credentials and TLS; it fails if the server needs them (--no-native leaves it out)")
-		}
+		opts.FromEtcd = cfg.backendConfigs["etcd"].(*etcd.Config)
 	case "consul":
-		cc := cfg.backendConfigs["consul"].(*consul.Config)
-		opts.ConsulAddress = cc.Address
-		if cc.TokenFile != "" {
-			b, err := smallfile.Read(cc.TokenFile)
-			if err != nil {
-				return usagef("consul.token_file %s: %v", cc.TokenFile, err)
-			}
-			opts.ConsulToken = strings.TrimSpace(string(b))
-		}
+		opts.FromConsul = cfg.backendConfigs["consul"].(*consul.Config)
 	case "kube":
-		kc := cfg.backendConfigs["kube"].(*kube.Config)
-		opts.KubeConfig, opts.KubeContext, opts.KubeNamespace = kc.Kubeconfig, kc.Context, kc.Namespace
+		opts.FromKube = cfg.backendConfigs["kube"].(*kube.Config)
 	}
 	if err := opts.Validate(); err != nil {
 		return usagef("%v", err)
