@@ -354,6 +354,15 @@ func (s *sim) cronSlot(t time.Time) *cronSlot {
 func (s *sim) cronRunStart(n *node) {
 	c, cs, cr := &n.cron, s.cron, s.sc.Cron
 	c.starting = false
+	if s.sc.Watchdog && s.mono(n) >= n.validUntil {
+		// The guard refuses to start the command once the lease it is
+		// given has run out (the process stopped between the claim and
+		// the command's start); runSlot then goes on to mark it done.
+		s.cronTrace(n, "the lease ran out before the command of slot %s could start", slotString(c.slot))
+		c.last = nil
+		s.cronRequest(n, cwDone, c.slot)
+		return
+	}
 	cs.runIDs++
 	r := &cronRun{id: cs.runIDs, node: n.idx, gen: c.gen, slot: c.slot, start: s.now, end: -1, rerun: c.rerun}
 	c.run = r

@@ -276,7 +276,7 @@ func TestCronAggregate(t *testing.T) {
 // The outcomes written in the cron example scenarios hold over 20 seeds.
 func TestCronExampleOutcomes(t *testing.T) {
 	for seed := uint64(1); seed <= 20; seed++ {
-		for _, name := range []string{"cron-crashes", "cron-rerun", "cron-skewed-clocks"} {
+		for _, name := range []string{"cron-crashes", "cron-rerun", "cron-skewed-clocks", "cron-fast-lease"} {
 			r := run(t, load(t, name), seed)
 			c := r.Cron
 			if !r.Safe() || c.Duplicated != 0 || c.OverlappingRuns != 0 {
@@ -294,5 +294,38 @@ func TestCronExampleOutcomes(t *testing.T) {
 				t.Errorf("%s seed %d: %d reruns, %d cut short", name, seed, c.Reruns, c.CutShort)
 			}
 		}
+	}
+}
+
+// leasehold stopped between a claim's answer and its command's start: the
+// guard refuses to start the command once the lease it is given has run
+// out, so the next leader's run does not overlap it. Without the guard
+// (watchdog: false) the command starts on resume, beside the next
+// leader's run.
+func TestCronGuardRefusesALateStart(t *testing.T) {
+	src := `
+name: cron-late-start
+nodes: 3
+duration: 1m
+start_spread: 0s
+network: {latency: 1ms}
+lease: {duration: 2s, renew_deadline: 1500ms, retry_period: 250ms}
+work_start: 100ms
+watchdog: %v
+cron: {schedule: "@every 2s", run_time: 1500ms}
+faults:
+  - {at: 20050ms, stall: leader, for: 5s}
+`
+	guarded := parse(t, fmt.Sprintf(src, true))
+	r := run(t, guarded, 1)
+	if !r.Safe() || r.Cron.OverlappingRuns != 0 || r.Cron.Duplicated != 0 || r.Cron.ClaimedNotRun != 1 {
+		t.Fatalf("with the guard: %+v, violations %+v", r.Cron, r.Violations)
+	}
+	if tr := traceOf(t, guarded, 1); !strings.Contains(tr, "cron: the lease ran out before the command of slot 2026-01-01T00:00:20Z could start") {
+		t.Error("with the guard: the trace does not say the command was not started")
+	}
+	r = run(t, parse(t, fmt.Sprintf(src, false)), 1)
+	if r.Safe() || r.Cron.OverlappingRuns == 0 {
+		t.Fatalf("without the guard: %+v, violations %+v: want the late command to overlap the next leader's", r.Cron, r.Violations)
 	}
 }

@@ -74,13 +74,14 @@ type node struct {
 
 	stopReq      bool // a stop came while paused: carried out on resume
 	restartAfter time.Duration
-	renamed      int    // how many times it came back under a new identity
-	newIdentity  bool   // the pending restart comes under a new identity
-	workDone     bool   // the leader's work has returned since the last leadership
-	workWait     bool   // the current wait waits for that work
-	workGen      uint64 // current leadership's work
-	stall        bool   // the pause is the elector's only: work and guard go on
-	wdGen        uint64 // the current lease deadline of the guard
+	renamed      int           // how many times it came back under a new identity
+	newIdentity  bool          // the pending restart comes under a new identity
+	workDone     bool          // the leader's work has returned since the last leadership
+	workWait     bool          // the current wait waits for that work
+	workGen      uint64        // current leadership's work
+	stall        bool          // the pause is the elector's only: work and guard go on
+	wdGen        uint64        // the current lease deadline of the guard
+	validUntil   time.Duration // that deadline (monotonic): the last Renewed's ValidUntil
 	cron         cronLoop
 
 	leading   bool // believes it leads (the Machine says so and the process is alive)
@@ -395,6 +396,9 @@ func (s *sim) apply(n *node, out elector.Output) {
 func (s *sim) transitions(n *node, out elector.Output) {
 	if out.Stopped && n.leading {
 		s.endLeadership(n, out.Reason.String())
+	}
+	if out.Renewed {
+		n.validUntil = out.ValidUntil
 	}
 	if out.Renewed && s.sc.Watchdog {
 		n.wdGen++
