@@ -514,8 +514,9 @@ type CronStats struct {
 	Schedule string `json:"schedule"`
 	// Due are the slots of the schedule in true time from the first
 	// leadership (or the first slot claimed, if later: a job that never
-	// ran owes no earlier slot) to the end while some node was running,
-	// and any other slot that was started or skipped.
+	// ran owes no earlier slot) until the end (a slot at the very end
+	// cannot start within the run) while some node was running, and any
+	// other slot that was started or skipped.
 	Due    int `json:"due"`
 	Run    int `json:"run"`    // started at least once
 	Missed int `json:"missed"` // due, never started, and no longer can be (it or a later slot was claimed)
@@ -571,7 +572,7 @@ func (s *sim) cronFinish() {
 		}
 		d := 0
 		end := epoch.Add(s.sc.Duration)
-		for t := cs.sched.Next(epoch.Add(from - 1)); !t.IsZero() && !t.After(end); t = cs.sched.Next(t) {
+		for t := cs.sched.Next(epoch.Add(from - 1)); !t.IsZero() && t.Before(end); t = cs.sched.Next(t) {
 			at := trueOf(t)
 			for d < len(cs.down) && cs.down[d].To < at {
 				d++
