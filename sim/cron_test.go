@@ -329,3 +329,73 @@ faults:
 		t.Fatalf("without the guard: %+v, violations %+v: want the late command to overlap the next leader's", r.Cron, r.Violations)
 	}
 }
+
+// FuzzCron builds cron scenarios in code from numbers: schedules, windows,
+// run times, both interrupted and overlap modes, clocks apart and faults.
+// Whatever happens, no slot starts twice beyond its rerun and no two runs
+// overlap while every clock runs true, nothing pauses and the guard is on
+// (and a run is deterministic, with slots that add up).
+func FuzzCron(f *testing.F) {
+	f.Add(uint64(1), uint8(10), uint16(60), uint16(2000), uint16(3000), uint8(0), []byte{0, 0, 30, 10})
+	f.Add(uint64(2), uint8(2), uint16(0), uint16(800), uint16(0), uint8(3), []byte{1, 0, 20, 30, 5, 1, 40, 200})
+	f.Add(uint64(3), uint8(60), uint16(900), uint16(20000), uint16(15000), uint8(12), []byte{4, 2, 10, 90, 0, 0, 50, 5})
+	f.Fuzz(func(t *testing.T, seed uint64, every uint8, catchUp, runMS, spreadMS uint16, mode uint8, faults []byte) {
+		sc := DefaultScenario()
+		sc.Duration = 3 * time.Minute
+		sc.Watchdog = mode&4 == 0
+		sc.Clocks = make([]Clock, sc.Nodes)
+		for i := range sc.Clocks {
+			sc.Clocks[i].Rate = 1
+		}
+		if mode&8 != 0 {
+			sc.Clocks[0].Offset, sc.Clocks[2].Offset = -3*time.Minute, 2*time.Minute
+		}
+		sc.Cron = &Cron{Schedule: fmt.Sprintf("@every %ds", 1+int(every)%120), CatchUp: time.Duration(catchUp)*time.Second - time.Second,
+			Rerun: mode&1 != 0, SkipOverlap: mode&2 != 0,
+			RunTime: time.Duration(runMS) * time.Millisecond, RunSpread: time.Duration(spreadMS) * time.Millisecond}
+		if sc.Cron.CatchUp > maxCatchUp {
+			sc.Cron.CatchUp = maxCatchUp
+		}
+		kinds := []FaultKind{Crash, Stop, Stall, Partition, ClockJump, StoreDown, Pause}
+		paused := false
+		for i := 0; i+3 < len(faults); i += 4 {
+			k := kinds[int(faults[i])%len(kinds)]
+			fl := Fault{At: time.Duration(faults[i+2]) * 700 * time.Millisecond, Kind: k, Targets: []string{Leader},
+				For: time.Duration(faults[i+3])*100*time.Millisecond + time.Millisecond}
+			switch k {
+			case ClockJump:
+				fl.For, fl.By = 0, time.Duration(int(faults[i+3])-128)*time.Second
+				if fl.By == 0 {
+					fl.By = time.Second
+				}
+			case StoreDown:
+				fl.Targets = nil
+			case Pause:
+				paused = true
+			}
+			if faults[i+1]%4 > 0 && k != StoreDown {
+				fl.Targets = []string{NodeID(int(faults[i+1])%4 - 1)}
+			}
+			sc.Faults = append(sc.Faults, fl)
+		}
+		if err := sc.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		j1, t1, _ := outputs(t, &sc, seed)
+		j2, t2, _ := outputs(t, &sc, seed)
+		if !bytes.Equal(j1, j2) || !bytes.Equal(t1, t2) {
+			t.Fatalf("two runs with seed %d differ", seed)
+		}
+		var r Result
+		if err := json.Unmarshal(j1, &r); err != nil {
+			t.Fatal(err)
+		}
+		c := r.Cron
+		if c.Run+c.Missed+c.Pending+c.Skipped != c.Due || c.Starts != c.Run+c.Reruns+c.Duplicated {
+			t.Fatalf("the slots do not add up: %+v", c)
+		}
+		if !paused && sc.Watchdog && (c.Duplicated != 0 || c.OverlappingRuns != 0) {
+			t.Fatalf("%+v, violations %+v", c, r.Violations)
+		}
+	})
+}
