@@ -596,8 +596,16 @@ func (s *sim) cronFinish() {
 			st.Run++
 			st.Starts += len(sl.runs)
 			for _, r := range sl.runs {
-				if r.killed || r.end >= 0 && !r.done && (r.doneFailed || !s.nodes[r.node].cron.active || s.nodes[r.node].cron.gen != r.gen) {
+				cut := r.killed || r.end >= 0 && !r.done && (r.doneFailed || !s.nodes[r.node].cron.active || s.nodes[r.node].cron.gen != r.gen)
+				if cut {
 					st.CutShort++
+				}
+				if s.timeline != nil {
+					end := r.end
+					if end < 0 || end > s.now {
+						end = s.now
+					}
+					s.timeline.Runs = append(s.timeline.Runs, CronRun{Node: r.node, From: r.start, To: end, Slot: slotString(r.slot), CutShort: cut, Rerun: r.rerun})
 				}
 			}
 		case sl != nil && sl.skipped:

@@ -399,3 +399,50 @@ func FuzzCron(f *testing.F) {
 		}
 	})
 }
+
+// The SVG draws every cron run on its node's lane, runs cut short in
+// their own colour, and two runs at once as a violation on both lanes.
+func TestCronSVG(t *testing.T) {
+	sc := cronScenario(t, ", interrupted: rerun")
+	r, err := Run(sc, Options{Seed: 1, Timeline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := r.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	svg := b.String()
+	if got := strings.Count(svg, "<title>slot "); got != r.Cron.Starts {
+		t.Errorf("%d runs drawn, want %d", got, r.Cron.Starts)
+	}
+	for _, want := range []string{"slot 2026-01-01T00:00:20Z: run cut short from", "slot 2026-01-01T00:00:20Z: rerun from",
+		">cron run<", ">cut short<", "cron: "} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("the SVG has no %q", want)
+		}
+	}
+	paused := parse(t, fmt.Sprintf(`
+name: cron-paused
+nodes: 3
+duration: 3m
+start_spread: 0s
+cron: {schedule: "@every 10s", run_time: 8s}
+faults:
+  - {at: 31s, %s: leader, for: 25s}
+`, "pause"))
+	r, err = Run(paused, Options{Seed: 1, Timeline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := r.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(b.String(), "<title>two runs at once (slot "); got != 2*r.Cron.OverlappingRuns || got == 0 {
+		t.Errorf("%d overlap bands drawn, want two per overlapping pair (%d)", got, r.Cron.OverlappingRuns)
+	}
+	if strings.Contains(b.String(), "stale write accepted") {
+		t.Error("a cron violation is drawn as a stale write")
+	}
+}

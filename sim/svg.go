@@ -19,6 +19,16 @@ type Timeline struct {
 	Faults     []Mark // Node -1: the store's (store_down)
 	Leaderless []Span
 	Dots       []Dot
+	Runs       []CronRun // with cron: every slot's run, in slot order
+}
+
+// CronRun is one run of a cron slot on a node's lane.
+type CronRun struct {
+	Node     int
+	From, To time.Duration // To is the end of the timeline for a run still going
+	Slot     string
+	CutShort bool // never marked done
+	Rerun    bool
 }
 
 // Span is an interval of true time.
@@ -124,6 +134,9 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 	)
 	plot := width - left - right
 	height := top + float64(len(t.Nodes))*(lane+gap) + 110
+	if len(t.Runs) > 0 {
+		height += 22 // a third row of the legend
+	}
 	x := func(d time.Duration) float64 { return left + plot*float64(d-from)/float64(to-from) }
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 
@@ -139,9 +152,13 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 	if len(r.Failovers) == 1 {
 		plural = ""
 	}
-	p(`<text x="%.0f" y="40" fill="#555">%d failover%s, leaderless %s, dual leadership %s, fenced writes %d/%d/%d (accepted/rejected/stale)</text>`+"\n",
+	cron := ""
+	if c := r.Cron; c != nil {
+		cron = fmt.Sprintf("; cron: %d slots due, %d missed, %d run twice, %d overlapping", c.Due, c.Missed, c.Duplicated, c.OverlappingRuns)
+	}
+	p(`<text x="%.0f" y="40" fill="#555">%d failover%s, leaderless %s, dual leadership %s, fenced writes %d/%d/%d (accepted/rejected/stale)%s</text>`+"\n",
 		left, len(r.Failovers), plural, fmtMS(r.LeaderlessMSTotal), fmtMS(r.DualLeaderMS),
-		r.FencedWrites.Accepted, r.FencedWrites.Rejected, r.FencedWrites.StaleAccepted)
+		r.FencedWrites.Accepted, r.FencedWrites.Rejected, r.FencedWrites.StaleAccepted, html.EscapeString(cron))
 
 	laneY := func(i int) float64 { return top + float64(i)*(lane+gap) }
 	bottom := laneY(len(t.Nodes)) - gap
@@ -199,26 +216,55 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 		flush(t.End)
 	}
 
-	// Dual leadership: red bands on the lanes of the nodes involved; stale
-	// accepted writes: red dots above the lanes.
+	// Cron runs: a dark blue bar at the top of the lane, magenta if the
+	// run was cut short (never marked done).
+	for _, run := range t.Runs {
+		a, b, ok := in(run.From, run.To)
+		if !ok {
+			continue
+		}
+		color, what := "#1d3f8f", "run"
+		if run.CutShort {
+			color, what = "#c2185b", "run cut short"
+		}
+		if run.Rerun {
+			what = "re" + what
+		}
+		p(`<rect x="%.2f" y="%.1f" width="%.2f" height="5" fill="%s"><title>slot %s: %s from %s to %s</title></rect>`+"\n",
+			x(a), laneY(run.Node)+1, math.Max(x(b)-x(a), 1), color, run.Slot, what, run.From, run.To)
+	}
+
+	// Dual leadership and two cron runs at once: red bands on the lanes of
+	// the nodes involved; stale accepted writes and slots run twice: red
+	// dots above the lanes.
 	for _, v := range r.Violations {
 		at, until := time.Duration(v.AtMS*1e6), time.Duration(v.UntilMS*1e6)
 		a, b, ok := in(at, until)
 		if !ok {
 			continue
 		}
-		if v.Kind != "dual_leadership" {
+		switch v.Kind {
+		case "dual_leadership", "overlapping_runs":
+		case "duplicated_slot":
+			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>slot %s started again at %s by %s</title></circle>`+"\n",
+				x(at), top-8, v.Slot, at, v.Nodes[1])
+			continue
+		default:
 			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>stale write accepted at %s from %s</title></circle>`+"\n",
 				x(at), top-8, at, v.Nodes[0])
 			continue
+		}
+		what := "dual leadership"
+		if v.Kind == "overlapping_runs" {
+			what = "two runs at once (slot " + v.Slot + ")"
 		}
 		for _, id := range v.Nodes {
 			i, ok := lanes[id]
 			if !ok {
 				continue
 			}
-			p(`<rect x="%.2f" y="%.1f" width="%.2f" height="%.0f" fill="#e02020" fill-opacity="0.35" stroke="#e02020"><title>dual leadership %s to %s: %v</title></rect>`+"\n",
-				x(a), laneY(i)-3, math.Max(x(b)-x(a), 2), lane+6, at, until, v.Nodes)
+			p(`<rect x="%.2f" y="%.1f" width="%.2f" height="%.0f" fill="#e02020" fill-opacity="0.35" stroke="#e02020"><title>%s %s to %s: %v</title></rect>`+"\n",
+				x(a), laneY(i)-3, math.Max(x(b)-x(a), 2), lane+6, html.EscapeString(what), at, until, v.Nodes)
 		}
 	}
 
@@ -299,6 +345,12 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 		{`<path d="M%.0f %.0f m7 12 l-4 -8 h8 z" fill="#e07b00"/>`, "renewal failed"},
 		{`<path d="M%.0f %.0f m3 3 l8 8 m0 -8 l-8 8" stroke="#c00000" stroke-width="1.5"/>`, "fenced write rejected"},
 	}}
+	if len(t.Runs) > 0 {
+		rows = append(rows, []entry{
+			{`<rect x="%.0f" y="%.0f" width="14" height="5" fill="#1d3f8f" transform="translate(0 5)"/>`, "cron run"},
+			{`<rect x="%.0f" y="%.0f" width="14" height="5" fill="#c2185b" transform="translate(0 5)"/>`, "cut short"},
+		})
+	}
 	gy := ay + 40
 	for _, row := range rows {
 		gx := left
