@@ -113,8 +113,8 @@ func (s *Schedule) Period(t time.Time) time.Duration {
 // limit of them (the latest ones). A slot exactly at now is due.
 func (s *Schedule) Due(last, now time.Time, catchUp time.Duration, limit int) []time.Time {
 	from := now.Add(-catchUp)
-	if last.After(from) {
-		from = last
+	if !last.Before(from) {
+		from = last // last itself was claimed: not due again
 	} else {
 		// from itself may be a slot inside the window: start just before.
 		from = from.Add(-time.Nanosecond)

@@ -143,3 +143,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The last claimed slot is never due again, also when the catch-up
+// window starts exactly at it.
+func TestDueNotTheLastClaimed(t *testing.T) {
+	s, err := Parse("@every 5s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := at("2026-12-02T07:00:30Z")
+	for _, last := range []string{"2026-12-02T07:00:25Z", "2026-12-02T07:00:30Z"} {
+		l := at(last)
+		for _, d := range s.Due(l, now, now.Sub(l), 0) {
+			if !d.After(l) {
+				t.Errorf("Due(last %s, window from it) = %v: the last claimed slot again", last, d)
+			}
+		}
+	}
+	if got := s.Due(at("2026-12-02T07:00:25Z"), now, 5*time.Second, 0); len(got) != 1 || !got[0].Equal(now) {
+		t.Errorf("Due = %v, want only 07:00:30", got)
+	}
+}
