@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -295,7 +296,8 @@ func TestCronClocksApart(t *testing.T) {
 // 503. POST /done then marks it.
 func TestSidecarClaims(t *testing.T) {
 	needBinaryAndEtcd(t)
-	cfg, _ := cronLockConfig(t)
+	// The cron: block is for status here (the sidecar does not read it).
+	cfg, _ := writeConfig(t, "cron: {schedule: \"@every 1h\", job: report}\n")
 	var addrs []string
 	for _, id := range []string{"s1", "s2", "s3"} {
 		port, err := servers.FreePort()
@@ -374,6 +376,13 @@ func TestSidecarClaims(t *testing.T) {
 	st.WriteString(text)
 	if !strings.Contains(st.String(), "job:      report: last started "+base.Add(time.Hour).Format(time.RFC3339)) {
 		t.Fatalf("status does not show the job:\n%s", st.String())
+	}
+	m := regexp.MustCompile(`schedule: report: "@every 1h" \(UTC\), next due (\S+)\n`).FindStringSubmatch(st.String())
+	if m == nil {
+		t.Fatalf("status does not show the schedule:\n%s", st.String())
+	}
+	if next, err := time.Parse(time.RFC3339, m[1]); err != nil || !next.After(base.Add(time.Hour)) || next.Sub(time.Now()) > 2*time.Hour {
+		t.Fatalf("next due %s: want the first hour after the last claimed slot %s (%v)", m[1], base.Add(time.Hour).Format(time.RFC3339), err)
 	}
 }
 
