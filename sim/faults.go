@@ -281,6 +281,10 @@ func (s *sim) recover(n *node, e event) {
 			s.tracef(n, "start as %s", s.identity(n))
 		}
 		n.inc++
+		if !n.recampaign {
+			n.proc = n.inc // a new process: a new instance
+		}
+		n.recampaign = false
 		if err := s.boot(n); err != nil && s.err == nil {
 			s.err = err
 		}

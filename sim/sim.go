@@ -74,15 +74,20 @@ type node struct {
 
 	stopReq      bool // a stop came while paused: carried out on resume
 	restartAfter time.Duration
-	renamed      int           // how many times it came back under a new identity
-	newIdentity  bool          // the pending restart comes under a new identity
-	workDone     bool          // the leader's work has returned since the last leadership
-	workWait     bool          // the current wait waits for that work
-	workGen      uint64        // current leadership's work
-	stall        bool          // the pause is the elector's only: work and guard go on
-	wdGen        uint64        // the current lease deadline of the guard
-	validUntil   time.Duration // that deadline (monotonic): the last Renewed's ValidUntil
-	cron         cronLoop
+	// proc numbers the node's process (its Instance); recampaign: the
+	// restart to come is the same process campaigning again (run after
+	// its watchdog fired), not a new one.
+	proc        uint32
+	recampaign  bool
+	renamed     int           // how many times it came back under a new identity
+	newIdentity bool          // the pending restart comes under a new identity
+	workDone    bool          // the leader's work has returned since the last leadership
+	workWait    bool          // the current wait waits for that work
+	workGen     uint64        // current leadership's work
+	stall       bool          // the pause is the elector's only: work and guard go on
+	wdGen       uint64        // the current lease deadline of the guard
+	validUntil  time.Duration // that deadline (monotonic): the last Renewed's ValidUntil
+	cron        cronLoop
 
 	leading   bool // believes it leads (the Machine says so and the process is alive)
 	term      int64
@@ -252,7 +257,7 @@ func (s *sim) push(e event) {
 // boot starts a node's elector (at the beginning or on restart).
 func (s *sim) boot(n *node) error {
 	cfg := elector.Config{
-		Identity: s.identity(n), Instance: fmt.Sprintf("%s.%d", n.id, n.inc),
+		Identity: s.identity(n), Instance: fmt.Sprintf("%s.%d", n.id, n.proc),
 		LeaseDuration: s.sc.LeaseDuration, RenewDeadline: s.sc.RenewDeadline,
 		RetryPeriod: s.sc.RetryPeriod, ReleaseOnCancel: s.sc.ReleaseOnCancel,
 	}
@@ -636,6 +641,19 @@ func (s *sim) dispatch(e event) {
 			s.tracef(n, "watchdog: the lease ran out with no renewal; the leader's work is stopped")
 		}
 		s.endLeadership(n, "watchdog")
+		// leasehold run, once its guard's watchdog has stopped the command,
+		// stops its elector (releasing the lock if it still holds it) and
+		// campaigns again a retry period later, as the same process: a
+		// stalled elector that resumes must not go on renewing a lease
+		// whose work is gone. A stalled node takes the stop when it
+		// resumes.
+		if n.state == up && n.restartAfter == 0 {
+			n.restartAfter, n.recampaign = s.sc.RetryPeriod, true
+			n.stopReq = true
+			if !n.paused {
+				s.stopNow(n)
+			}
+		}
 	case evFenceTick:
 		if e.gen != n.fenceGen || !n.leading {
 			if s.trace != nil {
