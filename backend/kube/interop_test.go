@@ -228,7 +228,11 @@ func names(cs []*cand) []string {
 // other kind; leaseTransitions never goes backwards.
 func TestInteropClientGo(t *testing.T) {
 	need(t)
-	tm := timing{2 * time.Second, 1500 * time.Millisecond, 250 * time.Millisecond}
+	// LeaseDuration − RenewDeadline is the margin between a cut-off
+	// leader's step-down and the next one's takeover: 1.5s, so that a
+	// starved test process (-race on two busy cores delayed a step-down by
+	// about 0.5s once) does not show as two leaders.
+	tm := timing{3 * time.Second, 1500 * time.Millisecond, 250 * time.Millisecond}
 	lock := fmt.Sprintf("interop-%d", time.Now().UnixNano()%1e9)
 	leases := admin(t).CoordinationV1().Leases("default")
 	lastTerm := int32(-1)
