@@ -150,13 +150,7 @@ func (k *clientGoKind) start(ctx context.Context, lock, id string, h *hooks) (co
 		defer close(c.done)
 		le.Run(rctx)
 	}()
-	go func() {
-		select {
-		case <-ctx.Done():
-			cancel()
-		case <-c.done:
-		}
-	}()
+	stopOnDone(ctx, c.done, cancel)
 	return c, nil
 }
 

@@ -190,13 +190,7 @@ func (k *consulKind) start(ctx context.Context, lock, id string, h *hooks) (cont
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	go func() {
-		select {
-		case <-ctx.Done():
-			c.stop()
-		case <-c.done:
-		}
-	}()
+	stopOnDone(ctx, c.done, c.stop)
 	<-ready
 	return c, nil
 }

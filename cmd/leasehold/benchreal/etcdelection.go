@@ -190,13 +190,7 @@ func (k *etcdKind) start(ctx context.Context, lock, id string, h *hooks) (conten
 		rcancel()
 		s.Close() // revokes the session's lease
 	}()
-	go func() {
-		select {
-		case <-ctx.Done():
-			cancel()
-		case <-c.done:
-		}
-	}()
+	stopOnDone(ctx, c.done, cancel)
 	<-ready
 	return c, nil
 }

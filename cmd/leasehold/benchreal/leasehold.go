@@ -111,14 +111,7 @@ func (k *leaseholdKind) start(ctx context.Context, lock, id string, h *hooks) (c
 			h.fail(fmt.Errorf("leasehold: candidate %s: %w", id, err))
 		}
 	}()
-	// The caller's cancellation stops the candidate gracefully.
-	go func() {
-		select {
-		case <-ctx.Done():
-			cancel()
-		case <-c.done:
-		}
-	}()
+	stopOnDone(ctx, c.done, cancel)
 	return c, nil
 }
 

@@ -403,3 +403,15 @@ func (g *gate) pass() error {
 	g.n.Add(1)
 	return nil
 }
+
+// stopOnDone calls stop when ctx ends before done is closed: the caller's
+// cancellation stops a candidate gracefully.
+func stopOnDone(ctx context.Context, done <-chan struct{}, stop func()) {
+	go func() {
+		select {
+		case <-ctx.Done():
+			stop()
+		case <-done:
+		}
+	}()
+}
