@@ -118,11 +118,14 @@ func TestClaimsSurviveDeletion(t *testing.T) {
 	out = m.WorkDone(at(rp + 3*time.Millisecond))
 	wantCall(t, out, OpGet)
 	out = m.Result(at(rp+4*time.Millisecond), Record{}, "", ErrNotFound)
-	out = m.Tick(at(2*rp + 4*time.Millisecond)) // a RetryPeriod after the refusal
-	if out.Call.Op == OpGet {
-		out = m.Result(at(2*rp+5*time.Millisecond), Record{}, "", ErrNotFound)
+	// Its own record was deleted: it waits out its own lease before
+	// creating it again.
+	for out.Call.Op != OpCreate {
+		out = m.Tick(at(out.Wait.Until))
+		if out.Call.Op == OpGet {
+			out = m.Result(at(m.sentAt), Record{}, "", ErrNotFound)
+		}
 	}
-	wantCall(t, out, OpCreate)
 	if got := out.Call.Record.Jobs["j"]; !got.Started.Equal(slotAt) || got.StartedTerm != 1 || out.Call.Record.Term != 2 {
 		t.Fatalf("the new record: %s", show(out))
 	}

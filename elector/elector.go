@@ -88,6 +88,19 @@ type Watcher interface {
 	Watch(ctx context.Context, v Version) (Record, Version, error)
 }
 
+// Remembering is an optional Backend capability: a store that cannot lose
+// or roll back a record while its candidates run (an in-process store such
+// as backend/memory) says so, and its candidates skip the guards against a
+// store that forgot: a fresh candidate acquires on its first read instead
+// of waiting one LeaseDuration for a holder the store may have forgotten,
+// and terms count up from 1 instead of from the wall clock (WallTerm). A
+// deletion or a term going back is still detected and waited out.
+type Remembering interface {
+	// NeverForgets reports whether the store keeps every record it
+	// acknowledged for as long as the candidates run.
+	NeverForgets() bool
+}
+
 // Sentinel errors. Check them with errors.Is: backends wrap them with context.
 var (
 	// ErrNotFound means the lock has no record.

@@ -117,6 +117,15 @@ type Output struct {
 	// Problem is a condition an operator has to hear about, reported once
 	// when it is first seen (ProblemNone otherwise).
 	Problem Problem
+	// Anomaly is something the store did that a healthy store never does
+	// (the record deleted, gone back in time, holding absurd values),
+	// reported each time it is seen, with the terms it concerns: the
+	// driver logs it. What the Machine does about it is its own business
+	// (it waits a lease before acquiring).
+	Anomaly Anomaly
+	// AnomalyTerm is the term of the record that showed the anomaly;
+	// AnomalySeen the highest term this candidate had seen before.
+	AnomalyTerm, AnomalySeen int64
 	// Claims answers claim requests (Machine.Claim), in the order they
 	// were made: each request is answered once, in the Output of the
 	// input that settles it.
@@ -196,6 +205,38 @@ func (p Problem) String() string {
 	return "none"
 }
 
+// Anomaly is a store behaviour the Machine guards against (Output.Anomaly).
+type Anomaly uint8
+
+// The anomalies a Machine reports.
+const (
+	AnomalyNone Anomaly = iota
+	// AnomalyWentBack: a read returned a record whose term is lower than
+	// one this candidate saw or wrote before: the store was restored from
+	// an older snapshot, wiped and re-created, or the record edited by hand.
+	AnomalyWentBack
+	// AnomalyDeleted: the record is gone after one was seen: deleted by
+	// hand, or the store wiped or restarted without its data.
+	AnomalyDeleted
+	// AnomalyCorrupt: the record holds a value no candidate writes (a
+	// lease longer than MaxLeaseDuration); it is treated as a record
+	// written now with this candidate's LeaseDuration.
+	AnomalyCorrupt
+)
+
+// String says what happened, as in logs.
+func (a Anomaly) String() string {
+	switch a {
+	case AnomalyWentBack:
+		return "the store went back in time (restored from an older snapshot, wiped, or the record edited by hand): waiting a lease before acquiring"
+	case AnomalyDeleted:
+		return "the record was deleted (by hand, or the store lost its data): waiting out the lease of its last holder before creating it"
+	case AnomalyCorrupt:
+		return "the record holds a lease longer than any candidate writes (edited by hand?): waiting this candidate's own lease duration instead"
+	}
+	return "none"
+}
+
 type phase uint8
 
 const (
@@ -230,6 +271,19 @@ type Machine struct {
 	ver        Version
 	observedAt time.Duration
 	maxTerm    int64
+	absurd     bool // the record's lease is beyond MaxLeaseDuration: not trusted
+
+	// No acquiring write goes out before holdUntil: set one lease after
+	// this candidate's first read (it cannot know whether a holder it
+	// never saw still believes it leads: the store may have forgotten
+	// it), after it saw the record deleted, and after it saw the store go
+	// back in time.
+	seenStore bool
+	holdUntil time.Duration
+	remembers bool // the store never forgets (Remembering): no first-read hold, no wall-clock terms
+	// fromWatch: the knowledge being evaluated came from a watch, which
+	// may be a cache; a write never follows it directly (a Get confirms).
+	fromWatch bool
 
 	// Leadership.
 	term        int64
@@ -287,6 +341,12 @@ func NewMachine(cfg Config, rng Rand, watch bool) (*Machine, error) {
 	}
 	return &Machine{cfg: cfg, rng: rng, watch: watch}, nil
 }
+
+// StoreNeverForgets tells the Machine, before Start, that its store cannot
+// lose or roll back a record while it runs (see Remembering): a first read
+// is then trusted at once, and terms count up from the highest seen
+// without the wall-clock floor.
+func (m *Machine) StoreNeverForgets() { m.remembers = true }
 
 // Leading reports whether the candidate leads and with which term.
 func (m *Machine) Leading() (term int64, ok bool) {
@@ -378,9 +438,15 @@ func (m *Machine) Watched(now Now, rec Record, ver Version, err error) (out Outp
 		// one that does not is broken. Poll instead of spinning on it.
 		m.watchFailed = true
 		m.poll(now, &out)
+	case err == nil && m.known && rec.Term < m.maxTerm:
+		// Older than what was seen: a lagging cache, or the store went
+		// back in time. Only a Get can tell.
+		m.get(now, &out)
 	case err == nil:
 		m.observe(now, rec, ver, &out)
+		m.fromWatch = true
 		m.evaluate(now, &out)
+		m.fromWatch = false
 	default:
 		// An error, or "not found" from a watch (deletions are rare; a
 		// watch that says so while the record exists is broken): poll,
@@ -543,10 +609,13 @@ func (m *Machine) gotRecord(now Now, rec Record, ver Version, err error, out *Ou
 	switch {
 	case err == nil:
 		m.watchFailed = false
+		m.firstRead(now, rec)
+		m.checkRollback(now, rec, ver, out)
 		m.observe(now, rec, ver, out)
 	case errors.Is(err, ErrNotFound):
 		m.watchFailed = false
-		m.missingRecord(out)
+		m.firstRead(now, Record{})
+		m.missingRecord(now, out)
 	default:
 		// Unreachable store or undecodable record: never write blindly.
 		m.unreadable(now, out)
@@ -571,6 +640,42 @@ func (m *Machine) unreadable(now Now, out *Output) {
 	}
 }
 
+// firstRead starts the hold of a candidate that has just read the store
+// for the first time: it saw no holder before, so one it cannot see (the
+// store forgot it) may still believe it leads for up to a lease.
+func (m *Machine) firstRead(now Now, rec Record) {
+	if m.seenStore {
+		return
+	}
+	m.seenStore = true
+	if !m.remembers {
+		m.hold(now, rec)
+	}
+}
+
+// hold forbids acquiring writes for a lease from now: the longer of this
+// candidate's LeaseDuration and the one of rec (the last record seen,
+// when it is trusted).
+func (m *Machine) hold(now Now, rec Record) {
+	ld := m.cfg.LeaseDuration
+	if rec.LeaseDuration > ld && rec.LeaseDuration <= MaxLeaseDuration {
+		ld = rec.LeaseDuration
+	}
+	m.holdUntil = max(m.holdUntil, now.Mono+ld)
+}
+
+// checkRollback compares a record read from the store (a Get: not a cache)
+// with what this candidate knows: a term lower than the highest it saw or
+// wrote means the store went back in time. Versions are no guide (a
+// restored store hands the same ones out again), terms are: they never go
+// down in a store that remembers.
+func (m *Machine) checkRollback(now Now, rec Record, ver Version, out *Output) {
+	if m.maxTerm > 0 && rec.Term < m.maxTerm && (!m.known || ver != m.ver) {
+		out.Anomaly, out.AnomalyTerm, out.AnomalySeen = AnomalyWentBack, rec.Term, m.maxTerm
+		m.hold(now, m.rec)
+	}
+}
+
 // observe records what was read. Only a change of version restarts the
 // observation clock: re-reading an unchanged record does not.
 func (m *Machine) observe(now Now, rec Record, ver Version, out *Output) {
@@ -581,14 +686,26 @@ func (m *Machine) observe(now Now, rec Record, ver Version, out *Output) {
 		m.jobs = rec.Jobs
 		m.observedAt = now.Mono
 		m.maxTerm = max(m.maxTerm, rec.Term)
+		m.absurd = rec.LeaseDuration > MaxLeaseDuration
+		if m.absurd && out.Anomaly == AnomalyNone {
+			out.Anomaly, out.AnomalyTerm, out.AnomalySeen = AnomalyCorrupt, rec.Term, m.maxTerm
+		}
 	}
 	m.setLeader(m.rec.Holder, out)
 }
 
-func (m *Machine) missingRecord(out *Output) {
+// missingRecord handles a read that found no record. A record seen before
+// and gone now was deleted (or the store lost it): its holder may still
+// believe it leads, so nobody creates it before that lease has run out.
+func (m *Machine) missingRecord(now Now, out *Output) {
+	if m.known {
+		out.Anomaly, out.AnomalyTerm, out.AnomalySeen = AnomalyDeleted, m.rec.Term, m.maxTerm
+		m.hold(now, m.rec)
+	}
 	m.known = false
 	m.missing = true
 	m.rec, m.ver = Record{}, ""
+	m.absurd = false
 	m.setLeader("", out)
 }
 
@@ -610,13 +727,28 @@ func (m *Machine) evaluate(now Now, out *Output) {
 		m.follow(now, out)
 		return
 	}
+	if now.Mono < m.holdUntil {
+		m.holdOff(now, out)
+		return
+	}
 	if m.conflicted && now.Mono < m.conflictAt+m.cfg.RetryPeriod {
 		// Refused a moment ago: what this read shows may be stale. Read
 		// again a RetryPeriod after the refusal before writing.
 		out.Wait = Wait{Until: m.conflictAt + m.cfg.RetryPeriod}
 		return
 	}
+	if m.fromWatch {
+		// What a watch reports may come from a cache that has not seen the
+		// store go back in time, and after it did, the same version can
+		// name another record: a write goes out only with a version a Get
+		// returned.
+		m.get(now, out)
+		return
+	}
 	term := max(m.maxTerm, m.rec.Term)
+	if !m.remembers {
+		term = max(term, WallTerm(now.Wall)-1)
+	}
 	if term >= MaxTerm {
 		// The next term would not fit (or not decode): never write a
 		// fencing token that wraps around. Say so: only a person can fix it.
@@ -631,6 +763,38 @@ func (m *Machine) evaluate(now Now, out *Output) {
 	// Released, expired as measured from our own observation, or written
 	// by this very process (identity and instance): take it with a new term.
 	m.write(now, OpUpdate, m.newRecord(now, term+1), m.ver, out)
+}
+
+// holdOff waits for the end of the hold (see Machine.holdUntil), on the
+// watch when there is a record to watch, else polling, so that a record
+// someone else creates meanwhile is followed.
+func (m *Machine) holdOff(now Now, out *Output) {
+	if m.known && m.watch && !m.watchFailed {
+		out.Wait = Wait{Until: m.holdUntil, Watch: true, Version: m.ver}
+		return
+	}
+	out.Wait = Wait{Until: min(m.holdUntil, now.Mono+m.jittered())}
+}
+
+// TermEpoch is the origin of WallTerm: terms are at least the whole seconds
+// of the acquiring candidate's wall clock since then.
+var TermEpoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// WallTerm is the lowest term a candidate whose wall clock reads wall may
+// take: the whole seconds since TermEpoch (0 before it). A new term is the
+// larger of this and the highest term seen plus one — a hybrid logical
+// clock — so that a term stays unique even when the store forgot the
+// terms it handed out (restored from an older snapshot, wiped), as long as
+// the candidates' wall clocks agree within the time that passes between
+// the last term handed out before the store forgot and the first after it
+// (at least one LeaseDuration: see docs/architecture.md). The values stay
+// below 2^31 until 2093, so a Kubernetes Lease's leaseTransitions holds
+// them.
+func WallTerm(wall time.Time) int64 {
+	if wall.Before(TermEpoch) {
+		return 0
+	}
+	return int64(wall.Sub(TermEpoch) / time.Second)
 }
 
 // newRecord is the record of an acquisition. It carries the job entries
@@ -667,7 +831,7 @@ func (m *Machine) report(p Problem, out *Output) {
 // LeaseDuration after we saw the record change.
 func (m *Machine) expiry() time.Duration {
 	ld := m.rec.LeaseDuration
-	if ld <= 0 {
+	if ld <= 0 || m.absurd {
 		ld = m.cfg.LeaseDuration
 	}
 	return m.observedAt + ld

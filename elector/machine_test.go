@@ -20,7 +20,9 @@ type fixedRand float64
 
 func (f fixedRand) Float64() float64 { return float64(f) }
 
-var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+// epoch is before TermEpoch: WallTerm adds nothing to the terms of these tests
+// (TestWallTerm tests it).
+var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func at(d time.Duration) Now { return Now{Mono: d, Wall: epoch.Add(d)} }
 
@@ -31,6 +33,7 @@ func newM(t *testing.T, watch bool) *Machine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.StoreNeverForgets() // the tests of forgetting stores say so
 	return m
 }
 
@@ -82,6 +85,9 @@ func show(o Output) string {
 	}
 	if o.Problem != ProblemNone {
 		fmt.Fprintf(&b, "problem(%d) ", o.Problem)
+	}
+	if o.Anomaly != AnomalyNone {
+		fmt.Fprintf(&b, "anomaly(%d term=%d seen=%d) ", o.Anomaly, o.AnomalyTerm, o.AnomalySeen)
 	}
 	for _, c := range o.Claims {
 		verb := "claim"
@@ -471,6 +477,7 @@ func TestStopReleases(t *testing.T) {
 	cfg := DefaultConfig("me")
 	cfg.ReleaseOnCancel = false
 	m, _ = NewMachine(cfg, fixedRand(0), false)
+	m.StoreNeverForgets()
 	lead(t, m)
 	if out := m.Stop(at(time.Second)); !out.Stopped || !out.Wait.Work {
 		t.Fatalf("stop without release: %s", show(out))
@@ -583,8 +590,11 @@ func TestWatchFollower(t *testing.T) {
 	if out.Call.Op != OpNone || out.Wait.Until != 2*time.Second+ld || out.Wait.Version != "v2" {
 		t.Fatalf("got %s", show(out))
 	}
-	// A release seen on the watch is taken at once.
+	// A release seen on the watch is taken at once, with a version a
+	// Get confirmed (a watch may be a cache that missed a rollback).
 	out = m.Watched(at(3*time.Second), foreign("", 1), "v3", nil)
+	wantCall(t, out, OpGet)
+	out = m.Result(at(3*time.Second), foreign("", 1), "v3", nil)
 	wantCall(t, out, OpUpdate)
 	if out.Call.Version != "v3" || out.Call.Record.Term != 2 {
 		t.Fatalf("got %s", show(out))
@@ -742,22 +752,41 @@ func TestLeaderWaitCappedAtLease(t *testing.T) {
 	}
 }
 
-// Terms keep rising when the record disappears and comes back lower.
+// Terms keep rising when the record disappears and comes back lower; a
+// deleted record is created again only once its holder's lease, counted
+// from when the deletion was seen, has run out.
 func TestTermsSurviveDeletion(t *testing.T) {
 	m := newM(t, false)
 	m.Start(at(0))
 	m.Result(at(0), foreign("other", 5), "v1", nil)
 	m.Tick(at(time.Second))
 	out := m.Result(at(time.Second), Record{}, "", ErrNotFound)
-	if out.Call.Op != OpCreate || out.Call.Record.Term != 6 {
-		t.Fatalf("create after deletion: %s, want term 6", show(out))
+	if out.Anomaly != AnomalyDeleted || out.Call.Op != OpNone || out.Wait.Until > time.Second+ld {
+		t.Fatalf("deletion seen: %s, want it reported and a wait within the lease", show(out))
 	}
-	m.Result(at(time.Second), Record{}, "", ErrConflict)
-	m.Result(at(time.Second), foreign("", 2), "v9", nil) // recreated with a lower term
-	m.Tick(at(time.Second + rp))                         // a RetryPeriod after the refusal
-	out = m.Result(at(time.Second+rp), foreign("", 2), "v9", nil)
-	if out.Call.Op != OpUpdate || out.Call.Record.Term != 6 {
-		t.Fatalf("takeover of a recreated record: %s, want term 6", show(out))
+	for out.Call.Op == OpNone {
+		out = m.Tick(at(out.Wait.Until))
+		if out.Call.Op == OpGet {
+			out = m.Result(at(m.sentAt), Record{}, "", ErrNotFound)
+		}
+	}
+	if out.Call.Op != OpCreate || out.Call.Record.Term != 6 || m.sentAt < time.Second+ld {
+		t.Fatalf("create after deletion at %v: %s, want term 6 once the lease seen at 1s has run out", m.sentAt, show(out))
+	}
+	now := m.sentAt
+	m.Result(at(now), Record{}, "", ErrConflict)
+	out = m.Result(at(now), foreign("", 2), "v9", nil) // recreated with a lower term
+	if out.Anomaly != AnomalyWentBack || out.AnomalyTerm != 2 || out.AnomalySeen != 5 {
+		t.Fatalf("a record with a lower term: %s, want the store reported as gone back in time", show(out))
+	}
+	for out.Call.Op == OpNone {
+		out = m.Tick(at(out.Wait.Until))
+		if out.Call.Op == OpGet {
+			out = m.Result(at(m.sentAt), foreign("", 2), "v9", nil)
+		}
+	}
+	if out.Call.Op != OpUpdate || out.Call.Record.Term != 6 || m.sentAt < now+ld {
+		t.Fatalf("takeover of a recreated record at %v: %s, want term 6 a lease after %v", m.sentAt, show(out), now)
 	}
 }
 

@@ -201,6 +201,9 @@ func (e *Elector) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if r, ok := e.backend.(Remembering); ok && r.NeverForgets() {
+		m.StoreNeverForgets()
+	}
 	// Leader work that outlived the previous Run (it ignored its context)
 	// must finish before this candidate may lead again.
 	if l := e.lingering; l != nil {
@@ -431,6 +434,9 @@ func (d *driver) transitions(ctx context.Context, out Output) {
 	e.mu.Lock()
 	e.jobs = d.m.Jobs() // before the callbacks: a new leader catches up from it
 	e.mu.Unlock()
+	if out.Anomaly != AnomalyNone {
+		e.log.Warn(out.Anomaly.String(), "term", out.AnomalyTerm, "highest_term_seen", out.AnomalySeen)
+	}
 	switch out.Problem {
 	case ProblemNone:
 	case ProblemSharedIdentity:

@@ -325,6 +325,15 @@ func apply(mp **Machine, cmd string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		// Scripts are on a store that never forgets unless they say so
+		// (remembers=false: the first-read hold and wall-clock terms).
+		remembers, err := a.bool("remembers", true)
+		if err != nil {
+			return "", err
+		}
+		if remembers {
+			m.StoreNeverForgets()
+		}
 		*mp = m
 		return "ok", nil
 	}
