@@ -3,7 +3,10 @@
 //
 // It is a backend in its own right (for tests, demos and single-process
 // programs) and the store the simulator runs against. Test hooks delay
-// calls, fail the next N calls and cut a client off from the store.
+// calls, fail the next N calls and cut a client off from the store; others
+// make it forget, as real stores do: Delete (a record deleted by hand),
+// Wipe (restarted without its data) and Snapshot/Restore (restored from an
+// older backup).
 package memory
 
 import (
@@ -195,6 +198,82 @@ func (s *Store) Delete(lock string) {
 	s.rev++
 	c.exists, c.rec, c.raw, c.rev = false, elector.Record{}, nil, s.rev
 	s.wake(c)
+}
+
+// Wipe forgets every record and restarts the revision counter, as an etcd
+// or a Consul started without its data does: versions handed out before
+// are handed out again, for other writes. Watchers waiting for a change of
+// a record see it gone.
+func (s *Store) Wipe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev = 0
+	for _, c := range s.cells {
+		c.exists, c.rec, c.raw, c.rev = false, elector.Record{}, nil, 0
+		s.wake(c)
+	}
+}
+
+// Snapshot is the state of a Store at one instant: every record and the
+// revision counter (Store.Snapshot, Store.Restore).
+type Snapshot struct {
+	rev   int64
+	cells map[string]cellState
+}
+
+type cellState struct {
+	exists bool
+	rec    elector.Record
+	raw    []byte
+	rev    int64
+}
+
+// Rev is the store's revision counter when the snapshot was taken.
+func (sn *Snapshot) Rev() int64 { return sn.rev }
+
+// Snapshot returns the store's records and revision counter, for Restore.
+func (s *Store) Snapshot() *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := &Snapshot{rev: s.rev, cells: make(map[string]cellState, len(s.cells))}
+	for lock, c := range s.cells {
+		st := cellState{exists: c.exists, rec: c.rec, rev: c.rev}
+		st.rec.Jobs = elector.CloneJobs(c.rec.Jobs)
+		if c.raw != nil {
+			st.raw = append([]byte(nil), c.raw...)
+		}
+		sn.cells[lock] = st
+	}
+	return sn
+}
+
+// Restore puts the store back to sn, records and revision counter both, as
+// restoring an older backup does: the revisions written since sn are
+// handed out again, for other writes (the ABA case a version alone cannot
+// tell). Every watcher looks at the store again: one holding a version
+// from the forgotten history sees the restored record (or none) at once.
+// A nil sn is the empty store New returns.
+func (s *Store) Restore(sn *Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sn == nil {
+		sn = &Snapshot{}
+	}
+	s.rev = sn.rev
+	for lock, st := range sn.cells {
+		if _, ok := s.cells[lock]; !ok && st.exists {
+			s.cells[lock] = &cell{}
+		}
+	}
+	for lock, c := range s.cells {
+		st := sn.cells[lock]
+		c.exists, c.rec, c.raw, c.rev = st.exists, st.rec, nil, st.rev
+		c.rec.Jobs = elector.CloneJobs(st.rec.Jobs)
+		if st.raw != nil {
+			c.raw = append([]byte(nil), st.raw...)
+		}
+		s.wake(c)
+	}
 }
 
 // Raw returns the stored bytes of lock and whether a record exists.
