@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -49,6 +50,11 @@ const (
 )
 
 func TestCalibration(t *testing.T) {
+	// A comparison of timings, which a machine busy with other work
+	// moves by several times: measured on request, never in CI.
+	if os.Getenv("LEASEHOLD_CALIBRATE") != "1" {
+		t.Skip("set LEASEHOLD_CALIBRATE=1 to compare the simulator with real etcd (a timing comparison, kept out of CI)")
+	}
 	need(t)
 	// A machine busy with other work moves real timings by several times
 	// from one minute to the next: a disagreement is measured once more
