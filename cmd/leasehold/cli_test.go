@@ -4,15 +4,61 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/leasehold-go/leasehold/internal/servers"
 )
+
+// silentEtcdConfig writes a config whose etcd endpoint is a loopback
+// listener that accepts connections and never answers: a store that hangs.
+// The channel gets a value each time a connection is accepted — the event
+// that says a leasehold process has got as far as connecting.
+func silentEtcdConfig(t *testing.T, extra string) (string, <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{}, 64)
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	path := filepath.Join(t.TempDir(), "f.yaml")
+	cfg := fmt.Sprintf("backend: etcd\nname: x\netcd:\n  endpoints: [%q]\n  dial_timeout: 10s\n%s", ln.Addr().String(), extra)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, accepted
+}
 
 // deadEtcdConfig writes a config whose etcd endpoint is a loopback port
 // nobody listens on, with a long dial timeout: anything that tries to

@@ -239,7 +239,10 @@ func (c *cronJob) lead(ctx context.Context, e *elector.Elector, term int64, feed
 			handled = st.Started
 			if !c.rerun {
 				log.Warn("a run was cut short by a failover and is not run again (--interrupted skip)", "slot", st.Started.Format(time.RFC3339), "its_term", st.StartedTerm)
-			} else if !c.runSlot(ctx, e, term, feed, st.Started, true, log) {
+				continue
+			}
+			log.Info("running again a slot cut short by a failover (--interrupted rerun)", "slot", st.Started.Format(time.RFC3339), "its_term", st.StartedTerm)
+			if !c.runSlot(ctx, e, term, feed, st.Started, true, log) {
 				sleep(ctx, c.cfg.Lease.RetryPeriod)
 			}
 			continue

@@ -68,7 +68,7 @@ docs/scheduled-jobs.md; --wait makes a replica that does not lead give up.`,
 	fs.StringVar(&ro.probe, "probe-http", "", "also serve /healthz and /metrics alone on this address (for probes and Prometheus)")
 	fs.DurationVar(&ro.grace, "grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of the smaller of lease.renew_deadline and lease.duration - lease.renew_deadline, at most 10s)")
 	fs.BoolVar(&ro.restart, "restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
-	fs.DurationVar(&ro.wait, "wait", 0, "give up, with exit status 75, if this replica does not lead within this long; 0 tries once (default: wait for ever)")
+	fs.DurationVar(&ro.wait, "wait", 0, "give up, with exit status 75, if this replica does not lead within this long, counted after the lease a process waits before its first acquisition; 0 tries once (default: wait for ever)")
 	return cmd
 }
 
@@ -191,7 +191,14 @@ func campaign(ctx context.Context, ss *session, command []string, grace time.Dur
 	feed := newLeaseFeed()
 	var obs elector.Observer = ss.srv.obs
 	if gate != nil {
-		gate.start(cfg.Identity, cfg.Lease.RenewDeadline, func() {
+		// A candidate on a store that may forget acquires nothing before
+		// a lease after its first read (docs/architecture.md): the try
+		// that --wait allows comes after that.
+		hold := cfg.Lease.LeaseDuration
+		if r, ok := ss.backend.(elector.Remembering); ok && r.NeverForgets() {
+			hold = 0
+		}
+		gate.start(cfg.Identity, hold, cfg.Lease.RenewDeadline, func() {
 			ended <- campaignEnd{gaveUp: true}
 			stop()
 		})
@@ -240,10 +247,11 @@ func campaign(ctx context.Context, ss *session, command []string, grace time.Dur
 
 // waitGate is run --wait: it gives up on leading once the wait is over and
 // this replica has tried — when, after the wait, a finished call fails or
-// another candidate is seen to hold the lock, or at the latest a renew
-// deadline after the wait (the longest a try can take). So --wait 0 takes
-// the lock only if the first read finds it free (no record, or released)
-// and the acquire that follows wins; a lock held by another candidate, even
+// another candidate is seen to hold the lock, or at the latest a lease (the
+// hold before a first acquisition) plus a renew deadline (the longest a
+// try can take) after the wait. So --wait 0 takes the lock only if the
+// reads find it free (no record, or released) until the hold is over and
+// the acquire that follows wins; a lock held by another candidate, even
 // one whose lease has run out, is not waited for.
 //
 // Its methods are called on the elector's goroutine (newLeader, the
@@ -261,7 +269,7 @@ type waitGate struct {
 	timers  []*time.Timer
 }
 
-func (g *waitGate) start(self string, slack time.Duration, giveUp func()) {
+func (g *waitGate) start(self string, hold, slack time.Duration, giveUp func()) {
 	g.self, g.giveUp = self, giveUp
 	g.timers = append(g.timers,
 		time.AfterFunc(g.wait, func() {
@@ -272,7 +280,7 @@ func (g *waitGate) start(self string, slack time.Duration, giveUp func()) {
 				g.quit()
 			}
 		}),
-		time.AfterFunc(g.wait+slack, func() {
+		time.AfterFunc(g.wait+hold+slack, func() {
 			g.mu.Lock()
 			defer g.mu.Unlock()
 			g.quit()
