@@ -128,6 +128,50 @@ func TestSignalDuringStartup(t *testing.T) {
 	}
 }
 
+// A record no candidate writes — a hundred-year lease, a renewal an hour
+// ahead of this clock — is reported as corrupt, with what the candidates
+// do about it and how to clear it, and status exits 4, not 0.
+func TestStatusAbsurdRecord(t *testing.T) {
+	needBinaryAndEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := etcd.New(ctx, etcd.Config{Endpoints: []string{etcdSrv.Endpoint}, Prefix: "/e2e/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		rec   elector.Record
+		wants []string
+	}{
+		{"hundred-year lease", elector.Record{Holder: "x", LeaseDuration: 100 * 365 * 24 * time.Hour, AcquireTime: now, RenewTime: now, Term: 3},
+			[]string{"longer than any candidate writes", "wait out their own lease duration"}},
+		{"renewed an hour ahead", elector.Record{Holder: "x", LeaseDuration: 2 * time.Second, AcquireTime: now, RenewTime: now.Add(time.Hour), Term: 3},
+			[]string{"in the future by this machine's clock", "Candidates time leases on their own clocks"}},
+	} {
+		cfg, lock := writeConfig(t, "")
+		if _, err := c.Lock(lock).Create(ctx, tc.rec); err != nil {
+			t.Fatal(err)
+		}
+		text, code := statusOf(t, "status", "--config", cfg)
+		for _, want := range append(tc.wants, "problem:", "etcdctl del /e2e/"+lock) {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: status lacks %q:\n%s", tc.name, want, text)
+			}
+		}
+		js, jcode := statusOf(t, "status", "--config", cfg, "--json")
+		var rep statusReport
+		if err := json.Unmarshal([]byte(js), &rep); err != nil {
+			t.Fatalf("status --json: %v: %q", err, js)
+		}
+		if code != exitNoStore || jcode != exitNoStore || rep.State != stateCorrupt || rep.Problem == "" {
+			t.Errorf("%s: exit %d and %d, state %q, problem %q; want exit %d, state corrupt, a problem", tc.name, code, jcode, rep.State, rep.Problem, exitNoStore)
+		}
+	}
+}
+
 // A record whose term cannot grow any more: status says so, and what to do.
 func TestStatusTermExhausted(t *testing.T) {
 	needBinaryAndEtcd(t)

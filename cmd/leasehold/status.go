@@ -28,7 +28,10 @@ type statusReport struct {
 	Store   string `json:"store"`
 	// State is leading (a holder with a live lease), released, expired (a
 	// holder whose lease ran out, by this machine's clock), missing (no
-	// record yet) or error (the store could not be read: Error says why).
+	// record yet), corrupt (a record no candidate writes: a lease beyond
+	// elector.MaxLeaseDuration, a renew time further ahead of this
+	// machine's clock than a lease; Problem says which) or error (the store
+	// could not be read: Error says why).
 	State  string `json:"state"`
 	Holder string `json:"holder"`
 	Term   int64  `json:"term"`
@@ -42,6 +45,10 @@ type statusReport struct {
 	// it; empty (and left out) when there is none.
 	Problem string `json:"problem,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Anomaly (--watch only) says the store did what a healthy store never
+	// does since the last line: went back in time (a lower term than one
+	// seen) or lost the record.
+	Anomaly string `json:"anomaly,omitempty"`
 	// Jobs are the record's slot claims (leasehold cron, POST /claim),
 	// by job; Schedule the config's cron: schedule and its next slot.
 	Jobs     map[string]jobReport `json:"jobs,omitempty"`
@@ -72,6 +79,7 @@ const (
 	stateReleased = "released"
 	stateExpired  = "expired"
 	stateMissing  = "missing"
+	stateCorrupt  = "corrupt"
 	stateError    = "error"
 )
 
@@ -80,7 +88,7 @@ func (r statusReport) exit() int {
 	switch r.State {
 	case stateLeading:
 		return exitOK
-	case stateError:
+	case stateError, stateCorrupt:
 		return exitNoStore
 	}
 	return exitNoLeader
@@ -193,6 +201,9 @@ func (ss *session) report(r statusReport, rec elector.Record, ver elector.Versio
 		if rec.TermExhausted() {
 			r.Problem = termExhausted(ss.cfg.deleteHint(ss.backend), r)
 		}
+		if p := absurdRecord(rec, time.Now(), ss.cfg.deleteHint(ss.backend)); p != "" {
+			r.State, r.Expired, r.Problem = stateCorrupt, true, p
+		}
 		r.Jobs = nil
 		for name, st := range rec.Jobs {
 			if r.Jobs == nil {
@@ -232,6 +243,25 @@ func (ss *session) scheduleReport(rec elector.Record, now time.Time) (*scheduleR
 	}
 	next := sched.Next(laterOf(now, rec.Jobs[job].Started))
 	return &scheduleReport{Job: job, Spec: sched.String(), Timezone: tz, NextDue: nonZero(next)}, nil
+}
+
+// absurdRecord says what makes rec a record no candidate writes (""
+// when nothing does): a lease beyond elector.MaxLeaseDuration, which the
+// electors do not trust (they wait out their own lease instead), or a
+// renew time further ahead of now than a lease, by which this machine's
+// clock would call the lease live for ever. where says how to delete it.
+func absurdRecord(rec elector.Record, now time.Time, where string) string {
+	switch {
+	case rec.LeaseDuration > elector.MaxLeaseDuration:
+		return fmt.Sprintf("the record's lease (%v) is longer than any candidate writes (at most %v): edited by hand? "+
+			"Candidates treat it as corrupt and wait out their own lease duration; delete the record (%s) to clear it.",
+			rec.LeaseDuration, elector.MaxLeaseDuration, where)
+	case rec.Holder != "" && rec.RenewTime.Sub(now) > max(rec.LeaseDuration, time.Minute):
+		return fmt.Sprintf("the record was renewed %v in the future by this machine's clock: a clock far ahead, or the record edited by hand. "+
+			"Candidates time leases on their own clocks and do not use it; if no candidate renews it, delete the record (%s).",
+			rec.RenewTime.Sub(now).Round(time.Second), where)
+	}
+	return ""
 }
 
 func nonZero(t time.Time) *time.Time {
@@ -336,6 +366,16 @@ func watchStatus(ctx context.Context, o *overrides, asJSON bool, stdout, stderr 
 	defer ss.close()
 	poll := ss.cfg.Lease.RetryPeriod
 	watcher, _ := ss.backend.(elector.Watcher)
+	// lease is how long a record's lease runs, as an elector judges it: a
+	// lease no candidate writes is not trusted (its own instead).
+	lease := func(rec elector.Record) time.Duration {
+		if rec.LeaseDuration > elector.MaxLeaseDuration || rec.LeaseDuration <= 0 {
+			return ss.cfg.Lease.LeaseDuration
+		}
+		return rec.LeaseDuration
+	}
+	var maxTerm int64 // the highest term seen, to tell a store gone back in time
+	var present bool  // the last successful read found a record
 	var (
 		last    string // what was printed last: state, holder, term, error
 		rec     elector.Record
@@ -346,7 +386,7 @@ func watchStatus(ctx context.Context, o *overrides, asJSON bool, stdout, stderr 
 		first   = true
 	)
 	show := func(rep statusReport) {
-		key := strings.Join([]string{rep.State, rep.Holder, strconv.FormatInt(rep.Term, 10), rep.Error}, "\x00")
+		key := strings.Join([]string{rep.State, rep.Holder, strconv.FormatInt(rep.Term, 10), rep.Error, rep.Anomaly}, "\x00")
 		if key == last {
 			return
 		}
@@ -366,7 +406,7 @@ func watchStatus(ctx context.Context, o *overrides, asJSON bool, stdout, stderr 
 			if rec.Holder != "" && !expired {
 				// Wake when the observed lease would run out, to say so.
 				cancel()
-				wctx, cancel = context.WithDeadline(ctx, seen.Add(rec.LeaseDuration))
+				wctx, cancel = context.WithDeadline(ctx, seen.Add(lease(rec)))
 			}
 			nrec, nver, err = watcher.Watch(wctx, ver)
 			timedOut = err != nil && wctx.Err() != nil && ctx.Err() == nil
@@ -392,13 +432,22 @@ func watchStatus(ctx context.Context, o *overrides, asJSON bool, stdout, stderr 
 				seen, expired = time.Now(), false
 			}
 			rec, ver, haveVer = nrec, nver, true
-			if rec.Holder != "" && time.Since(seen) > rec.LeaseDuration {
+			if rec.Holder != "" && time.Since(seen) > lease(rec) {
 				expired = true
 			}
-			show(ss.report(r, rec, ver, nil, expired))
+			rep := ss.report(r, rec, ver, nil, expired)
+			if rec.Term < maxTerm {
+				rep.Anomaly = fmt.Sprintf("the store went back in time: term %d after %d (restored from an older snapshot, wiped, or the record edited?)", rec.Term, maxTerm)
+			}
+			maxTerm, present = max(maxTerm, rec.Term), true
+			show(rep)
 		case isNotFound(err):
-			rec, ver, haveVer = elector.Record{}, "", false
-			show(ss.report(r, rec, ver, err, false))
+			rep := ss.report(r, elector.Record{}, "", err, false)
+			if present {
+				rep.Anomaly = fmt.Sprintf("the record is gone (term %d was seen): deleted, or the store lost its data", maxTerm)
+			}
+			rec, ver, haveVer, present = elector.Record{}, "", false, false
+			show(rep)
 		default:
 			// Read again after a pause (a failed watch too).
 			haveVer = false
@@ -419,6 +468,9 @@ func emitStatus(stdout, stderr io.Writer, r statusReport, asJSON bool) {
 	if at == "" {
 		at = time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	}
+	if r.Anomaly != "" {
+		fmt.Fprintf(stdout, "%s  %s\n", at, r.Anomaly)
+	}
 	switch r.State {
 	case stateLeading:
 		fmt.Fprintf(stdout, "%s  leader %s (term %d)\n", at, printable(r.Holder), r.Term)
@@ -428,6 +480,8 @@ func emitStatus(stdout, stderr io.Writer, r statusReport, asJSON bool) {
 		fmt.Fprintf(stdout, "%s  no leader: the lease of %s (term %d) ran out\n", at, printable(r.Holder), r.Term)
 	case stateMissing:
 		fmt.Fprintf(stdout, "%s  no leader: no record yet\n", at)
+	case stateCorrupt:
+		fmt.Fprintf(stdout, "%s  unknown: the record is corrupt: %s\n", at, r.Problem)
 	case stateError:
 		fmt.Fprintf(stdout, "%s  unknown: the store cannot be read\n", at)
 		fmt.Fprintf(stderr, "leasehold status: %s\n", r.Error)
