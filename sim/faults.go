@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/leasehold-go/leasehold/backend/memory"
 )
 
 // resolve turns fault targets into node indexes; "leader" is the node that
@@ -33,6 +35,8 @@ func (s *sim) timelineFault(f Fault) {
 	switch f.Kind {
 	case StoreDown:
 		s.storeDown(f.For)
+	case StoreWipe, StoreRestore, RecordDelete:
+		s.storeForget(f.Kind, f.By)
 	case LatencySpike:
 		s.spike(s.resolve(f.Targets), f.For, f.Latency)
 	case Partition:
@@ -68,6 +72,112 @@ func (s *sim) storeDown(d time.Duration) {
 			}
 		}
 	}
+}
+
+// storeForget makes the store forget: every record and the revision
+// counter (a wipe), its state back from an instant `back` ago (a restore),
+// or the lock's record (a deletion). Requests in flight are served against
+// what is left; watchers see the result, as real watches would: a record
+// gone, or the restored one (a watcher holding a version from the forgotten
+// history is woken at once). A notification already on its way still
+// arrives with what it carried.
+func (s *sim) storeForget(kind FaultKind, back time.Duration) {
+	if s.timeline != nil {
+		s.timeline.Faults = append(s.timeline.Faults, Mark{At: s.now, Node: -1, Kind: kind, By: back})
+	}
+	switch kind {
+	case StoreWipe:
+		if s.trace != nil {
+			s.tracef(nil, "FAULT store_wipe: every record gone, the revision counter restarts")
+		}
+		s.store.Wipe()
+	case StoreRestore:
+		snap := s.snapshotAt(s.now - back)
+		if s.trace != nil {
+			rev := int64(0)
+			if snap != nil {
+				rev = snap.Rev()
+			}
+			s.tracef(nil, "FAULT store_restore by=%v: back to the state of %s (revision %d)", back, fmtTime(max(s.now-back, 0)), rev)
+		}
+		s.store.Restore(snap)
+	case RecordDelete:
+		if s.trace != nil {
+			s.tracef(nil, "FAULT record_delete")
+		}
+		s.store.Delete(lockName)
+	}
+	for _, n := range s.nodes {
+		s.markFault(n, kind)
+	}
+	rec, ver, err := s.nodes[0].backend.Get(s.ctx)
+	s.holder, s.version = -1, ver
+	if err == nil {
+		s.holder = s.holderIndex(rec.Holder)
+	}
+	if s.trace != nil {
+		if err == nil {
+			s.tracef(nil, "store: now holder=%q term=%d version=%s", rec.Holder, rec.Term, ver)
+		} else {
+			s.tracef(nil, "store: now no record")
+		}
+	}
+	s.snapshot()
+	if s.sc.StaleReads > 0 {
+		if kind != RecordDelete {
+			// No replica keeps the history the store forgot.
+			s.history = append(s.history[:0], committed{at: 0, rec: rec, ver: ver, exists: err == nil})
+		} else {
+			s.commit()
+		}
+	}
+	for i := range s.regs {
+		if s.regs[i].active && s.regs[i].ver != ver {
+			s.notify(i, rec, ver, err)
+		}
+	}
+}
+
+// holderIndex is the node whose identity is holder (the first, for a
+// shared one), -1 if none.
+func (s *sim) holderIndex(holder string) int {
+	if holder == "" {
+		return -1
+	}
+	for i, n := range s.nodes {
+		if s.identity(n) == holder {
+			return i
+		}
+	}
+	return -1
+}
+
+// snapshot remembers the store's state at this instant for the restores
+// to come, keeping what the longest of them can go back to.
+func (s *sim) snapshot() {
+	if s.keepBack == 0 {
+		return
+	}
+	s.snaps = append(s.snaps, snapAt{at: s.now, snap: s.store.Snapshot()})
+	cut := s.now - s.keepBack
+	k := 0
+	for k+1 < len(s.snaps) && s.snaps[k+1].at <= cut {
+		k++
+	}
+	if k > 0 {
+		s.snaps = append(s.snaps[:0], s.snaps[k:]...)
+	}
+}
+
+// snapshotAt is the store's state at true instant t (nil: the empty store
+// it started as).
+func (s *sim) snapshotAt(t time.Duration) *memory.Snapshot {
+	for i := len(s.snaps) - 1; i >= 0; i-- {
+		if s.snaps[i].at <= t {
+			return s.snaps[i].snap
+		}
+	}
+	return nil
 }
 
 // recoverStore ends a store-wide fault.
@@ -168,6 +278,9 @@ func (s *sim) fault(kind FaultKind, targets []int, d, by time.Duration, newID bo
 	switch kind {
 	case StoreDown:
 		s.storeDown(d)
+		return
+	case StoreWipe, StoreRestore, RecordDelete:
+		s.storeForget(kind, d)
 		return
 	case Partition:
 		s.partition(targets, d, "")
@@ -355,8 +468,12 @@ func (s *sim) randomFault() {
 	if s.rng.Float64() < 0.5 && s.holder >= 0 {
 		target = s.holder
 	}
-	lo := min(time.Second, r.MaxDown)
-	d := lo + time.Duration(s.rng.Float64()*float64(r.MaxDown-lo))
+	hi := r.MaxDown
+	if kind == StoreRestore && r.MaxBack > 0 {
+		hi = r.MaxBack // how far back the store goes
+	}
+	lo := min(time.Second, hi)
+	d := lo + time.Duration(s.rng.Float64()*float64(hi-lo))
 	by := d
 	if s.rng.Float64() < 0.5 {
 		by = -d

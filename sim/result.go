@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -93,15 +94,21 @@ type Requests struct {
 func (r Requests) total() int64 { return r.Get + r.Create + r.Update + r.Watch }
 
 // Violation is a breach of safety: two nodes believing they lead at once
-// (dual_leadership, from AtMS to UntilMS) or a stale write the fenced
-// resource accepted (stale_write_accepted: the writer, then the holder).
+// (dual_leadership, from AtMS to UntilMS), a stale write the fenced
+// resource accepted (stale_write_accepted: the writer, then the node of
+// the later leadership that wrote before it with the same term), or a
+// leadership that started with a term not higher than every earlier one
+// (repeated_term: Term, and EarlierTerm the highest before it; the nodes
+// that led with each) — a store that forgot, and clocks apart by more
+// than the bound.
 type Violation struct {
-	Kind    string   `json:"kind"`
-	AtMS    float64  `json:"at_ms"`
-	UntilMS float64  `json:"until_ms"`
-	Nodes   []string `json:"nodes"`
-	Term    int64    `json:"term,omitempty"`
-	Slot    string   `json:"slot,omitempty"` // duplicated_slot, overlapping_runs: the slot (of the later run)
+	Kind        string   `json:"kind"`
+	AtMS        float64  `json:"at_ms"`
+	UntilMS     float64  `json:"until_ms"`
+	Nodes       []string `json:"nodes"`
+	Term        int64    `json:"term,omitempty"`
+	EarlierTerm int64    `json:"earlier_term,omitempty"` // repeated_term
+	Slot        string   `json:"slot,omitempty"`         // duplicated_slot, overlapping_runs: the slot (of the later run)
 }
 
 // Safe reports whether the run had no violation.
@@ -125,6 +132,20 @@ func (s *sim) acct() {
 func (s *sim) startLeadership(n *node, term int64) {
 	s.acct()
 	n.leading, n.term, n.leadStart, n.fault = true, term, s.now, ""
+	// A term is a fencing token: no leadership may start with a term an
+	// earlier one had, nor with a lower one.
+	s.leads++
+	n.lseq = s.leads
+	if s.leads > 1 && term <= s.topTerm {
+		s.res.Violations = append(s.res.Violations, Violation{Kind: "repeated_term", AtMS: ms(s.now), UntilMS: ms(s.now),
+			Nodes: []string{s.nodes[s.topBy].id, n.id}, Term: term, EarlierTerm: s.topTerm})
+		if s.trace != nil {
+			s.tracef(n, "TERM %d NOT NEW: %s led with term %d before", term, s.nodes[s.topBy].id, s.topTerm)
+		}
+	}
+	if s.leads == 1 || term > s.topTerm {
+		s.topTerm, s.topBy = term, n.idx
+	}
 	if s.timeline != nil && s.believers == 0 && s.anyLeader {
 		s.timeline.Leaderless = append(s.timeline.Leaderless, Span{From: s.llStart, To: s.now})
 	}
@@ -315,6 +336,9 @@ type Aggregate struct {
 	ByCause map[string]CauseStats `json:"by_cause"`
 	// DualWindowsMS is the distribution of dual-leadership windows.
 	DualWindowsMS Percentiles `json:"dual_windows_ms"`
+	// ViolationsByKind counts the violations of all runs by kind
+	// (dual_leadership, stale_write_accepted, repeated_term, ...).
+	ViolationsByKind map[string]int `json:"violations_by_kind,omitempty"`
 	// Store sums the runs' store figures (MaxWaitMS: the longest wait).
 	Store StoreStats `json:"store,omitzero"`
 	// Cron sums the runs' slot figures, with the start delays' percentiles
@@ -366,6 +390,10 @@ func (m *Summary) Add(r *Result) {
 		}
 	}
 	for _, v := range r.Violations {
+		if a.ViolationsByKind == nil {
+			a.ViolationsByKind = map[string]int{}
+		}
+		a.ViolationsByKind[v.Kind]++
 		if v.Kind == "dual_leadership" {
 			m.duals = append(m.duals, v.UntilMS-v.AtMS)
 		}
@@ -396,6 +424,9 @@ func (m *Summary) Add(r *Result) {
 func (m *Summary) Aggregate() Aggregate {
 	a := m.a
 	a.UnsafeSeeds = append([]uint64{}, a.UnsafeSeeds...)
+	if m.a.ViolationsByKind != nil {
+		a.ViolationsByKind = maps.Clone(m.a.ViolationsByKind)
+	}
 	slices.Sort(a.UnsafeSeeds)
 	a.FailoverMS = percentilesOf(append([]float64(nil), m.all...))
 	a.DualWindowsMS = percentilesOf(append([]float64(nil), m.duals...))
@@ -472,6 +503,13 @@ func (r *Result) WriteText(w io.Writer) {
 		case "overlapping_runs":
 			fmt.Fprintf(w, "  %10s  two runs at once until %s: slot %s on %s while %s still runs\n", fmtMS(v.AtMS), fmtMS(v.UntilMS),
 				v.Slot, v.Nodes[1], v.Nodes[0])
+		case "repeated_term":
+			if v.Term == v.EarlierTerm {
+				fmt.Fprintf(w, "  %10s  %s leads with term %d again: %s led with it before\n", fmtMS(v.AtMS), v.Nodes[1], v.Term, v.Nodes[0])
+			} else {
+				fmt.Fprintf(w, "  %10s  %s leads with term %d, lower than the term %d %s led with before\n", fmtMS(v.AtMS), v.Nodes[1], v.Term,
+					v.EarlierTerm, v.Nodes[0])
+			}
 		default:
 			fmt.Fprintf(w, "  %10s  stale write accepted from %s (term %d) while %s holds the lock\n", fmtMS(v.AtMS), v.Nodes[0], v.Term, v.Nodes[1])
 		}
@@ -510,7 +548,13 @@ func (a Aggregate) WriteText(w io.Writer) {
 	if len(a.UnsafeSeeds) == 0 {
 		fmt.Fprintln(w, "safety: no violation in any run")
 	} else {
-		fmt.Fprintf(w, "SAFETY VIOLATIONS in %d runs, seeds %s\n", len(a.UnsafeSeeds), seedList(a.UnsafeSeeds, shownSeeds))
+		kinds := slices.Sorted(maps.Keys(a.ViolationsByKind))
+		var by []string
+		for _, k := range kinds {
+			by = append(by, fmt.Sprintf("%s %d", k, a.ViolationsByKind[k]))
+		}
+		fmt.Fprintf(w, "SAFETY VIOLATIONS in %d runs (%s), seeds %s\n", len(a.UnsafeSeeds), strings.Join(by, ", "),
+			seedList(a.UnsafeSeeds, shownSeeds))
 	}
 }
 

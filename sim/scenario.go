@@ -172,12 +172,30 @@ const (
 	// StoreDown: the store answers nobody for Fault.For; watch streams
 	// break (watchers register again, one RetryPeriod later).
 	StoreDown FaultKind = "store_down"
+	// StoreWipe: the store loses every record and its revision counter
+	// restarts, as an etcd or a Consul started without its data: versions
+	// are handed out again. Watchers see the record gone.
+	StoreWipe FaultKind = "store_wipe"
+	// StoreRestore: the store goes back to its state Fault.By earlier,
+	// records and revision counter both (restored from a backup): the
+	// versions written since are handed out again, for other writes.
+	// Watchers see the restored record (or none).
+	StoreRestore FaultKind = "store_restore"
+	// RecordDelete: the lock's record is deleted by hand; the store keeps
+	// counting (no version is reused). Watchers see it gone.
+	RecordDelete FaultKind = "record_delete"
 )
 
-var faultKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall, LatencySpike, StoreDown}
+var faultKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall, LatencySpike, StoreDown, StoreWipe, StoreRestore, RecordDelete}
 
 // randomKinds are the kinds random_faults may draw.
-var randomKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall, StoreDown}
+var randomKinds = []FaultKind{Crash, Partition, Pause, ClockJump, Stop, Stall, StoreDown, StoreWipe, StoreRestore, RecordDelete}
+
+// storeFault reports whether k acts on the store, not on nodes (it takes
+// no target).
+func storeFault(k FaultKind) bool {
+	return k == StoreDown || k == StoreWipe || k == StoreRestore || k == RecordDelete
+}
 
 // All as a latency_spike target is every node.
 const All = "all"
@@ -197,7 +215,7 @@ type Fault struct {
 	Kind    FaultKind
 	Targets []string      // node ids or "leader"
 	For     time.Duration // crash/stop: restart after; partition: heal after; pause: length (0 = never)
-	By      time.Duration // clock_jump: how far the wall clock moves
+	By      time.Duration // clock_jump: how far the wall clock moves; store_restore: how far back the store goes
 	// NewIdentity: the node comes back from this crash or stop under a new
 	// identity, as a replaced pod does (restart_identity: new, the
 	// default); false keeps the identity (a restarted process: it still
@@ -227,10 +245,12 @@ type Tail struct {
 
 // RandomFaults draws faults from the seed: one about every Every (uniform
 // in [Every/2, 3·Every/2)), of a kind drawn from Kinds, lasting up to MaxDown.
+// A store_restore goes back uniform [1s, MaxBack) (0: MaxDown).
 type RandomFaults struct {
 	Every   time.Duration
 	Kinds   []FaultKind
 	MaxDown time.Duration
+	MaxBack time.Duration
 }
 
 // NodeID names node i (0-based): n1, n2, ...
@@ -683,6 +703,7 @@ func (p *parser) cron(n *yaml.Node) *Cron {
 func (p *parser) random(n *yaml.Node) *RandomFaults {
 	r := &RandomFaults{}
 	kinds := false
+	var maxBack *yaml.Node
 	p.Mapping(n, "random_faults.", func(key string, k, v *yaml.Node) {
 		name := "random_faults." + key
 		switch key {
@@ -690,6 +711,9 @@ func (p *parser) random(n *yaml.Node) *RandomFaults {
 			r.Every = p.positive(v, name, maxDuration)
 		case "max_down":
 			r.MaxDown = p.positive(v, name, maxDuration)
+		case "max_back":
+			maxBack = k
+			r.MaxBack = p.positive(v, name, maxDuration)
 		case "kinds":
 			kinds = true
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
@@ -711,6 +735,8 @@ func (p *parser) random(n *yaml.Node) *RandomFaults {
 			p.Fail(n, "random_faults.max_down", "missing")
 		case !kinds:
 			p.Fail(n, "random_faults.kinds", "missing")
+		case maxBack != nil && !slices.Contains(r.Kinds, StoreRestore):
+			p.Fail(maxBack, "random_faults.max_back", "only goes with store_restore among the kinds")
 		}
 	}
 	return r
@@ -731,13 +757,14 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 		identitySet, latencySet := false, false
 		var loseNode *yaml.Node
 		var modifier, modLine string
-		var modNode *yaml.Node
+		var modNode, byNode *yaml.Node
 		p.Mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			name := prefix + key
 			switch key {
 			case "at":
 				f.At = p.NonNegative(v, name)
-			case "crash", "partition", "pause", "clock_jump", "stop", "stall", "latency_spike", "store_down":
+			case "crash", "partition", "pause", "clock_jump", "stop", "stall", "latency_spike", "store_down",
+				"store_wipe", "store_restore", "record_delete":
 				if f.Kind != "" {
 					p.Fail(k, name, "a fault does one thing: %s is already given", f.Kind)
 					return
@@ -747,6 +774,10 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 				case StoreDown:
 					if !p.Boolean(v, name) && p.Err == nil {
 						p.Fail(v, name, "want true (the store goes down for `for`)")
+					}
+				case StoreWipe, StoreRestore, RecordDelete:
+					if !p.Boolean(v, name) && p.Err == nil {
+						p.Fail(v, name, "want true (it happens to the store, not to a node)")
 					}
 				case LatencySpike:
 					if v.Kind == yaml.ScalarNode && v.Value == All {
@@ -789,6 +820,7 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 					}
 				}
 			case "by":
+				byNode = v
 				f.By = p.within(v, name)
 				if p.Err == nil && f.By == 0 {
 					p.Fail(v, name, "must not be zero")
@@ -809,8 +841,12 @@ func (p *parser) faults(n *yaml.Node, sc *Scenario) []Fault {
 			p.Fail(item, prefix[:len(prefix)-1], "say what happens: %s", kindList(faultKinds))
 		case f.Kind == ClockJump && f.By == 0:
 			p.Fail(item, prefix+"by", "clock_jump needs by (how far the wall clock moves)")
-		case f.Kind != ClockJump && f.By != 0:
-			p.Fail(item, prefix+"by", "only goes with clock_jump")
+		case f.Kind == StoreRestore && f.By == 0:
+			p.Fail(item, prefix+"by", "store_restore needs by (how far back in time the store goes)")
+		case f.Kind == StoreRestore && f.By < 0:
+			p.Fail(byNode, prefix+"by", "must be positive (how far back in time the store goes), got %v", f.By)
+		case f.Kind != ClockJump && f.Kind != StoreRestore && f.By != 0:
+			p.Fail(byNode, prefix+"by", "only goes with clock_jump or store_restore")
 		case identitySet && f.Kind != Crash && f.Kind != Stop:
 			p.Fail(item, prefix+"restart_identity", "only goes with crash or stop")
 		case (f.Kind == Pause || f.Kind == Stall || f.Kind == LatencySpike || f.Kind == StoreDown) && modifier != "for":
@@ -1029,6 +1065,9 @@ func (sc *Scenario) Validate() error {
 		if err := between("Random.MaxDown", r.MaxDown, 1, maxDuration); err != nil {
 			return err
 		}
+		if err := between("Random.MaxBack", r.MaxBack, 0, maxDuration); err != nil {
+			return err
+		}
 		if len(r.Kinds) == 0 {
 			return bad("Random.Kinds is empty")
 		}
@@ -1052,9 +1091,9 @@ func (sc *Scenario) validateFault(f Fault) error {
 		return fmt.Errorf(".At (%v) must be from 0 to the end of the run (Duration %v)", f.At, sc.Duration)
 	case !slices.Contains(faultKinds, f.Kind):
 		return fmt.Errorf(".Kind: unknown fault kind %q", f.Kind)
-	case f.Kind == StoreDown && len(f.Targets) != 0:
-		return errors.New(".Targets: store_down takes none (it is the store's)")
-	case f.Kind != StoreDown && len(f.Targets) == 0:
+	case storeFault(f.Kind) && len(f.Targets) != 0:
+		return fmt.Errorf(".Targets: %s takes none (it is the store's)", f.Kind)
+	case !storeFault(f.Kind) && len(f.Targets) == 0:
 		return errors.New(".Targets is empty")
 	case len(f.Targets) > 1 && f.Kind != Partition && f.Kind != LatencySpike:
 		return fmt.Errorf(".Targets: %s takes one target, got %d", f.Kind, len(f.Targets))
@@ -1074,8 +1113,12 @@ func (sc *Scenario) validateFault(f Fault) error {
 		return errors.New(".For does not go with clock_jump")
 	case f.Kind == ClockJump && (f.By == 0 || f.By < -maxDuration || f.By > maxDuration):
 		return fmt.Errorf(".By (%v) must be nonzero and within ±%v", f.By, maxDuration)
-	case f.Kind != ClockJump && f.By != 0:
-		return errors.New(".By only goes with clock_jump")
+	case f.Kind == StoreRestore && (f.By <= 0 || f.By > maxDuration):
+		return fmt.Errorf(".By (%v) must be from 0 to %v (how far back the store goes)", f.By, maxDuration)
+	case storeFault(f.Kind) && f.Kind != StoreDown && f.For != 0:
+		return fmt.Errorf(".For does not go with %s", f.Kind)
+	case f.Kind != ClockJump && f.Kind != StoreRestore && f.By != 0:
+		return errors.New(".By only goes with clock_jump or store_restore")
 	}
 	for j, t := range f.Targets {
 		if t == Leader || t == All && f.Kind == LatencySpike && len(f.Targets) == 1 {

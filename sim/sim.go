@@ -16,6 +16,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -91,6 +92,7 @@ type node struct {
 
 	leading   bool // believes it leads (the Machine says so and the process is alive)
 	term      int64
+	lseq      uint64 // which leadership this is, in the order they started (1, 2, ...)
 	leadStart time.Duration
 	fault     FaultKind // the first fault that hit it during this leadership
 	faultAt   time.Duration
@@ -121,6 +123,11 @@ type sim struct {
 	holder     int // node index of the store's current holder, -1 if none
 	version    elector.Version
 	fenceTerm  int64
+	fenceSeq   uint64 // the latest leadership (lseq) whose write the fence accepted
+	fenceBy    int    // its node
+	leads      uint64 // leaderships started so far
+	topTerm    int64  // the highest term a leadership started with
+	topBy      int    // the node that led with it
 	res        Result
 	trace      *bufio.Writer
 	timeline   *Timeline
@@ -141,6 +148,8 @@ type sim struct {
 	downs     int             // outages so far: a request in line during one is lost
 	free      []time.Duration // when each of the store's Parallel servers is free
 	history   []committed     // recent writes, for stale reads
+	keepBack  time.Duration   // how far back a restore may go: snapshots kept that long
+	snaps     []snapAt        // the store's states over the last keepBack, for restores
 	cron      *cronSim        // the job's slots, with a cron: block
 }
 
@@ -151,6 +160,15 @@ type committed struct {
 	ver    elector.Version
 	exists bool
 }
+
+// snapAt is the store's state from a true instant on, for restores.
+type snapAt struct {
+	at   time.Duration
+	snap *memory.Snapshot
+}
+
+// lockName is the lock every node campaigns for.
+const lockName = "lock"
 
 // rngAdapter gives each Machine its jitter from the simulation's generator.
 type rngAdapter struct{ r *rand.Rand }
@@ -182,7 +200,7 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 	}
 	for i := range sc.Nodes {
 		n := &node{idx: i, id: NodeID(i), clock: sc.Clocks[i]}
-		n.backend = s.store.Backend("lock", n.id)
+		n.backend = s.store.Backend(lockName, n.id)
 		s.nodes = append(s.nodes, n)
 		if s.timeline != nil {
 			s.timeline.Nodes[i] = n.id
@@ -205,6 +223,14 @@ func Run(sc *Scenario, opts Options) (*Result, error) {
 			n.state = crashed // not started yet: faults skip it
 			s.push(event{at: base + time.Duration(s.rng.Float64()*float64(spread)), kind: evRecover, node: int32(n.idx), what: Crash})
 		}
+	}
+	for _, f := range sc.Faults {
+		if f.Kind == StoreRestore {
+			s.keepBack = max(s.keepBack, f.By)
+		}
+	}
+	if r := sc.Random; r != nil && slices.Contains(r.Kinds, StoreRestore) {
+		s.keepBack = max(s.keepBack, r.MaxDown, r.MaxBack)
 	}
 	for i := range sc.Faults {
 		at := sc.Faults[i].At
@@ -428,6 +454,9 @@ func (s *sim) transitions(n *node, out elector.Output) {
 	if out.Started {
 		n.workDone = false
 		s.startLeadership(n, out.Term)
+	}
+	if out.Anomaly != elector.AnomalyNone && s.trace != nil {
+		s.tracef(n, "store anomaly (term %d, highest seen %d): %s", out.AnomalyTerm, out.AnomalySeen, out.Anomaly)
 	}
 	if out.LeaderChanged && s.trace != nil {
 		if s.trace != nil {
@@ -750,6 +779,7 @@ func (s *sim) serve(e event) {
 			s.tracef(nil, "store: %s by %s -> holder=%q term=%d version=%s", e.op, n.id, e.rec.Holder, e.rec.Term, ver)
 		}
 		s.commit()
+		s.snapshot()
 		s.cronCommitted(e.rec)
 		s.notifyAll(e.rec, ver)
 	case s.trace != nil:
@@ -806,7 +836,7 @@ func (s *sim) register(e event) {
 		s.tracef(nil, "store: watch by %s past version %s", n.id, e.ver)
 	}
 	s.regs[e.node] = watchReg{active: true, inc: e.inc, gen: e.gen, ver: e.ver}
-	if s.version != "" && s.version != e.ver {
+	if s.version != e.ver {
 		rec, ver, err := n.backend.Get(s.ctx)
 		s.notify(int(e.node), rec, ver, err)
 	}
@@ -854,7 +884,7 @@ func (s *sim) fenceFirst(n *node) {
 // the next write one RetryPeriod later on the node's clock.
 func (s *sim) fenceSend(n *node) {
 	if s.sc.Loss == 0 || s.rng.Float64() >= s.sc.Loss {
-		s.push(event{at: s.now + s.delay(), kind: evFenceWrite, node: int32(n.idx), term: n.term})
+		s.push(event{at: s.now + s.delay(), kind: evFenceWrite, node: int32(n.idx), term: n.term, gen: n.lseq})
 	}
 	// The next write after a uniform [0.5, 1.5) intervals, on its clock.
 	d := time.Duration((0.5 + s.rng.Float64()) * float64(s.fenceEvery()))
@@ -862,10 +892,14 @@ func (s *sim) fenceSend(n *node) {
 }
 
 // fenceWrite: the resource accepts a term at least as high as any it has
-// accepted and rejects lower ones. A write is stale only if a higher term's
-// write was accepted before it — exactly what the fence rejects. A write
-// from a leader that has been replaced but lands before its successor wrote
-// anything is accepted and harmless: it is counted as late, not stale.
+// accepted and rejects lower ones. A write is stale if a later
+// leadership's write was accepted before it; while terms grow with every
+// leadership that is a higher term's write — exactly what the fence
+// rejects. Only a term handed out again lets a stale write through (the
+// same term as the later leadership's): that one is counted and is a
+// violation. A write from a leader that has been replaced but lands before
+// its successor wrote anything is accepted and harmless: it is counted as
+// late, not stale.
 func (s *sim) fenceWrite(e event) {
 	n := s.nodes[e.node]
 	if e.term < s.fenceTerm {
@@ -880,6 +914,16 @@ func (s *sim) fenceWrite(e event) {
 	}
 	s.fenceTerm = e.term
 	s.res.FencedWrites.Accepted++
+	if e.gen < s.fenceSeq {
+		s.res.FencedWrites.StaleAccepted++
+		s.res.Violations = append(s.res.Violations, Violation{Kind: "stale_write_accepted", AtMS: ms(s.now), UntilMS: ms(s.now),
+			Nodes: []string{n.id, s.nodes[s.fenceBy].id}, Term: e.term})
+		if s.trace != nil {
+			s.tracef(n, "fenced write term=%d ACCEPTED STALE: %s, a later leadership, wrote with term %d before", e.term, s.nodes[s.fenceBy].id, e.term)
+		}
+		return
+	}
+	s.fenceSeq, s.fenceBy = e.gen, int(e.node)
 	if s.holder >= 0 && s.holder != int(e.node) {
 		s.res.FencedWrites.LateAccepted++
 		if s.trace != nil {

@@ -61,6 +61,7 @@ type Mark struct {
 	Node int
 	Kind FaultKind
 	For  time.Duration
+	By   time.Duration // store_restore: how far back
 }
 
 // mark records the node's displayed state if it changed.
@@ -175,9 +176,18 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 			continue
 		}
 		x0, x1 := x(a), x(b)
-		p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#555" fill-opacity="0.18"><title>%s %s at %s</title></rect>`+"\n",
-			x0, top-4, math.Max(x1-x0, 2), bottom-top+8, f.Kind, f.For, f.At.Round(time.Millisecond))
 		label := string(f.Kind) + " " + f.For.String()
+		if f.Kind != StoreDown { // an instant: the store forgot
+			label = string(f.Kind)
+			if f.Kind == StoreRestore {
+				label += " back " + f.By.String()
+			}
+			p(`<rect x="%.2f" y="%.0f" width="2" height="%.1f" fill="#7030a0"><title>%s at %s</title></rect>`+"\n",
+				x0-1, top-4, bottom-top+8, html.EscapeString(label), f.At.Round(time.Millisecond))
+		} else {
+			p(`<rect x="%.2f" y="%.0f" width="%.2f" height="%.1f" fill="#555" fill-opacity="0.18"><title>%s %s at %s</title></rect>`+"\n",
+				x0, top-4, math.Max(x1-x0, 2), bottom-top+8, f.Kind, f.For, f.At.Round(time.Millisecond))
+		}
 		if x0-storeLabel >= 6*float64(len(label))+8 {
 			p(`<text x="%.2f" y="%.0f" font-size="10" fill="#333">%s</text>`+"\n", x0+3, top-18, html.EscapeString(label))
 			storeLabel = x0
@@ -248,6 +258,10 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 		case "duplicated_slot":
 			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>slot %s started again at %s by %s</title></circle>`+"\n",
 				x(at), top-8, v.Slot, at, v.Nodes[1])
+			continue
+		case "repeated_term":
+			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>%s leads with term %d at %s: %s led with term %d before</title></circle>`+"\n",
+				x(at), top-8, v.Nodes[1], v.Term, at, v.Nodes[0], v.EarlierTerm)
 			continue
 		default:
 			p(`<circle cx="%.2f" cy="%.0f" r="4" fill="#e02020"><title>stale write accepted at %s from %s</title></circle>`+"\n",
@@ -345,6 +359,12 @@ func (r *Result) WriteSVGWindow(w io.Writer, from, to time.Duration) error {
 		{`<path d="M%.0f %.0f m7 12 l-4 -8 h8 z" fill="#e07b00"/>`, "renewal failed"},
 		{`<path d="M%.0f %.0f m3 3 l8 8 m0 -8 l-8 8" stroke="#c00000" stroke-width="1.5"/>`, "fenced write rejected"},
 	}}
+	for _, f := range t.Faults {
+		if f.Node < 0 && f.Kind != StoreDown {
+			rows[1] = append(rows[1], entry{`<rect x="%.0f" y="%.0f" width="2" height="14" fill="#7030a0" transform="translate(6 0)"/>`, "store forgot"})
+			break
+		}
+	}
 	if len(t.Runs) > 0 {
 		rows = append(rows, []entry{
 			{`<rect x="%.0f" y="%.0f" width="14" height="5" fill="#1d3f8f" transform="translate(0 5)"/>`, "cron run"},

@@ -188,18 +188,23 @@ func equalJSON(t *testing.T, a, b any) bool {
 // One node, no jitter: every instant of the acquisition follows from the
 // request and reply latency and the service times.
 func TestRequestReplyAndServiceTime(t *testing.T) {
-	base := "nodes: 1\nduration: 10s\nstart_spread: 0s\nwatch: false\n"
-	// Get: sent 0, arrives 1ms, served by 3ms, reply at 7ms. Create: sent
-	// 7ms, arrives 8ms, served by 13ms (committed), reply at 17ms.
+	base := "nodes: 1\nduration: 20s\nstart_spread: 0s\nwatch: false\n"
+	// Get: sent 0, arrives 1ms, served by 3ms, reply at 7ms. A fresh
+	// candidate then waits a lease (15s) from that first read before it
+	// acquires: Get sent 15.007s, arrives 15.008s, served by 15.010s, reply
+	// at 15.014s. Create: sent 15.014s, arrives 15.015s, served by 15.020s
+	// (committed), reply at 15.024s.
 	tr := traceOf(t, parse(t, base+"network: {request_latency: 1ms, reply_latency: 4ms}\nservice: {read: 2ms, write: 5ms}\n"), 1)
-	for _, want := range []string{"0.003000s --   store: get by n1", "0.013000s --   store: create by n1", "0.017000s n1   STARTED"} {
+	for _, want := range []string{"0.003000s --   store: get by n1", "15.010000s --   store: get by n1", "15.020000s --   store: create by n1",
+		"15.024000s n1   STARTED"} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("request 1ms, reply 4ms: the trace lacks %q:\n%s", want, head(tr, 12))
 		}
 	}
 	// The other way round: the same round trips, the commit 3ms later.
 	tr = traceOf(t, parse(t, base+"network: {request_latency: 4ms, reply_latency: 1ms}\nservice: {read: 2ms, write: 5ms}\n"), 1)
-	for _, want := range []string{"0.006000s --   store: get by n1", "0.016000s --   store: create by n1", "0.017000s n1   STARTED"} {
+	for _, want := range []string{"0.006000s --   store: get by n1", "15.013000s --   store: get by n1", "15.023000s --   store: create by n1",
+		"15.024000s n1   STARTED"} {
 		if !strings.Contains(tr, want) {
 			t.Errorf("request 4ms, reply 1ms: the trace lacks %q:\n%s", want, head(tr, 12))
 		}
@@ -246,8 +251,11 @@ func TestServiceQueue(t *testing.T) {
 	if r := load("10ms", 1); len(r.Failovers) != 0 || r.Store.Queued == 0 {
 		t.Errorf("10ms reads: %d failovers, store %+v; want queueing and no failover", len(r.Failovers), r.Store)
 	}
-	if r := load("100ms", 1); len(r.Failovers) == 0 || r.Store.MaxWaitMS < 3000 {
-		t.Errorf("100ms reads, one at a time: %d failovers, store %+v; want an overloaded store and failovers", len(r.Failovers), r.Store)
+	// (Since a fresh candidate waits a lease after its first read, the
+	// line may grow before anyone leads: then nobody ever does.)
+	if r := load("100ms", 1); len(r.Failovers) == 0 && r.Transitions > 0 || r.Store.MaxWaitMS < 3000 {
+		t.Errorf("100ms reads, one at a time: %d failovers, %d transitions, store %+v; want an overloaded store and failovers (or no leader at all)",
+			len(r.Failovers), r.Transitions, r.Store)
 	}
 	if r := load("100ms", 8); len(r.Failovers) != 0 {
 		t.Errorf("100ms reads, 8 at a time: %d failovers, want none", len(r.Failovers))
@@ -314,21 +322,25 @@ func TestTailDraws(t *testing.T) {
 }
 
 // For the spike's length every message of its targets takes its latency:
-// a graceful handoff under a 300ms spike takes four one-way trips of it
-// (release, notification, takeover write, reply).
+// a graceful handoff under a 300ms spike takes six one-way trips of it
+// (release, notification, a Get and its reply, takeover write, reply).
 func TestLatencySpike(t *testing.T) {
 	sc := load(t, "graceful-stop")
 	sc.Faults = append(sc.Faults, Fault{At: 59 * time.Second, Kind: LatencySpike, Targets: []string{All}, For: 10 * time.Second, Latency: 300 * time.Millisecond})
 	for seed := uint64(1); seed <= 10; seed++ {
 		r := run(t, sc, seed)
 		// (Plus, at worst, a renewal in flight at the stop: 600ms.)
-		if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1200 || r.Failovers[0].FailoverMS > 1810 {
-			t.Fatalf("seed %d: failovers %+v, want one handoff of 1.2s to 1.8s", seed, r.Failovers)
+		if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1800 || r.Failovers[0].FailoverMS > 2410 {
+			t.Fatalf("seed %d: failovers %+v, want one handoff of 1.8s to 2.4s", seed, r.Failovers)
 		}
 	}
 	// A spike on one follower only: the other takes over as fast as ever.
 	sc = parse(t, "nodes: 3\nduration: 2m\nstart_spread: 0s\nnetwork: {latency: 2ms}\nfaults:\n"+
 		"  - {at: 50s, latency_spike: [n2, n3], latency: 500ms, for: 30s}\n  - {at: 60s, stop: leader}\n")
+	// The followers of the leader stopped at 60s (who leads first depends
+	// on the race after the fresh candidates' first lease).
+	leader := run(t, sc, 1).Failovers[0].From
+	sc.Faults[0].Targets = slices.DeleteFunc([]string{"n1", "n2", "n3"}, func(id string) bool { return id == leader })
 	r := run(t, sc, 1)
 	if len(r.Failovers) != 1 || r.Failovers[0].FailoverMS < 1500 {
 		t.Errorf("spike on both followers: %+v, want a slow handoff", r.Failovers)
@@ -492,17 +504,18 @@ func TestWatchLagAndWorkStart(t *testing.T) {
 }
 
 // The etcd profile's graceful handoff is the work's stop, a release, a
-// notification, a takeover write and the work's start.
+// notification, a Get, a takeover write and the work's start.
 func TestEtcdProfileHandoff(t *testing.T) {
 	p := Profiles["etcd"]
 	sc := parse(t, "store: etcd\nwork_sigma: 0\nnodes: 3\nduration: 2m\nfaults:\n  - {at: 60s, stop: leader}\n")
 	rt := p.RequestLatency + p.WriteService + p.ReplyLatency
-	want := p.WorkStop + p.RequestLatency + p.WriteService + p.WatchLag + p.ReplyLatency + rt + p.WorkStart
+	get := p.RequestLatency + p.ReadService + p.ReplyLatency
+	want := p.WorkStop + p.RequestLatency + p.WriteService + p.WatchLag + p.ReplyLatency + get + rt + p.WorkStart
 	for seed := uint64(1); seed <= 10; seed++ {
 		r := run(t, sc, seed)
 		got := time.Duration(r.Failovers[0].FailoverMS * 1e6)
-		if got < want || got > want+4*p.Jitter+time.Microsecond {
-			t.Errorf("seed %d: etcd handoff %v, want %v plus up to 4 jitters", seed, got, want)
+		if got < want || got > want+6*p.Jitter+time.Microsecond {
+			t.Errorf("seed %d: etcd handoff %v, want %v plus up to 6 jitters", seed, got, want)
 		}
 	}
 	// With the profile's work_sigma the work's times spread, lognormally
@@ -519,7 +532,7 @@ func TestEtcdProfileHandoff(t *testing.T) {
 	}
 	flat, hs := handoffs(0), handoffs(p.WorkSigma)
 	w := flat[len(flat)/2]
-	if med := hs[len(hs)/2]; med < w*0.9 || med > w*1.1 || hs[len(hs)-1]-hs[0] < 3*(flat[len(flat)-1]-flat[0]) {
+	if med := hs[len(hs)/2]; med < w*0.9 || med > w*1.1 || hs[len(hs)-1]-hs[0] < 2*(flat[len(flat)-1]-flat[0]) {
 		t.Errorf("work_sigma %v: handoffs median %vms over [%v, %v]; without: %vms over [%v, %v]; want the same median, a wider spread",
 			p.WorkSigma, med, hs[0], hs[len(hs)-1], w, flat[0], flat[len(flat)-1])
 	}
