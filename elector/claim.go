@@ -146,7 +146,7 @@ func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 	}
 	req.Slot = req.Slot.UTC()
 	switch {
-	case m.phase != leading:
+	case !m.started():
 		out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
 	case ValidJobName(req.Job) != nil:
 		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, ValidJobName(req.Job)))
@@ -232,7 +232,7 @@ func (m *Machine) serveClaims(now Now, out *Output) {
 	if len(m.claims) == 0 {
 		return
 	}
-	if m.phase != leading {
+	if !m.started() {
 		for _, req := range m.claims {
 			out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
 		}
@@ -250,7 +250,7 @@ func (m *Machine) serveClaims(now Now, out *Output) {
 // sent one. Only while leading, with a valid lease, nothing in flight and
 // no verification going on.
 func (m *Machine) claimWrite(now Now, out *Output) bool {
-	if m.phase != leading || m.pending != OpNone || m.verifying || now.Mono >= m.validUntil {
+	if !m.started() || m.pending != OpNone || m.verifying || now.Mono >= m.validUntil {
 		return false
 	}
 	for len(m.claims) > 0 {

@@ -1,6 +1,7 @@
 package elector
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -156,5 +157,93 @@ func TestAbsurdLease(t *testing.T) {
 	out, when := drive(t, m, m.Tick(at(ld)), r, "v2", nil)
 	if out.Call.Op != OpUpdate || when != ld {
 		t.Fatalf("at %v: %s, want a takeover at %v", when, show(out), ld)
+	}
+}
+
+// A record created on a store that may forget is held on probation: the
+// creator renews it but starts leading only with a renewal sent a readGap
+// after the create, by which time every candidate polling the missing
+// record has read it. If the store loses it meanwhile, the creator never
+// started (nothing to stop), and a poller that saw it sees it deleted.
+func TestCreateProbation(t *testing.T) {
+	m := newForgetful(t, false)
+	out, c := drive(t, m, m.Start(at(0)), Record{}, "", ErrNotFound)
+	wantCall(t, out, OpCreate)
+	gap := m.readGap()
+	out = m.Result(at(c), Record{}, "v1", nil)
+	if out.Started || out.Renewed {
+		t.Fatalf("create acknowledged: %s, want no Started before the probation ends", show(out))
+	}
+	if _, ok := m.Leading(); ok {
+		t.Fatal("Leading during the probation")
+	}
+	if o := m.Claim(at(c), ClaimRequest{ID: 1, Job: "j", Slot: epoch}); len(o.Claims) != 1 || o.Claims[0].Outcome != ClaimNotLeader {
+		t.Fatalf("a claim during the probation: %s, want refused as not leading", show(o))
+	}
+	v := 1
+	for now := c; ; {
+		out = m.Tick(at(out.Wait.Until))
+		now = out.Wait.Until
+		if out.Call.Op == OpNone {
+			continue
+		}
+		wantCall(t, out, OpUpdate)
+		sent := m.sentAt
+		v++
+		out = m.Result(at(sent), Record{}, Version(fmt.Sprint("v", v)), nil)
+		if sent < c+gap && out.Started {
+			t.Fatalf("started with a renewal sent at %v, before %v", sent, c+gap)
+		}
+		if out.Started {
+			if out.Term != 1 || !out.Renewed {
+				t.Fatalf("start: %s", show(out))
+			}
+			break
+		}
+		if now > c+gap+2*rp {
+			t.Fatalf("not started by %v", now)
+		}
+	}
+
+	// The store loses the record during another probation: no Stopped,
+	// and a hold before creating again.
+	m = newForgetful(t, false)
+	out, c = drive(t, m, m.Start(at(0)), Record{}, "", ErrNotFound)
+	m.Result(at(c), Record{}, "v1", nil)
+	out = m.Tick(at(c + rp))
+	wantCall(t, out, OpUpdate)
+	out = m.Result(at(c+rp), Record{}, "", ErrNotFound)
+	if out.Stopped || out.Started {
+		t.Fatalf("lost during the probation: %s, want neither Started nor Stopped", show(out))
+	}
+	out = m.Result(at(c+rp), Record{}, "", ErrNotFound)
+	if out.Anomaly != AnomalyDeleted || out.Call.Op != OpNone {
+		t.Fatalf("the read after: %s, want the deletion said and a hold", show(out))
+	}
+}
+
+// Reads of a missing record further apart than readGap (a pause, an
+// outage) may have missed a record that came and went: the hold starts
+// again; closer reads do not.
+func TestMissingReadsFarApart(t *testing.T) {
+	m := newForgetful(t, false)
+	out, c := drive(t, m, m.Start(at(0)), Record{}, "", ErrNotFound)
+	wantCall(t, out, OpCreate) // the hold is over at c
+	m.Result(at(c), Record{}, "", ErrConflict)
+	// Someone created it and it is gone again by the next read, which
+	// comes within the gap: it may create (the creator is on probation).
+	out = m.Result(at(c+time.Millisecond), Record{}, "", ErrNotFound)
+	for out.Call.Op == OpNone {
+		out = m.Tick(at(out.Wait.Until))
+	}
+	wantCall(t, out, OpGet)
+	now := m.sentAt + m.readGap() + time.Millisecond // paused
+	out = m.Result(at(now), Record{}, "", ErrNotFound)
+	if out.Call.Op != OpNone || out.Wait.Until < now {
+		t.Fatalf("a read of a missing record %v after the last: %s, want a hold", now-c, show(out))
+	}
+	out, when := drive(t, m, m.Tick(at(out.Wait.Until)), Record{}, "", ErrNotFound)
+	if out.Call.Op != OpCreate || when < now+ld {
+		t.Fatalf("create at %v: %s, want one a lease after %v", when, show(out), now)
 	}
 }

@@ -281,6 +281,18 @@ type Machine struct {
 	seenStore bool
 	holdUntil time.Duration
 	remembers bool // the store never forgets (Remembering): no first-read hold, no wall-clock terms
+	// lastRead is when the last successful Get answered (readOnce: one
+	// has). Reads of a missing record further apart than readGap may have
+	// missed a record created and lost in between: the hold starts again.
+	lastRead time.Duration
+	readOnce bool
+	// probation: leading by a record this candidate created on a store
+	// that may forget, not started yet. Started comes with the first
+	// acknowledged renewal sent at or after startAfter (readGap after the
+	// create): by then every candidate polling the missing record has read
+	// it, so if the store loses it, they see it deleted and hold off.
+	probation  bool
+	startAfter time.Duration
 	// fromWatch: the knowledge being evaluated came from a watch, which
 	// may be a cache; a write never follows it directly (a Get confirms).
 	fromWatch bool
@@ -350,10 +362,22 @@ func (m *Machine) StoreNeverForgets() { m.remembers = true }
 
 // Leading reports whether the candidate leads and with which term.
 func (m *Machine) Leading() (term int64, ok bool) {
-	if m.phase == leading {
+	if m.started() {
 		return m.term, true
 	}
 	return 0, false
+}
+
+// started reports whether the candidate leads and has said so (Started):
+// not while it holds a record it created on probation.
+func (m *Machine) started() bool { return m.phase == leading && !m.probation }
+
+// readGap bounds the time between two successful reads of a follower
+// polling a missing record: the longest jittered poll plus the longest a
+// read may take.
+func (m *Machine) readGap() time.Duration {
+	rp := m.cfg.RetryPeriod
+	return 2*rp + time.Duration(m.cfg.jitter()*float64(rp))
 }
 
 // Observed returns the last record seen, its version and whether one was seen.
@@ -483,7 +507,7 @@ func (m *Machine) Result(now Now, rec Record, ver Version, err error) (out Outpu
 		}
 		m.gotRecord(now, rec, ver, err, &out)
 	case OpCreate, OpUpdate:
-		m.wrote(now, ver, err, &out)
+		m.wrote(now, op, ver, err, &out)
 	}
 	return out
 }
@@ -615,12 +639,19 @@ func (m *Machine) gotRecord(now Now, rec Record, ver Version, err error, out *Ou
 	case errors.Is(err, ErrNotFound):
 		m.watchFailed = false
 		m.firstRead(now, Record{})
+		if m.missing && !m.remembers && now.Mono-m.lastRead > m.readGap() {
+			// Two reads of a missing record, too far apart (a pause, an
+			// outage) to be sure no record came and went between them
+			// unseen, whose holder may still believe it leads.
+			m.hold(now, Record{})
+		}
 		m.missingRecord(now, out)
 	default:
 		// Unreachable store or undecodable record: never write blindly.
 		m.unreadable(now, out)
 		return
 	}
+	m.lastRead, m.readOnce = now.Mono, true
 	m.evaluate(now, out)
 }
 
@@ -853,7 +884,7 @@ func (m *Machine) write(now Now, op Op, r Record, v Version, out *Output) {
 }
 
 // wrote handles the result of an acquiring write or a renewal.
-func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
+func (m *Machine) wrote(now Now, op Op, ver Version, err error, out *Output) {
 	if err == nil {
 		acquired := m.phase != leading
 		m.rec, m.ver = m.sent, ver
@@ -875,8 +906,21 @@ func (m *Machine) wrote(now Now, ver Version, err error, out *Output) {
 		}
 		if acquired {
 			m.phase = leading
-			m.working = true
 			m.term = m.sent.Term
+			if op == OpCreate && !m.remembers {
+				m.probation, m.startAfter = true, now.Mono+m.readGap()
+			}
+		}
+		if m.probation && m.sentAt >= m.startAfter {
+			m.probation = false
+			acquired = true
+		}
+		if m.probation {
+			m.lead(now, out) // renew until the store has kept the record long enough
+			return
+		}
+		if acquired {
+			m.working = true
 			out.Started, out.Term = true, m.term
 			m.setLeader(m.cfg.Identity, out)
 		}
@@ -985,6 +1029,12 @@ func (m *Machine) lead(now Now, out *Output) {
 }
 
 func (m *Machine) stopLeading(now Now, reason StopReason, out *Output) {
+	if m.probation {
+		// Never started: nothing to stop, nobody was told it leads.
+		m.phase, m.probation, m.term = following, false, 0
+		m.verifying, m.unacked, m.adopted = false, false, false
+		return
+	}
 	m.phase = following
 	if m.working {
 		m.awaitWork, m.workFrom = true, now.Mono

@@ -606,6 +606,13 @@ func (p pollOnly) Update(ctx context.Context, r elector.Record, v elector.Versio
 }
 func (p pollOnly) Describe() string { return p.b.Describe() }
 
+// NeverForgets passes the wrapped backend's answer on (elector.Remembering):
+// only the watch is hidden.
+func (p pollOnly) NeverForgets() bool {
+	r, ok := p.b.(elector.Remembering)
+	return ok && r.NeverForgets()
+}
+
 // jobsOf returns job entries for the tests: slots with nanoseconds, one
 // job done, one not.
 func jobsOf(term int64) map[string]elector.JobState {
