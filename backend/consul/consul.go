@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -159,6 +160,10 @@ type Client struct {
 	prefix    string
 	timeout   time.Duration
 	log       *slog.Logger
+
+	fails    atomic.Uint64 // requests that failed (the agent may have restarted since)
+	statesMu sync.Mutex
+	states   map[string]*keyState // by key
 }
 
 // Open connects as New does and returns the Backend of the lock named lock
@@ -270,7 +275,7 @@ func NewFromClient(cli *api.Client, prefix string, requestTimeout time.Duration,
 	if requestTimeout <= 0 {
 		requestTimeout = DefaultRequestTimeout
 	}
-	c := &Client{api: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default()}
+	c := &Client{api: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default(), states: map[string]*keyState{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -303,6 +308,7 @@ type Backend struct {
 		lease time.Duration
 		at    time.Time
 	}
+	issued issued // versions handed out since the store last went back in time
 }
 
 var (
@@ -373,6 +379,7 @@ func friendly(err error, prefix string) error {
 }
 
 func (b *Backend) fail(op string, err error) error {
+	b.c.fails.Add(1)
 	return fmt.Errorf("consul: %s %s: %w", op, b.key, friendly(err, b.c.prefix))
 }
 
@@ -380,14 +387,26 @@ func (b *Backend) fail(op string, err error) error {
 func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, error) {
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
-	p, _, err := b.c.api.KV().Get(b.key, consistent(ctx))
+	s := b.c.state(b.key)
+	floor := s.floor()
+	p, meta, err := b.c.api.KV().Get(b.key, consistent(ctx))
 	if err != nil {
 		return elector.Record{}, "", b.fail("get", err)
 	}
+	b.observe(s, floor, meta.LastIndex, p, false)
 	if p == nil {
 		return elector.Record{}, "", fmt.Errorf("consul: key %s: %w", b.key, elector.ErrNotFound)
 	}
-	return b.decode(p)
+	return b.handOut(s, p)
+}
+
+// handOut decodes p and records its version as handed out.
+func (b *Backend) handOut(s *keyState, p *api.KVPair) (elector.Record, elector.Version, error) {
+	r, v, err := b.decode(p)
+	if err == nil {
+		b.handOutVersion(s, p.ModifyIndex)
+	}
+	return r, v, err
 }
 
 // cas writes r at the key if its ModifyIndex is index (0: if the key does
@@ -400,6 +419,8 @@ func (b *Backend) cas(ctx context.Context, op string, r elector.Record, index ui
 	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
+	s := b.c.state(b.key)
+	floor := s.floor()
 	ops := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: b.key, Value: value, Index: index}}}
 	ok, resp, _, err := b.c.api.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -418,7 +439,19 @@ func (b *Backend) cas(ctx context.Context, op string, r elector.Record, index ui
 	if len(resp.Results) != 1 || resp.Results[0].KV == nil || resp.Results[0].KV.ModifyIndex == 0 {
 		return "", false, fmt.Errorf("consul: %s %s: the transaction answered no ModifyIndex", op, b.key)
 	}
-	return version(resp.Results[0].KV.ModifyIndex), true, nil
+	kv := resp.Results[0].KV
+	if kv.ModifyIndex <= floor && index != 0 {
+		// The write landed at an index this Client had seen already: the
+		// store forgot, and the record the CAS matched is not the one read.
+		// The write is done; it is not reported as a success. (A create
+		// matched no record: it stands, the store's going back is logged.)
+		b.observe(s, floor, kv.ModifyIndex, &api.KVPair{ModifyIndex: kv.ModifyIndex, CreateIndex: kv.CreateIndex, Value: value}, true)
+		return "", false, fmt.Errorf("consul: %s %s at index %d: the write landed at index %d, not above %d seen before: the store went back in time: %w",
+			op, b.key, index, kv.ModifyIndex, floor, elector.ErrConflict)
+	}
+	b.observe(s, floor, kv.ModifyIndex, &api.KVPair{ModifyIndex: kv.ModifyIndex, CreateIndex: kv.CreateIndex, Value: value}, true)
+	b.handOutVersion(s, kv.ModifyIndex)
+	return version(kv.ModifyIndex), true, nil
 }
 
 // Create writes the record if the key does not exist (CAS with index 0).
@@ -442,6 +475,10 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	if !valid {
 		return "", fmt.Errorf("consul: update %s: version %q is not a Consul ModifyIndex: %w", b.key, v, elector.ErrConflict)
 	}
+	s := b.c.state(b.key)
+	if b.void(s, index) {
+		return "", fmt.Errorf("consul: update %s: index %d was read before the store went back in time: %w", b.key, index, elector.ErrConflict)
+	}
 	nv, ok, err := b.cas(ctx, "update", r, index)
 	if err != nil {
 		return "", err
@@ -451,7 +488,11 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	}
 	gctx, cancel := b.ctx(ctx)
 	defer cancel()
-	p, _, err := b.c.api.KV().Get(b.key, consistent(gctx))
+	floor := s.floor()
+	p, meta, err := b.c.api.KV().Get(b.key, consistent(gctx))
+	if err == nil {
+		b.observe(s, floor, meta.LastIndex, p, false)
+	}
 	if err == nil && p == nil {
 		return "", fmt.Errorf("consul: update %s: %w", b.key, elector.ErrNotFound)
 	}
@@ -488,12 +529,32 @@ func (b *Backend) waitTime(ctx context.Context, v elector.Version) time.Duration
 // one consistent blocking query at a time (WaitIndex = the last index seen,
 // WaitTime shorter than the lease left), so a follower sends one request per
 // change of the record and none while it does not change. A query that
-// returns without a change is no event; an index that goes backwards (a
-// restored or restarted agent) restarts from 0. It never answers with a
-// ModifyIndex at or below v.
+// returns without a change is no event. It never answers with a ModifyIndex
+// at or below v, unless v is void: handed out before the store went back in
+// time (see keyState); then it answers the present state at once.
+//
+// Indexes going backwards: as Consul's documentation of blocking queries
+// asks, an index lower than the one the query waited past starts the
+// blocking again from 0. The first query of a Watch does not block when v
+// is void or when a request of this Client failed since its last watch (the
+// agent may have restarted without its data: waiting past an index the
+// store has not reached again would hang until WaitTime); the answer's index
+// going below what was seen before is then logged, once, as the store going
+// back in time.
 func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
 	after, _ := parseVersion(v)
+	s := b.c.state(b.key)
 	index := after
+	s.mu.Lock()
+	if fails := b.c.fails.Load(); fails != s.fails {
+		s.fails, index = fails, 0
+	}
+	s.mu.Unlock()
+	if b.void(s, after) {
+		index = 0
+	} else {
+		s.raise(after) // v is an index the store has reached
+	}
 	quick := 0 // unchanged answers in a row that came back at once
 	for {
 		if err := ctx.Err(); err != nil {
@@ -502,6 +563,7 @@ func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record,
 		wait := b.waitTime(ctx, v)
 		qctx, cancel := context.WithTimeout(ctx, wait+wait/16+b.c.timeout)
 		q := (&api.QueryOptions{RequireConsistent: true, WaitIndex: index, WaitTime: wait}).WithContext(qctx)
+		floor := s.floor()
 		sent := time.Now()
 		p, meta, err := b.c.api.KV().Get(b.key, q)
 		cancel()
@@ -511,11 +573,12 @@ func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record,
 			}
 			return elector.Record{}, "", b.fail("watch", err)
 		}
+		b.observe(s, floor, meta.LastIndex, p, false)
 		if p == nil {
 			return elector.Record{}, "", fmt.Errorf("consul: key %s: %w", b.key, elector.ErrNotFound)
 		}
-		if p.ModifyIndex > after {
-			return b.decode(p)
+		if p.ModifyIndex > after || b.void(s, after) {
+			return b.handOut(s, p)
 		}
 		// No change: block again from the index Consul answered.
 		next := meta.LastIndex

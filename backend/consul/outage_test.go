@@ -17,8 +17,9 @@ import (
 // the RenewDeadline: the leader steps down within the RenewDeadline; once
 // the agent answers again (same ports; with -dev its data is gone, so the
 // record is gone too and is created afresh) a leader is back within about
-// one RetryPeriod. Three candidates on clients of their own; never two
-// leaders at once.
+// one lease: a candidate that saw the record go missing waits a lease before
+// creating it, as the holder it last saw may still believe it leads. Three
+// candidates on clients of their own; never two leaders at once.
 func TestAgentRestartWhileLeading(t *testing.T) {
 	own, err := servers.StartConsul()
 	servers.Require(t, err)
@@ -122,8 +123,9 @@ func TestAgentRestartWhileLeading(t *testing.T) {
 	took := at.Sub(back)
 	t.Logf("leader %s stepped down %v after the kill; %s (before: %s) leads %v after the agent answered again",
 		first, down.Round(time.Millisecond), next, first, took.Round(time.Millisecond))
-	// About one RetryPeriod (jittered), plus a request or two.
-	if bound := 2*cfg0.RetryPeriod + 500*time.Millisecond; took > bound {
+	// At most a lease (the wait for a holder the store forgot), a jittered
+	// RetryPeriod and a request or two.
+	if bound := cfg0.LeaseDuration + 2*cfg0.RetryPeriod + 500*time.Millisecond; took > bound {
 		t.Errorf("leadership came back %v after the agent answered again, more than %v", took, bound)
 	}
 }
