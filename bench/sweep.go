@@ -531,14 +531,16 @@ func checks(p Params) []check {
 			name, p.Nodes, dur, leaseYAML(p), p.Watch, rp)
 	}
 	skew := func(name string, ratio float64) check {
-		// n1 (the slow clock) leads: the others wait at the start; then it
-		// is cut off, and the fast n2 takes over as early as it may.
+		// n1 (the slow clock) leads: the others wait at the start, two
+		// leases (past n1's first-read hold and create probation, which
+		// the fast clock would otherwise finish first); then it is cut
+		// off, and the fast n2 takes over as early as it may.
 		slow, fast := 1/math.Sqrt(ratio), math.Sqrt(ratio)
 		var b strings.Builder
 		b.WriteString(head(name))
 		fmt.Fprintf(&b, "start_spread: 0s\nclocks: {n1: {rate: %.6f}, n2: {rate: %.6f}}\nfaults:\n", slow, fast)
 		for n := 2; n <= p.Nodes; n++ {
-			fmt.Fprintf(&b, "  - {at: 0s, pause: n%d, for: %v}\n", n, rp)
+			fmt.Fprintf(&b, "  - {at: 0s, pause: n%d, for: %v}\n", n, 2*ld)
 		}
 		fmt.Fprintf(&b, "  - {at: %v, partition: [n1], heal_after: %v}\n", at, 3*ld)
 		return check{name, b.String()}

@@ -57,7 +57,7 @@ func TestParseCronErrors(t *testing.T) {
 }
 
 // cronScenario is three nodes starting at once, a job @every 10s of 5s,
-// and the leader crashed at 21s (mid-run of the slot at 20s), back 30s
+// and the leader crashed at 41s (mid-run of the slot at 40s; the first leader starts after its first-read hold and create probation, at about 23s), back 30s
 // later.
 func cronScenario(t *testing.T, extra string) *Scenario {
 	t.Helper()
@@ -69,7 +69,7 @@ start_spread: 0s
 network: {latency: 2ms}
 cron: {schedule: "@every 10s", catch_up: 1m, run_time: 5s`+extra+`}
 faults:
-  - {at: 21s, crash: leader, restart_after: 30s}
+  - {at: 41s, crash: leader, restart_after: 30s}
 `)
 }
 
@@ -86,8 +86,8 @@ func TestCronCrashMidRun(t *testing.T) {
 	}
 	trace := traceOf(t, cronScenario(t, ""), 1)
 	// (Terms are a hybrid logical clock: the leader's wall-clock seconds.)
-	for _, want := range []string{`cron: run of slot 2026-01-01T00:00:20Z cut short \(crash\)`,
-		`cron: slot 2026-01-01T00:00:20Z was cut short \(term \d+\): not run again \(interrupted: skip\)`} {
+	for _, want := range []string{`cron: run of slot 2026-01-01T00:00:40Z cut short \(crash\)`,
+		`cron: slot 2026-01-01T00:00:40Z was cut short \(term \d+\): not run again \(interrupted: skip\)`} {
 		if !regexp.MustCompile(want).MatchString(trace) {
 			t.Errorf("skip: the trace has no %q", want)
 		}
@@ -99,11 +99,11 @@ func TestCronCrashMidRun(t *testing.T) {
 	if c.CutShort != 1 || c.Reruns != 1 || c.Duplicated != 0 || c.OverlappingRuns != 0 || c.Missed != 0 || c.Starts != c.Run+1 || !r.Safe() {
 		t.Fatalf("rerun: %+v, violations %+v", c, r.Violations)
 	}
-	if trace := traceOf(t, sc, 1); !regexp.MustCompile(`cron: rerun of slot 2026-01-01T00:00:20Z starts \(term \d+\)`).MatchString(trace) {
-		t.Errorf("rerun: the trace has no rerun of the slot at 20s")
+	if trace := traceOf(t, sc, 1); !regexp.MustCompile(`cron: rerun of slot 2026-01-01T00:00:40Z starts \(term \d+\)`).MatchString(trace) {
+		t.Errorf("rerun: the trace has no rerun of the slot at 40s")
 	}
-	// The failover: the slot at 30s came due before the next leader led,
-	// and starts about a lease after the crash (21s + 15s).
+	// The failover: the slot at 50s came due before the next leader led,
+	// and starts about a lease after the crash (41s + 15s).
 	if p := c.FailoverDelayMS; p.N == 0 || p.Max > float64(sc.LeaseDuration+time.Second)/1e6 {
 		t.Errorf("rerun: failover delays %+v, want some, all within LeaseDuration + 1s", p)
 	}
@@ -418,7 +418,7 @@ func TestCronSVG(t *testing.T) {
 	if got := strings.Count(svg, "<title>slot "); got != r.Cron.Starts {
 		t.Errorf("%d runs drawn, want %d", got, r.Cron.Starts)
 	}
-	for _, want := range []string{"slot 2026-01-01T00:00:20Z: run cut short from", "slot 2026-01-01T00:00:20Z: rerun from",
+	for _, want := range []string{"slot 2026-01-01T00:00:40Z: run cut short from", "slot 2026-01-01T00:00:40Z: rerun from",
 		">cron run<", ">cut short<", "cron: "} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("the SVG has no %q", want)
