@@ -14,7 +14,9 @@ import (
 
 // Etcd is a single-member etcd on loopback ports: running from StartEtcd,
 // down after Kill, up again on the same ports and data after Start, gone
-// after Stop. Its methods may be called from any goroutine.
+// after Stop. Wipe and Restore make it forget: up again on the same ports
+// with no data, or with a snapshot's. Its methods may be called from any
+// goroutine.
 type Etcd struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Version  string
@@ -22,6 +24,8 @@ type Etcd struct {
 	args   []string // the binary and its arguments, the same at every start
 	health string   // base URL whose /health says etcd is ready
 	dir    string
+	data   string // the member's data directory (--data-dir), under dir
+	peer   string // its peer URL, which a restored member must be given again
 	logs   *lockedBuffer
 
 	mu      sync.Mutex
@@ -29,6 +33,9 @@ type Etcd struct {
 	exited  chan error // receives cmd's exit status once
 	stopped bool
 }
+
+// etcdName is the name of the test etcd's only member.
+const etcdName = "leasehold-test"
 
 // healthClient checks /health directly (never through a proxy) and gives
 // up on a check that hangs, so a starting etcd cannot stall the wait.
@@ -110,11 +117,11 @@ func startEtcd(bin, dir string, t *EtcdTLS) (*Etcd, error) {
 	pu := fmt.Sprintf("http://127.0.0.1:%d", peer)
 	data := filepath.Join(dir, fmt.Sprintf("data-%d", client))
 	args := []string{bin,
-		"--name", "leasehold-test",
+		"--name", etcdName,
 		"--data-dir", data,
 		"--listen-client-urls", cu, "--advertise-client-urls", cu,
 		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
-		"--initial-cluster", "leasehold-test=" + pu,
+		"--initial-cluster", etcdName + "=" + pu,
 		"--log-level", "error",
 		"--unsafe-no-fsync",
 	}
@@ -127,7 +134,7 @@ func startEtcd(bin, dir string, t *EtcdTLS) (*Etcd, error) {
 			"--trusted-ca-file", t.CA, "--client-cert-auth",
 			"--listen-metrics-urls", health)
 	}
-	e := &Etcd{Endpoint: cu, args: args, health: health, dir: dir, logs: &lockedBuffer{}}
+	e := &Etcd{Endpoint: cu, args: args, health: health, dir: dir, data: data, peer: pu, logs: &lockedBuffer{}}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.launch(); err != nil {
@@ -227,6 +234,61 @@ func (e *Etcd) Start() error {
 func (e *Etcd) Restart() error {
 	e.Kill()
 	return e.Start()
+}
+
+// Wipe kills etcd, removes its data and starts it again on the same ports
+// with none: a new cluster whose revisions start over at 1, as a store
+// wiped by an operator (or a lost volume) comes back. It returns once etcd
+// answers its health check.
+func (e *Etcd) Wipe() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return fmt.Errorf("servers: etcd %s was stopped", e.Endpoint)
+	}
+	e.kill()
+	if err := os.RemoveAll(e.data); err != nil {
+		return fmt.Errorf("servers: wipe etcd %s: %w", e.Endpoint, err)
+	}
+	if err := e.launch(); err != nil {
+		return fmt.Errorf("servers: start wiped etcd %s: %w", e.Endpoint, err)
+	}
+	return nil
+}
+
+// Restore kills etcd, replaces its data with the snapshot file (as saved
+// by a client's Maintenance.Snapshot or `etcdctl snapshot save`), restored
+// by `etcdutl snapshot restore` (found as Find finds servers: an error
+// wrapping ErrMissing when it is not), and starts it again on the same
+// ports: the store goes back to the snapshot's revision, which later
+// writes hand out again. It returns once etcd answers its health check.
+// When etcdutl is missing etcd is left running as it was.
+func (e *Etcd) Restore(snapshot string) error {
+	bin, err := Find("etcdutl")
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return fmt.Errorf("servers: etcd %s was stopped", e.Endpoint)
+	}
+	e.kill()
+	if err := os.RemoveAll(e.data); err != nil {
+		return fmt.Errorf("servers: restore etcd %s: %w", e.Endpoint, err)
+	}
+	restore := exec.Command(bin, "snapshot", "restore", snapshot,
+		"--data-dir", e.data,
+		"--name", etcdName,
+		"--initial-cluster", etcdName+"="+e.peer,
+		"--initial-advertise-peer-urls", e.peer)
+	if out, err := restore.CombinedOutput(); err != nil {
+		return fmt.Errorf("servers: etcdutl snapshot restore %s: %v\n%s", snapshot, err, out)
+	}
+	if err := e.launch(); err != nil {
+		return fmt.Errorf("servers: start restored etcd %s: %w", e.Endpoint, err)
+	}
+	return nil
 }
 
 // Logs returns what etcd printed (errors only).
