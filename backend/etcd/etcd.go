@@ -3,9 +3,17 @@
 // Each lock is one key, <prefix><name>, whose value is the record encoded as
 // the JSON document elector.RecordFormat (docs/backends.md). The version is
 // the key's ModRevision. Create is a transaction "if CreateRevision == 0 then
-// put", Update "if ModRevision == version then put"; a failed compare is
+// put", Update "if ModRevision == version and the value is the one this
+// Backend read at that version then put"; a failed compare is
 // elector.ErrConflict. Followers wait on one long-lived etcd watch per lock,
 // so they send no request while nothing changes.
+//
+// An etcd restored from an older snapshot, or wiped, hands out revisions it
+// handed out before, for other writes: a ModRevision alone does not name a
+// record. Update compares the value too, and every response's revision is
+// checked against the highest one this Client saw for the key: lower means
+// the store went back in time, which is logged once and resets the key's
+// watch (see Backend.Update and Backend.Watch).
 package etcd
 
 import (
@@ -13,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,11 +31,13 @@ import (
 	"github.com/leasehold-go/leasehold/internal/smallfile"
 	"github.com/leasehold-go/leasehold/internal/tlsx"
 	"github.com/leasehold-go/leasehold/internal/watchstate"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 )
 
 // Defaults.
@@ -173,10 +184,18 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	watchMu sync.Mutex
-	// One watch loop per key, shared by its Backends; the revision of a
-	// state is the key's ModRevision, or where it was found missing.
-	watches map[string]*watchstate.State
+	keysMu sync.Mutex
+	// What this Client knows of each key, shared by the key's Backends:
+	// its watch and the revisions it saw.
+	keys      map[string]*keyState
+	connWatch bool // the connection's state is watched (watchConnection)
+
+	connMu sync.Mutex
+	// reconnected is closed (and replaced) when the connection is ready
+	// again after it was lost: the server may have restarted with other
+	// data, and a watch the client resumed by itself may be waiting for
+	// revisions that store is far from.
+	reconnected chan struct{}
 }
 
 // Open connects as New does and returns the Backend of the lock named lock
@@ -340,7 +359,8 @@ func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Dura
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{cli: cli, prefix: prefix, timeout: requestTimeout, maxDelay: DefaultMaxReconnectDelay,
-		log: slog.Default(), ctx: ctx, cancel: cancel, watches: map[string]*watchstate.State{}}
+		log: slog.Default(), ctx: ctx, cancel: cancel, keys: map[string]*keyState{},
+		reconnected: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
 	}
@@ -370,7 +390,15 @@ func (c *Client) Close() error {
 
 // Lock returns the Backend for the lock named name (key prefix + name).
 func (c *Client) Lock(name string) *Backend {
-	return &Backend{c: c, name: name, key: c.prefix + name}
+	key := c.prefix + name
+	c.keysMu.Lock()
+	defer c.keysMu.Unlock()
+	k := c.keys[key]
+	if k == nil {
+		k = &keyState{key: key}
+		c.keys[key] = k
+	}
+	return &Backend{c: c, name: name, key: key, k: k}
 }
 
 // PutRaw stores raw bytes at the lock's key, bypassing the encoding (tests
@@ -397,6 +425,192 @@ type Backend struct {
 	c    *Client
 	name string
 	key  string
+	k    *keyState
+	memo memo
+}
+
+// memoSize is how many versions of its key a Backend remembers the value
+// of: the elector writes with the version of its last read or write.
+const memoSize = 4
+
+// memo holds the bytes a Backend last read, watched or wrote at its last
+// few versions of the key, which Update compares: after a rollback the same
+// revision can hold another record.
+type memo struct {
+	mu     sync.Mutex
+	next   int
+	revs   [memoSize]int64
+	values [memoSize][]byte
+}
+
+// set remembers value at rev. A read or a write replaces what was
+// remembered at rev (the caller now holds that); a watched state or the
+// record a refused write found (replace false) only fills a gap: it may be
+// one the caller never took.
+func (m *memo) set(rev int64, value []byte, replace bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, r := range m.revs {
+		if r == rev {
+			if replace {
+				m.values[i] = value
+			}
+			return
+		}
+	}
+	m.revs[m.next], m.values[m.next] = rev, value
+	m.next = (m.next + 1) % memoSize
+}
+
+// get returns the value remembered at rev.
+func (m *memo) get(rev int64) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, r := range m.revs {
+		if r == rev && r > 0 {
+			return m.values[i], true
+		}
+	}
+	return nil, false
+}
+
+// keyState is what a Client knows of one key. Its mutex orders everything
+// that moves the key's watch state: the watch loop's publications and the
+// resets after the store went back in time, whoever finds it.
+type keyState struct {
+	key string
+
+	mu sync.Mutex
+	// mark is the highest revision of the store this Client saw in an
+	// answer about the key (headers of reads, writes and watch responses):
+	// etcd had committed it, so a linearizable answer to a request sent
+	// later is never below it, unless the store went back in time.
+	mark int64
+	// epoch counts the times the store was found to have gone back in
+	// time. An answer to a request sent in an earlier epoch may come from
+	// the forgotten history: it tells nothing about the present.
+	epoch int64
+	ws    *watchstate.State // nil until the first Watch
+	// The last few states published to ws (or reset to) that carried a
+	// record, with its bytes: Backend.Watch remembers the value of what it
+	// hands out (only when it is that very record).
+	pub  [memoSize]published
+	pubN int
+}
+
+type published struct {
+	rev   int64
+	value []byte
+	rec   elector.Record
+}
+
+// stamp is what a Client knew of a key when it sent a request.
+type stamp struct{ epoch, mark int64 }
+
+func (k *keyState) stamp() stamp {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return stamp{k.epoch, k.mark}
+}
+
+// state is the key's state in one answer of the store.
+type state struct {
+	rev   int64  // the key's ModRevision, or the store's revision where it was missing
+	value []byte // the stored bytes; nil when missing
+	rec   elector.Record
+	ver   elector.Version
+	err   error // ErrNotFound (wrapped) or why the value does not decode
+}
+
+// stateOf is the key's state in an answer at store revision rev listing
+// kvs (the key, or nothing when it is missing).
+func (b *Backend) stateOf(rev int64, kvs []*mvccpb.KeyValue) state {
+	if len(kvs) == 0 {
+		return state{rev: rev, err: fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound)}
+	}
+	kv := kvs[0]
+	r, _, err := b.decode(kv.Value, kv.ModRevision)
+	return state{rev: kv.ModRevision, value: kv.Value, rec: r, ver: version(kv.ModRevision), err: err}
+}
+
+// remember keeps, for the Backend, the value of a state it read or wrote
+// (replace) or watched.
+func (b *Backend) remember(st state, replace bool) {
+	if st.err == nil && st.value != nil {
+		b.memo.set(st.rev, st.value, replace)
+	}
+}
+
+// observe takes in a linearizable answer about the key to a request sent
+// at st: the store's revision rev and the key's state now. A revision below
+// the highest one seen before sending means the store went back in time
+// (restored from an older snapshot, wiped): logged once (the first answer
+// to show it), and the key's watch state is reset to now, so that waiters
+// holding a forgotten version are handed the present and the watch loop
+// reads and watches again. It reports whether the answer is of the
+// present epoch (false: a rollback was found while the request was out,
+// so it may predate it). k.mu is held.
+func (c *Client) observe(k *keyState, st stamp, rev int64, now state) bool {
+	if k.epoch != st.epoch {
+		return false
+	}
+	if rev >= st.mark {
+		k.mark = max(k.mark, rev)
+		return true
+	}
+	k.epoch++
+	k.mark = rev
+	c.log.Warn(fmt.Sprintf("etcd: the store went back in time: revision %d after %d (restored from a snapshot or wiped?)", rev, st.mark),
+		"key", k.key)
+	if k.ws != nil {
+		k.ws.Reset(now.rev, now.rec, now.ver, now.err)
+		k.published(now)
+	}
+	return true
+}
+
+// observed is observe taking k.mu.
+func (c *Client) observed(k *keyState, st stamp, rev int64, now state) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c.observe(k, st, rev, now)
+}
+
+// publish hands a state the watch loop read or watched to the key's
+// waiters. k.mu is held.
+func (k *keyState) publish(now state) {
+	k.mark = max(k.mark, now.rev)
+	k.ws.Publish(now.rev, now.rec, now.ver, now.err)
+	k.published(now)
+}
+
+// published remembers the bytes of a state handed to waiters. k.mu is held.
+func (k *keyState) published(now state) {
+	if now.err != nil || now.value == nil {
+		return
+	}
+	for i := range k.pub {
+		if k.pub[i].rev == now.rev {
+			k.pub[i] = published{now.rev, now.value, now.rec}
+			return
+		}
+	}
+	k.pub[k.pubN] = published{now.rev, now.value, now.rec}
+	k.pubN = (k.pubN + 1) % memoSize
+}
+
+// valueOf returns the bytes of the record r published at rev, if that
+// very record (not another one a reset put at the same revision) is still
+// remembered.
+func (k *keyState) valueOf(rev int64, r elector.Record) ([]byte, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.pub {
+		if p.rev == rev && p.value != nil && reflect.DeepEqual(p.rec, r) {
+			return p.value, true
+		}
+	}
+	return nil, false
 }
 
 var (
@@ -429,15 +643,18 @@ func version(rev int64) elector.Version { return elector.Version(strconv.FormatI
 func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, error) {
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
+	st := b.k.stamp()
 	resp, err := b.c.cli.Get(ctx, b.key)
 	if err != nil {
 		return elector.Record{}, "", fmt.Errorf("etcd: get %s: %w", b.key, friendly(err))
 	}
-	if len(resp.Kvs) == 0 {
-		return elector.Record{}, "", fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound)
+	now := b.stateOf(resp.Header.Revision, resp.Kvs)
+	b.c.observed(b.k, st, resp.Header.Revision, now)
+	if now.err != nil {
+		return elector.Record{}, "", now.err
 	}
-	kv := resp.Kvs[0]
-	return b.decode(kv.Value, kv.ModRevision)
+	b.remember(now, true)
+	return now.rec, now.ver, nil
 }
 
 // Create writes the record if the key does not exist.
@@ -448,20 +665,58 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
+	st := b.k.stamp()
 	resp, err := b.c.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(b.key), "=", 0)).
 		Then(clientv3.OpPut(b.key, string(value))).
+		Else(clientv3.OpGet(b.key)).
 		Commit()
 	if err != nil {
 		return "", fmt.Errorf("etcd: create %s: %w", b.key, friendly(err))
 	}
-	if !resp.Succeeded {
-		return "", fmt.Errorf("etcd: create %s: %w", b.key, elector.ErrConflict)
-	}
-	return version(resp.Header.Revision), nil
+	return b.written(st, resp, r, value, "create", 0)
 }
 
-// Update writes the record if the key's ModRevision is still v.
+// written takes in the answer to Create's or Update's transaction, whose
+// Else reads the key: the write's version, or why it was refused.
+func (b *Backend) written(st stamp, resp *clientv3.TxnResponse, r elector.Record, value []byte, op string, rev int64) (elector.Version, error) {
+	h := resp.Header.Revision
+	if resp.Succeeded {
+		now := state{rev: h, value: value, rec: r, ver: version(h)}
+		b.c.observed(b.k, st, h, now)
+		b.remember(now, true)
+		return now.ver, nil
+	}
+	var kvs []*mvccpb.KeyValue
+	if len(resp.Responses) > 0 {
+		if g := resp.Responses[0].GetResponseRange(); g != nil {
+			kvs = g.Kvs
+		}
+	}
+	now := b.stateOf(h, kvs)
+	b.c.observed(b.k, st, h, now)
+	// What the refusal shows the caller has not taken (it reads again):
+	// it does not replace what the caller holds at that version.
+	b.remember(now, false)
+	switch {
+	case op == "create":
+		return "", fmt.Errorf("etcd: create %s: %w", b.key, elector.ErrConflict)
+	case len(kvs) == 0:
+		return "", fmt.Errorf("etcd: update %s: %w", b.key, elector.ErrNotFound)
+	case kvs[0].ModRevision == rev:
+		return "", fmt.Errorf("etcd: update %s at revision %d: the key holds another record at that revision than the one read (the store went back in time?): %w",
+			b.key, rev, elector.ErrConflict)
+	}
+	return "", fmt.Errorf("etcd: update %s at revision %d: %w", b.key, rev, elector.ErrConflict)
+}
+
+// Update writes the record if the key's ModRevision is still v and, when
+// this Backend read, watched or wrote the key at v (among its last few
+// versions), if the key's value is still the very bytes it saw there: a
+// store restored from an older snapshot hands revisions out again, and
+// the same ModRevision can then hold another record, which a compare on
+// the revision alone would overwrite. A version this Backend never saw
+// (handed over from another client) can only be compared by revision.
 func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
 	rev, err := strconv.ParseInt(string(v), 10, 64)
 	if err != nil || rev <= 0 || version(rev) != v {
@@ -471,60 +726,125 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	if err != nil {
 		return "", fmt.Errorf("etcd: update %s: %w", b.key, err)
 	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(b.key), "=", rev)}
+	if seen, ok := b.memo.get(rev); ok {
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(b.key), "=", string(seen)))
+	}
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
+	st := b.k.stamp()
 	resp, err := b.c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(b.key), "=", rev)).
+		If(cmps...).
 		Then(clientv3.OpPut(b.key, string(value))).
-		Else(clientv3.OpGet(b.key, clientv3.WithCountOnly())).
+		Else(clientv3.OpGet(b.key)).
 		Commit()
 	if err != nil {
 		return "", fmt.Errorf("etcd: update %s: %w", b.key, friendly(err))
 	}
-	if !resp.Succeeded {
-		if g := resp.Responses[0].GetResponseRange(); g != nil && g.Count == 0 {
-			return "", fmt.Errorf("etcd: update %s: %w", b.key, elector.ErrNotFound)
-		}
-		return "", fmt.Errorf("etcd: update %s at revision %d: %w", b.key, rev, elector.ErrConflict)
-	}
-	return version(resp.Header.Revision), nil
+	return b.written(st, resp, r, value, "update", rev)
 }
 
 // Watch returns once the key's state is newer than revision v. The first
 // Watch on a key starts one etcd watch on it, shared by every Backend of
 // the key on this Client and ended by Client.Close; a compacted revision
 // or a broken stream is recovered by reading the key and watching again
-// from there.
+// from there. When the store went back in time (a read or write of any
+// Backend of the key on this Client, or the watch's own read after a
+// reconnection, shows a revision below one seen before), a Watch holding a
+// version from the forgotten history returns the present state.
 func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
 	after, _ := strconv.ParseInt(string(v), 10, 64)
 	r, ver, err := b.c.watchOf(b).Wait(ctx, after, b.c.ctx.Done())
 	if err != nil && (errors.Is(err, watchstate.ErrClosed) || err == ctx.Err()) {
 		err = fmt.Errorf("etcd: watch %s: %w", b.key, err)
 	}
+	if err == nil {
+		if rev, perr := strconv.ParseInt(string(ver), 10, 64); perr == nil {
+			if value, ok := b.k.valueOf(rev, r); ok {
+				b.memo.set(rev, value, false)
+			}
+		}
+	}
 	return r, ver, err
 }
 
-// watchOf returns the key's watch state, starting its loop the first time.
+// watchOf returns the key's watch state, starting its loop the first time
+// (and the Client's watch on its connection, the first time of all).
 func (c *Client) watchOf(b *Backend) *watchstate.State {
-	c.watchMu.Lock()
-	defer c.watchMu.Unlock()
-	ws := c.watches[b.key]
-	if ws == nil {
+	c.keysMu.Lock()
+	defer c.keysMu.Unlock()
+	k := b.k
+	k.mu.Lock()
+	ws, start := k.ws, k.ws == nil
+	if start {
 		ws = watchstate.New()
-		c.watches[b.key] = ws
+		k.ws = ws
+	}
+	k.mu.Unlock()
+	if start {
 		c.wg.Add(1)
-		go b.watchLoop(ws)
+		go b.watchLoop(k)
+	}
+	if !c.connWatch {
+		c.connWatch = true
+		c.wg.Add(1)
+		go c.watchConnection()
 	}
 	return ws
 }
 
-func (b *Backend) watchLoop(ws *watchstate.State) {
+// reconnects returns a channel closed at the next reconnection.
+func (c *Client) reconnects() <-chan struct{} {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.reconnected
+}
+
+// watchConnection closes reconnected each time the connection is ready
+// again after it was lost (not at the first connection). The etcd client
+// resumes a broken watch by itself, from the revision after the last one
+// it delivered; on a server that came back restored from an older
+// snapshot, or wiped, that revision is in the future and the watch stays
+// silent until unrelated writes reach it. The watch loops read the key
+// again instead.
+func (c *Client) watchConnection() {
+	defer c.wg.Done()
+	conn := c.cli.ActiveConnection()
+	ready, lost := false, false
+	for {
+		s := conn.GetState()
+		switch {
+		case s == connectivity.Ready && lost:
+			lost = false
+			c.connMu.Lock()
+			close(c.reconnected)
+			c.reconnected = make(chan struct{})
+			c.connMu.Unlock()
+		case s == connectivity.Ready:
+			ready = true
+		case ready:
+			lost = true
+		}
+		if !conn.WaitForStateChange(c.ctx, s) {
+			return
+		}
+	}
+}
+
+// watchLoop keeps the key's watch state: it reads the key, publishes what
+// it read and watches from there, until the stream breaks, the connection
+// was re-established or the store was found to have gone back in time;
+// then it reads again.
+func (b *Backend) watchLoop(k *keyState) {
 	defer b.c.wg.Done()
 	ctx := b.c.ctx
 	first := min(reconnectBaseDelay, b.c.maxDelay)
 	wait := first
-	missing := func() error { return fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound) }
 	for ctx.Err() == nil {
+		// Taken before the read: a reconnection after it means the read
+		// may have been answered by the server as it was before.
+		reconnected := b.c.reconnects()
+		st := k.stamp()
 		rctx, cancel := b.ctx(ctx)
 		resp, err := b.c.cli.Get(rctx, b.key)
 		cancel()
@@ -539,31 +859,71 @@ func (b *Backend) watchLoop(ws *watchstate.State) {
 			continue
 		}
 		wait = first
-		if len(resp.Kvs) == 0 {
-			ws.Publish(resp.Header.Revision, elector.Record{}, "", missing())
-		} else {
-			kv := resp.Kvs[0]
-			r, _, err := b.decode(kv.Value, kv.ModRevision)
-			ws.Publish(kv.ModRevision, r, version(kv.ModRevision), err)
+		h := resp.Header.Revision
+		now := b.stateOf(h, resp.Kvs)
+		k.mu.Lock()
+		if !b.c.observe(k, st, h, now) {
+			// The store was found to have gone back in time while the
+			// read was out: it may describe the forgotten history.
+			k.mu.Unlock()
+			continue
 		}
+		k.publish(now)
+		epoch, resets := k.epoch, k.ws.Resets()
+		k.mu.Unlock()
 		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		ch := b.c.cli.Watch(wctx, b.key, clientv3.WithRev(resp.Header.Revision+1))
-		for wr := range ch {
-			if err := wr.Err(); err != nil {
-				if ctx.Err() == nil {
-					b.c.log.Info("etcd: watch interrupted; reading the key and watching again", "key", b.key, "err", err)
-				}
-				break
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					ws.Publish(ev.Kv.ModRevision, elector.Record{}, "", missing())
-					continue
-				}
-				r, _, err := b.decode(ev.Kv.Value, ev.Kv.ModRevision)
-				ws.Publish(ev.Kv.ModRevision, r, version(ev.Kv.ModRevision), err)
+		ch := b.c.cli.Watch(wctx, b.key, clientv3.WithRev(h+1), clientv3.WithProgressNotify())
+		b.follow(k, ch, epoch, resets, reconnected)
+		wcancel()
+	}
+}
+
+// follow publishes the watch's events until the stream breaks or ends, the
+// store went back in time (a reset, or a progress notification below what
+// was published: a read tells), or the connection was re-established.
+func (b *Backend) follow(k *keyState, ch clientv3.WatchChan, epoch int64, resets, reconnected <-chan struct{}) {
+	ctx := b.c.ctx
+	for {
+		var wr clientv3.WatchResponse
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case <-resets:
+			return
+		case <-reconnected:
+			return
+		case wr, ok = <-ch:
+			if !ok {
+				return
 			}
 		}
-		wcancel()
+		if err := wr.Err(); err != nil {
+			if ctx.Err() == nil {
+				b.c.log.Info("etcd: watch interrupted; reading the key and watching again", "key", b.key, "err", err)
+			}
+			return
+		}
+		k.mu.Lock()
+		if k.epoch != epoch {
+			// Reset meanwhile: these events may be from the forgotten history.
+			k.mu.Unlock()
+			return
+		}
+		if _, behind := k.ws.Behind(wr.Header.Revision); behind && wr.IsProgressNotify() {
+			// The watched member says it is behind what was published:
+			// rolled back, or a lagging member. A read tells.
+			k.mu.Unlock()
+			return
+		}
+		k.mark = max(k.mark, wr.Header.Revision)
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				k.publish(state{rev: ev.Kv.ModRevision, err: fmt.Errorf("etcd: key %s: %w", b.key, elector.ErrNotFound)})
+				continue
+			}
+			k.publish(b.stateOf(ev.Kv.ModRevision, []*mvccpb.KeyValue{ev.Kv}))
+		}
+		k.mu.Unlock()
 	}
 }
