@@ -319,7 +319,7 @@ func forgotten(t *testing.T, own *servers.Etcd, forget func(snapshot string) (mi
 	case !missing && (got.err != nil || got.ver != v1 || got.rec.Holder != "a" || got.rec.Term != 1):
 		t.Fatalf("the waiting Watch returned %+v at %q (%v), want the restored record (a, term 1) at %q", got.rec, got.ver, got.err, v1)
 	}
-	t.Logf("the Watch holding version %s returned %v after etcd answered again", latest, got.at.Sub(back).Round(time.Millisecond))
+	t.Logf("the Watch holding version %s returned %v after the wipe or restore returned (etcd answering again)", latest, got.at.Sub(back).Round(time.Millisecond))
 	if n := len(warn.all()); n != 1 {
 		t.Fatalf("%d warnings that the store went back in time, want 1: %q", n, warn.all())
 	}
