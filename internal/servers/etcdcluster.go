@@ -280,6 +280,22 @@ func (c *EtcdCluster) WaitLeader(except int, limit time.Duration) (int, error) {
 	}
 }
 
+// WaitHealthy waits, for at most limit, until member i answers its
+// health check (it runs, is not paused, and the cluster has a leader).
+func (c *EtcdCluster) WaitHealthy(i int, limit time.Duration) error {
+	if i < 0 || i >= len(c.members) {
+		return fmt.Errorf("servers: no etcd member %d (of %d)", i, len(c.members))
+	}
+	deadline := time.Now().Add(limit)
+	for !memberHealthy(c.members[i].client) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("servers: etcd member %s not healthy within %v", c.members[i].name, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
 // isLeader reports whether the member at client says it leads.
 func isLeader(client string) bool {
 	resp, err := healthClient.Get(client + "/metrics")

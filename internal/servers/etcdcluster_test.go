@@ -1,9 +1,6 @@
 package servers
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // The cluster survives its leader member's crash and pause: another
 // member leads, and the member comes back.
@@ -40,12 +37,8 @@ func TestEtcdCluster(t *testing.T) {
 	if err := c.Resume(next); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(clusterPatience)
-	for !memberHealthy(c.Endpoint(next)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("resumed member m%d not healthy within %v", next, clusterPatience)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := c.WaitHealthy(next, clusterPatience); err != nil {
+		t.Fatalf("resumed: %v", err)
 	}
 	if err := c.Restart(0); err != nil {
 		t.Fatal(err)
