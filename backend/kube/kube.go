@@ -204,7 +204,7 @@ type Client struct {
 	wg     sync.WaitGroup
 
 	watchMu sync.Mutex
-	watches map[string]*watchstate.State
+	states  map[string]*leaseState // by Lease name
 }
 
 // New validates cfg, builds the client and checks within RequestTimeout
@@ -230,7 +230,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{leases: cs.CoordinationV1().Leases(cfg.Namespace), namespace: cfg.Namespace,
 		timeout: cfg.RequestTimeout, host: rc.Host, log: cfg.Logger,
-		ctx: cctx, cancel: cancel, watches: map[string]*watchstate.State{}}
+		ctx: cctx, cancel: cancel, states: map[string]*leaseState{}}
 	pctx, pcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer pcancel()
 	_, err = c.leases.Get(pctx, "leasehold-ping", metav1.GetOptions{})
@@ -336,6 +336,8 @@ func (b *Backend) remember(l *coordinationv1.Lease) {
 func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, error) {
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
+	s := b.c.state(b.name)
+	floor := s.floor()
 	l, err := b.c.leases.Get(ctx, b.name, metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
@@ -343,6 +345,9 @@ func (b *Backend) Get(ctx context.Context) (elector.Record, elector.Version, err
 		}
 		return elector.Record{}, "", fmt.Errorf("kube: get lease %s/%s: %w", b.c.namespace, b.name, b.c.friendly("get", b.name, err))
 	}
+	// A Get without a resourceVersion is a quorum read of etcd: below what
+	// was seen before, the store went back in time.
+	b.observe(s, l, floor, false)
 	r, err := b.decode(l)
 	if err != nil {
 		return elector.Record{}, "", err
@@ -360,6 +365,8 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 	defer cancel()
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.c.namespace}}
 	encode(l, r)
+	s := b.c.state(b.name)
+	floor := s.floor()
 	out, err := b.c.leases.Create(ctx, l, metav1.CreateOptions{})
 	if err != nil {
 		if apierrors.IsAlreadyExists(err) {
@@ -367,6 +374,7 @@ func (b *Backend) Create(ctx context.Context, r elector.Record) (elector.Version
 		}
 		return "", fmt.Errorf("kube: create lease %s/%s: %w", b.c.namespace, b.name, b.c.friendly("create", b.name, err))
 	}
+	b.observe(s, out, floor, true)
 	b.remember(out)
 	return elector.Version(out.ResourceVersion), nil
 }
@@ -379,9 +387,23 @@ func canonicalVersion(v elector.Version) (uint64, bool) {
 	return n, err == nil && n > 0 && strconv.FormatUint(n, 10) == string(v)
 }
 
-// Update replaces the Lease if its resourceVersion is still v: a Conflict
-// is elector.ErrConflict, a missing Lease elector.ErrNotFound. Labels,
-// annotations and owner references of the Lease as last read are kept.
+// Update replaces the Lease if its resourceVersion is still v and its uid
+// is still the one read with v: a Conflict is elector.ErrConflict, a
+// missing Lease elector.ErrNotFound. Labels, annotations and owner
+// references of the Lease as last read are kept.
+//
+// The uid precondition: a resourceVersion alone is not an identity. A Lease
+// deleted and created again on a fresh etcd (or after etcd was restored)
+// can reach the resourceVersion of the Lease a candidate read, and an
+// Update with that resourceVersion would replace a Lease the candidate
+// never read. The apiserver takes the metadata.uid of an update as a
+// precondition and refuses it with a Conflict when the stored Lease has
+// another uid, so Update sends the uid of the Lease read at v: from this
+// Backend's last Get, Create or Update, else from the Lease this Client's
+// watch or another Backend of this Lease on this Client saw at v. When
+// neither has seen v (a version from elsewhere), nothing extra is fetched:
+// the update then carries no uid and the apiserver compares the
+// resourceVersion alone.
 func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Version) (elector.Version, error) {
 	if _, ok := canonicalVersion(v); !ok {
 		return "", fmt.Errorf("kube: update lease %s/%s: version %q is not a resourceVersion: %w", b.c.namespace, b.name, v, elector.ErrConflict)
@@ -389,10 +411,13 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	if err := elector.CheckRecord(r); err != nil {
 		return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, err)
 	}
+	s := b.c.state(b.name)
 	b.mu.Lock()
 	var l *coordinationv1.Lease
 	if b.last != nil && b.last.ResourceVersion == string(v) {
 		l = b.last.DeepCopy()
+	} else if known := s.at(string(v)); known != nil {
+		l = known.DeepCopy()
 	} else {
 		l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.c.namespace}}
 	}
@@ -401,12 +426,13 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 	encode(l, r)
 	ctx, cancel := b.ctx(ctx)
 	defer cancel()
+	floor := s.floor()
 	out, err := b.c.leases.Update(ctx, l, metav1.UpdateOptions{})
 	if err != nil {
 		switch {
 		case apierrors.IsConflict(err):
 			// Leases allow create-on-update: a deleted Lease is a Conflict
-			// too. Tell the two apart.
+			// too. Tell the two apart. (Another uid is a Conflict too.)
 			_, gerr := b.c.leases.Get(ctx, b.name, metav1.GetOptions{})
 			if apierrors.IsNotFound(gerr) {
 				return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
@@ -421,6 +447,9 @@ func (b *Backend) Update(ctx context.Context, r elector.Record, v elector.Versio
 		}
 		return "", fmt.Errorf("kube: update lease %s/%s: %w", b.c.namespace, b.name, b.c.friendly("update", b.name, err))
 	}
+	// An update that changes nothing is not written: the apiserver answers
+	// the Lease as it was, at v.
+	b.observe(s, out, floor, out.ResourceVersion != string(v))
 	b.remember(out)
 	return elector.Version(out.ResourceVersion), nil
 }
@@ -547,6 +576,14 @@ func (b *Backend) decode(l *coordinationv1.Lease) (elector.Record, error) {
 // too old" (410 Gone) and a closed watch are recovered by listing the Lease
 // again and watching from there. resourceVersions compare as numbers, as
 // the apiserver's etcd storage makes them.
+//
+// When the store went back in time (a List or a Get answers a
+// resourceVersion below one published before, or the same one with another
+// uid: see leaseState), waiters holding a version from the forgotten
+// history are handed the present state at once, and the watch lists and
+// watches again. A waiter holding exactly the resourceVersion the present
+// Lease has is not woken by that (a version alone cannot tell the two
+// apart); the elector's own expiry timer ends its wait.
 func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
 	after, _ := strconv.ParseInt(string(v), 10, 64)
 	r, ver, err := b.c.watchOf(b).Wait(ctx, after, b.c.ctx.Done())
@@ -557,24 +594,24 @@ func (b *Backend) Watch(ctx context.Context, v elector.Version) (elector.Record,
 }
 
 func (c *Client) watchOf(b *Backend) *watchstate.State {
-	c.watchMu.Lock()
-	defer c.watchMu.Unlock()
-	ws := c.watches[b.name]
-	if ws == nil {
-		ws = watchstate.New()
-		c.watches[b.name] = ws
+	s := c.state(b.name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		s.started = true
 		c.wg.Add(1)
-		go b.watchLoop(ws)
+		go b.watchLoop(s)
 	}
-	return ws
+	return s.ws
 }
 
 // watchTimeout asks the apiserver to end a watch after this long; the loop
 // then lists and watches again (one request every few minutes).
 const watchTimeout = 5 * time.Minute
 
-func (b *Backend) watchLoop(ws *watchstate.State) {
+func (b *Backend) watchLoop(s *leaseState) {
 	defer b.c.wg.Done()
+	ws := s.ws
 	ctx := b.c.ctx
 	const first, most = 100 * time.Millisecond, time.Second
 	wait := first
@@ -583,9 +620,17 @@ func (b *Backend) watchLoop(ws *watchstate.State) {
 		return fmt.Errorf("kube: lease %s/%s: %w", b.c.namespace, b.name, elector.ErrNotFound)
 	}
 	publish := func(l *coordinationv1.Lease) {
-		rv, _ := strconv.ParseInt(l.ResourceVersion, 10, 64)
 		r, err := b.decode(l)
-		ws.Publish(rv, r, elector.Version(l.ResourceVersion), err)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ws.Publish(rvOf(l), r, elector.Version(l.ResourceVersion), err)
+		s.rememberLocked(l)
+	}
+	publishMissing := func(rv int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ws.Publish(rv, elector.Record{}, "", missing())
+		s.high = max(s.high, rv)
 	}
 	backoff := func(what string, err error) bool {
 		b.c.log.Warn("kube: watch: "+what+"; retrying", "lease", b.c.namespace+"/"+b.name, "err", err, "in", wait)
@@ -607,16 +652,8 @@ func (b *Backend) watchLoop(ws *watchstate.State) {
 			}
 			continue
 		}
-		if len(list.Items) == 0 {
-			rv, _ := strconv.ParseInt(list.ResourceVersion, 10, 64)
-			ws.Publish(rv, elector.Record{}, "", missing())
-		} else {
-			publish(&list.Items[0])
-		}
-		from := list.ResourceVersion
-		secs := int64(watchTimeout / time.Second)
-		w, err := b.c.leases.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: from,
-			TimeoutSeconds: &secs, AllowWatchBookmarks: true})
+		resets := b.listed(s, list, missing)
+		w, wcancel, err := b.watchFrom(ctx, sel, list.ResourceVersion)
 		if err != nil {
 			if !backoff("cannot watch the lease", b.c.friendly("watch", b.name, err)) {
 				return
@@ -624,16 +661,104 @@ func (b *Backend) watchLoop(ws *watchstate.State) {
 			continue
 		}
 		wait = first
-		b.follow(ctx, w, ws, publish, missing)
+		b.follow(ctx, w, resets, publish, publishMissing)
 		w.Stop()
+		wcancel()
 	}
 }
 
-// follow publishes the watch's events until it ends or fails.
-func (b *Backend) follow(ctx context.Context, w watch.Interface, ws *watchstate.State, publish func(*coordinationv1.Lease), missing func() error) {
+// watchFrom starts a watch of the Lease from resourceVersion from; cancel
+// ends it. Starting it is bounded by the request timeout: client-go retries
+// a watch request whose connection broke, and an apiserver that came back
+// on a store that went back in time holds a watch from a revision it has not
+// reached ("Too large resource version") for seconds at each try, so an
+// unbounded start would keep the loop from listing again, and so from
+// seeing the store go back.
+func (b *Backend) watchFrom(ctx context.Context, sel, from string) (watch.Interface, context.CancelFunc, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	started := make(chan struct{})
+	stop := time.AfterFunc(b.c.timeout, func() {
+		select {
+		case <-started:
+		default:
+			cancel()
+		}
+	})
+	secs := int64(watchTimeout / time.Second)
+	w, err := b.c.leases.Watch(wctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: from,
+		TimeoutSeconds: &secs, AllowWatchBookmarks: true})
+	close(started)
+	stop.Stop()
+	if err == nil && wctx.Err() != nil {
+		w.Stop()
+		err = wctx.Err()
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return w, cancel, nil
+}
+
+// listed publishes the state a List answered, or resets the watch state to
+// it when it shows the store went back in time: the list's resourceVersion
+// (the store's revision, read from a quorum: a List without a
+// resourceVersion is a consistent read) below the highest revision
+// published, or the Lease's own resourceVersion below it, or the same
+// resourceVersion with another uid. It returns the channel the next Reset
+// closes.
+func (b *Backend) listed(s *leaseState, list *coordinationv1.LeaseList, missing func() error) <-chan struct{} {
+	listRV, _ := strconv.ParseInt(list.ResourceVersion, 10, 64)
+	var l *coordinationv1.Lease
+	var r elector.Record
+	var derr error
+	if len(list.Items) > 0 {
+		l = &list.Items[0]
+		r, derr = b.decode(l)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last, behind := s.ws.Behind(listRV)
+	if l != nil && !behind {
+		_, behind = s.ws.Behind(rvOf(l))
+		behind = behind || (s.known != nil && s.known.ResourceVersion == l.ResourceVersion && s.known.UID != l.UID)
+	}
+	switch {
+	case behind && l == nil:
+		b.warnBack(listRV, max(last, s.high), nil, nil)
+		s.high, s.known = listRV, nil
+		s.ws.Reset(listRV, elector.Record{}, "", missing())
+	case behind:
+		b.warnBack(rvOf(l), max(last, s.high), l, s.known)
+		s.high, s.known = rvOf(l), l
+		var ver elector.Version
+		if derr == nil {
+			ver = elector.Version(l.ResourceVersion)
+		}
+		s.ws.Reset(rvOf(l), r, ver, derr)
+	case l == nil:
+		s.ws.Publish(listRV, elector.Record{}, "", missing())
+		s.high = max(s.high, listRV)
+	default:
+		var ver elector.Version
+		if derr == nil {
+			ver = elector.Version(l.ResourceVersion)
+		}
+		s.ws.Publish(rvOf(l), r, ver, derr)
+		s.rememberLocked(l)
+	}
+	return s.ws.Resets()
+}
+
+// follow publishes the watch's events until it ends or fails, or until the
+// watch state is Reset (a Get saw the store go back in time: the watch is
+// on a history the store no longer has; list and watch again).
+func (b *Backend) follow(ctx context.Context, w watch.Interface, resets <-chan struct{}, publish func(*coordinationv1.Lease), publishMissing func(int64)) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-resets:
 			return
 		case ev, ok := <-w.ResultChan():
 			if !ok {
@@ -646,8 +771,7 @@ func (b *Backend) follow(ctx context.Context, w watch.Interface, ws *watchstate.
 				}
 			case watch.Deleted:
 				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
-					rv, _ := strconv.ParseInt(l.ResourceVersion, 10, 64)
-					ws.Publish(rv, elector.Record{}, "", missing())
+					publishMissing(rvOf(l))
 				}
 			case watch.Bookmark:
 			case watch.Error:

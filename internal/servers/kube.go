@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -252,6 +253,34 @@ func (k *Kube) Start() error {
 	case k.cmd != nil:
 		return fmt.Errorf("servers: kube-apiserver %s is already running", k.URL)
 	}
+	return k.launch()
+}
+
+// ReplaceEtcd points the apiserver at a new, empty etcd: it kills the
+// apiserver, starts a fresh etcd (StartEtcd), starts the apiserver again on
+// it (same port, certificates and tokens) and stops the old etcd. The store
+// forgot everything, as when a cluster's etcd is replaced or restored from
+// nothing: revisions start over, and resourceVersions the old store handed
+// out are handed out again. It returns once /readyz answers.
+func (k *Kube) ReplaceEtcd() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return fmt.Errorf("servers: kube-apiserver %s was stopped", k.URL)
+	}
+	k.kill()
+	e, err := StartEtcd()
+	if err != nil {
+		return err
+	}
+	old := k.etcd
+	k.etcd = e
+	for i, a := range k.args {
+		if strings.HasPrefix(a, "--etcd-servers=") {
+			k.args[i] = "--etcd-servers=" + e.Endpoint
+		}
+	}
+	old.Stop()
 	return k.launch()
 }
 
