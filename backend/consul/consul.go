@@ -5,6 +5,9 @@
 // etcd backend's. The version is the key's ModifyIndex. Create is a
 // transaction "CAS with index 0" (only if the key does not exist), Update
 // "CAS with the ModifyIndex read"; a refused CAS is elector.ErrConflict.
+// Consul compares nothing but indexes, which a store that forgot hands out
+// again: the backend notices an index going backwards, logs it once and
+// refuses the versions read before (see keyState).
 // Reads that decide are consistent reads. Followers wait on a blocking query
 // on the key, so they send one request per change of the record and none
 // while it does not change.
@@ -440,6 +443,13 @@ func (b *Backend) cas(ctx context.Context, op string, r elector.Record, index ui
 		return "", false, fmt.Errorf("consul: %s %s: the transaction answered no ModifyIndex", op, b.key)
 	}
 	kv := resp.Results[0].KV
+	if kv.ModifyIndex == index {
+		// The value written was the value stored: Consul leaves such a key
+		// (and its ModifyIndex) as it was.
+		b.observe(s, floor, kv.ModifyIndex, nil, false)
+		b.handOutVersion(s, kv.ModifyIndex)
+		return version(kv.ModifyIndex), true, nil
+	}
 	if kv.ModifyIndex <= floor && index != 0 {
 		// The write landed at an index this Client had seen already: the
 		// store forgot, and the record the CAS matched is not the one read.

@@ -264,3 +264,35 @@ func parse(t *testing.T, v elector.Version) uint64 {
 	}
 	return n
 }
+
+// An Update that writes the record as it is stored leaves the key (and its
+// ModifyIndex) as it was: a success at the same version, not the store
+// going back in time.
+func TestUnchangedUpdate(t *testing.T) {
+	var warn warnings
+	c, err := consul.New(context.Background(), consul.Config{Address: need(t).Address, Prefix: testPrefix, Logger: warn.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := c.Lock(lockName(t))
+	r := elector.Record{Holder: "a", LeaseDuration: 10 * time.Second, Term: 1}
+	v, err := b.Create(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := b.Update(context.Background(), r, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3, err := b.Update(context.Background(), r, v2)
+	if err != nil || v3 != v2 {
+		t.Fatalf("an Update that changes nothing = %q %v, want %q", v3, err, v2)
+	}
+	if _, v4, err := b.Get(context.Background()); err != nil || v4 != v3 {
+		t.Fatalf("Get = %q %v, want %q", v4, err, v3)
+	}
+	if ws := warn.all(); len(ws) != 0 {
+		t.Fatalf("warnings: %q", ws)
+	}
+}
