@@ -13,9 +13,12 @@
 //
 // The version is the Lease's resourceVersion: Create fails with
 // elector.ErrConflict when the Lease exists, Update sends the
-// resourceVersion read and a Conflict is elector.ErrConflict. Followers
-// wait on one watch of the Lease, so they send no request while nothing
-// changes.
+// resourceVersion read and the Lease's uid as read with it (a Lease created
+// again since, on a store that went back in time, has another), and a
+// Conflict is elector.ErrConflict. Followers wait on one watch of the
+// Lease, so they send no request while nothing changes. A read below what
+// was seen before is the store going back in time: logged once, and the
+// watch starts over from the present (see leaseState).
 package kube
 
 import (
