@@ -88,10 +88,10 @@ func faultKillLeaderMember(t *testing.T, h FaultHooks) {
 	r.steady()
 	mark := r.fault("leader member killed")
 	restart := h.KillLeaderMember(t)
-	r.leaderAfter(mark)
+	r.leaderBack(mark, true)
 	mark = r.fault("member restarted")
 	restart(t)
-	r.leaderAfter(mark)
+	r.leaderBack(mark, true)
 	r.settle()
 }
 
@@ -103,10 +103,10 @@ func faultPauseMember(t *testing.T, h FaultHooks) {
 	r.steady()
 	mark := r.fault("leader member paused")
 	resume := h.PauseMember(t)
-	r.leaderAfter(mark)
+	r.leaderBack(mark, true)
 	mark = r.fault("member resumed")
 	resume(t)
-	r.leaderAfter(mark)
+	r.leaderBack(mark, true)
 	r.settle()
 }
 
@@ -116,12 +116,11 @@ func faultRollingRestart(t *testing.T, h FaultHooks) {
 	}
 	r := newFaultRun(t, h)
 	r.steady()
-	mark := r.fault("rolling restart")
+	r.fault("rolling restart")
 	h.RollingRestart(t, func(member string) {
 		r.note("  %s restarted", member)
-		r.leaderAfter(time.Now())
+		r.leaderAfter(time.Now()) // a renewal the store took after the member came back
 	})
-	r.leaderAfter(mark)
 	r.settle()
 }
 
@@ -158,7 +157,7 @@ func faultWipe(t *testing.T, h FaultHooks) {
 	r.steady()
 	mark := r.fault("store wiped")
 	h.Wipe(t)
-	r.leaderAfter(mark)
+	r.leaderBack(mark, true)
 	r.settle()
 }
 
@@ -182,7 +181,7 @@ func faultRestore(t *testing.T, h FaultHooks) {
 	}
 	mark := r.fault("store restored to the snapshot")
 	restore(t)
-	r.leaderAfter(mark)
+	r.leaderBack(mark, true)
 	r.settle()
 }
 
@@ -428,10 +427,13 @@ func (r *faultRun) fault(what string) time.Time {
 }
 
 // leaderAfter waits until a candidate leads with a write sent after mark
-// (the store answered it after the fault) and notes how long that took
-// from mark and from the call (when the injector returned: the store
-// answers again).
-func (r *faultRun) leaderAfter(mark time.Time) {
+// (the store answered it after the fault) and notes how long that took.
+func (r *faultRun) leaderAfter(mark time.Time) { r.leaderBack(mark, false) }
+
+// leaderBack is leaderAfter for a fault whose injector returns once the
+// store answers again (outage): it also notes how long the leader took
+// from then.
+func (r *faultRun) leaderBack(mark time.Time, outage bool) {
 	r.t.Helper()
 	back := time.Now()
 	var leader string
@@ -440,7 +442,7 @@ func (r *faultRun) leaderAfter(mark time.Time) {
 		return leader != ""
 	})
 	again := ""
-	if back.Sub(mark) > 10*time.Millisecond {
+	if outage {
 		again = fmt.Sprintf(", %v after the store answered again", time.Since(back).Round(time.Millisecond))
 	}
 	r.note("  leader %s (term %d) renewed %v after it%s", leader, r.term(leader), time.Since(mark).Round(time.Millisecond), again)
