@@ -411,10 +411,10 @@ func TestSimInterruptAndSeeds(t *testing.T) {
 		}
 	}
 	out, errs, code := runBinary(t, 60*time.Second, "sim", "--runs", "40", "long-pause")
-	if code != 3 || !strings.Contains(errs, "in 40 runs, seeds ") || !strings.Contains(errs, "and 35 more; --json lists them all") {
+	if code != 3 || !regexp.MustCompile(`in 40 runs( \([^)]*\))?, seeds `).MatchString(errs) || !strings.Contains(errs, "and 35 more; --json lists them all") {
 		t.Fatalf("sim --runs 40 long-pause: exit %d, stderr %q; want 3, five seeds and the count", code, errs)
 	}
-	if !regexp.MustCompile(`SAFETY VIOLATIONS in 40 runs, seeds \d+, \d+, \d+, \d+, \d+ and 35 more \(--json lists them all\)\n`).MatchString(out) {
+	if !regexp.MustCompile(`SAFETY VIOLATIONS in 40 runs \(dual_leadership \d+\), seeds \d+, \d+, \d+, \d+, \d+ and 35 more \(--json lists them all\)\n`).MatchString(out) {
 		t.Fatalf("sim --runs 40 long-pause: the text lists the seeds as %q", out)
 	}
 }

@@ -172,6 +172,13 @@ func (c *countedBackend) Update(ctx context.Context, r elector.Record, v elector
 
 func (c *countedBackend) Describe() string { return c.b.Describe() }
 
+// NeverForgets passes on the store's answer (elector.Remembering): the
+// count changes nothing of how candidates treat their store.
+func (c *countedBackend) NeverForgets() bool {
+	r, ok := c.b.(elector.Remembering)
+	return ok && r.NeverForgets()
+}
+
 // countedWatcher is countedBackend with the backend's Watch.
 type countedWatcher struct {
 	*countedBackend
