@@ -607,6 +607,17 @@ func (d *driver) wait(ctx context.Context, w Wait) Output {
 		}
 		workDone = d.leadDone
 	}
+	if workDone != nil {
+		// Work that has returned already is reported before the timer,
+		// which may have run out as well: select would pick either, and
+		// a Tick would report work lingering that is done.
+		select {
+		case <-workDone:
+			d.leadDone, d.leadCancel = nil, nil
+			return d.m.WorkDone(d.now())
+		default:
+		}
+	}
 	left := w.Until - d.now().Mono
 	if left <= 0 && workDone == nil {
 		return d.m.Tick(d.now())
