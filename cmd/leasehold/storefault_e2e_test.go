@@ -523,9 +523,24 @@ func TestStoreFaultConsul(t *testing.T) {
 		r := startSFReplicas(t, cfg, env)
 		f := fault{name: "consul key deleted", before: r.leading(10)}
 		f.injected = time.Now()
-		httpDo(t, nil, "DELETE", "http://"+srv.Address+"/v1/kv/storefault/"+lock, "", 200)
+		httpDo(t, nil, "DELETE", "http://"+srv.Address+"/v1/kv/storefault/"+lock, "", "", nil, 200)
 		f.answering = time.Now()
 		r.recovered(&f, warnDeleted)
+		r.finish(f)
+	})
+
+	// The record edited by hand (consul kv get, edit, consul kv put):
+	// another holder with a lease of 100 years.
+	t.Run("RecordTampered", func(t *testing.T) {
+		cfg, lock := config(t)
+		r := startSFReplicas(t, cfg, env)
+		f := fault{name: "consul record tampered (100-year lease)", before: r.leading(10)}
+		url := "http://" + srv.Address + "/v1/kv/storefault/" + lock
+		raw := httpDo(t, nil, "GET", url+"?raw", "", "", nil, 200)
+		f.injected = time.Now()
+		httpDo(t, nil, "PUT", url, "", "", tamper(t, raw), 200)
+		f.answering = time.Now()
+		r.recovered(&f, warnCorrupt)
 		r.finish(f)
 	})
 
@@ -578,9 +593,25 @@ func TestStoreFaultKube(t *testing.T) {
 		r := startSFReplicas(t, cfg, nil)
 		f := fault{name: "kube Lease deleted", before: r.leading(10)}
 		f.injected = time.Now()
-		httpDo(t, client, "DELETE", k.URL+"/apis/coordination.k8s.io/v1/namespaces/default/leases/"+lock, k.AdminToken, 200)
+		httpDo(t, client, "DELETE", k.URL+"/apis/coordination.k8s.io/v1/namespaces/default/leases/"+lock, k.AdminToken, "", nil, 200)
 		f.answering = time.Now()
 		r.recovered(&f, warnDeleted)
+		r.finish(f)
+	})
+
+	// The Lease edited by hand (kubectl patch): another holder with the
+	// longest lease a Lease holds (2e9 seconds, 63 years), renewed now.
+	t.Run("LeaseTampered", func(t *testing.T) {
+		cfg, lock := config(t)
+		r := startSFReplicas(t, cfg, nil)
+		f := fault{name: "kube Lease tampered (63-year lease)", before: r.leading(10)}
+		now := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+		patch := fmt.Sprintf(`{"spec":{"holderIdentity":"intruder","leaseDurationSeconds":2000000000,"acquireTime":%q,"renewTime":%q}}`, now, now)
+		f.injected = time.Now()
+		httpDo(t, client, "PATCH", k.URL+"/apis/coordination.k8s.io/v1/namespaces/default/leases/"+lock, k.AdminToken,
+			"application/merge-patch+json", []byte(patch), 200)
+		f.answering = time.Now()
+		r.recovered(&f, warnCorrupt)
 		r.finish(f)
 	})
 
@@ -600,27 +631,32 @@ func TestStoreFaultKube(t *testing.T) {
 	})
 }
 
-// httpDo sends a request (with a bearer token when not empty) and fails
-// the test unless the answer has the status want.
-func httpDo(t *testing.T, c *http.Client, method, url, token string, want int) {
+// httpDo sends a request (with a bearer token and a body when not empty)
+// and fails the test unless the answer has the status want; it returns the
+// answer's body.
+func httpDo(t *testing.T, c *http.Client, method, url, token, contentType string, body []byte, want int) []byte {
 	t.Helper()
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	}
-	req, err := http.NewRequest(method, url, nil)
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	got, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != want {
-		t.Fatalf("%s %s: %d %s, want %d", method, url, resp.StatusCode, body, want)
+		t.Fatalf("%s %s: %d %s, want %d", method, url, resp.StatusCode, got, want)
 	}
+	return got
 }
