@@ -7,44 +7,18 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/consul"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/servers"
 )
 
-// warnings records the "went back in time" warnings of a Client.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) logger() *slog.Logger { return slog.New(w) }
-
-func (w *warnings) Enabled(context.Context, slog.Level) bool { return true }
-func (w *warnings) WithAttrs([]slog.Attr) slog.Handler       { return w }
-func (w *warnings) WithGroup(string) slog.Handler            { return w }
-func (w *warnings) Handle(_ context.Context, r slog.Record) error {
-	if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "went back in time") {
-		return nil
-	}
-	line := r.Message
-	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
-	w.mu.Lock()
-	w.msgs = append(w.msgs, line)
-	w.mu.Unlock()
-	return nil
-}
-
-func (w *warnings) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.msgs...)
-}
+// wentBack is what a Client's warning that the store went back in time says.
+const wentBack = "went back in time"
 
 // TestAgentForgets: the agent (-dev) is killed and started again, its KV
 // gone, so its indexes start over; the record is created again by another
@@ -68,7 +42,7 @@ func TestAgentForgets(t *testing.T) {
 	defer own.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var warnF, warnQ warnings
+	var warnF, warnQ backendtest.Log
 	newClient := func(log *slog.Logger) *consul.Client {
 		c, err := consul.New(ctx, consul.Config{Address: own.Address, Prefix: testPrefix, Logger: log})
 		if err != nil {
@@ -77,8 +51,8 @@ func TestAgentForgets(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	cf := newClient(warnF.logger())           // the follower and the candidates
-	cq := newClient(warnQ.logger())           // a follower that sends nothing during the restart
+	cf := newClient(warnF.Logger())           // the follower and the candidates
+	cq := newClient(warnQ.Logger())           // a follower that sends nothing during the restart
 	raw := apiClient(t, own.Address, "", nil) // another client
 	w := consul.NewFromClient(raw, testPrefix, 0, consul.WithLogger(slog.New(slog.DiscardHandler))).Lock("forgets")
 	const extra, held = 200, 40
@@ -147,7 +121,7 @@ func TestAgentForgets(t *testing.T) {
 		t.Fatalf("Watch past %s after the restart = %q %v, want ErrNotFound", v, got, err)
 	}
 	t.Logf("Watch past %s: ErrNotFound %v after the agent answered again", v, time.Since(ready).Round(time.Millisecond))
-	if ws := warnF.all(); len(ws) != 1 || !strings.Contains(ws[0], "consul: the store went back in time: index ") ||
+	if ws := warnF.Lines(slog.LevelWarn, wentBack); len(ws) != 1 || !strings.Contains(ws[0], "consul: the store went back in time: index ") ||
 		!strings.Contains(ws[0], "(agent restarted without its data?)") || !strings.Contains(ws[0], "key="+testPrefix+"forgets") {
 		t.Fatalf("the follower's client logged %q, want one went-back-in-time warning naming the key", ws)
 	} else {
@@ -238,10 +212,10 @@ func TestAgentForgets(t *testing.T) {
 		t.Fatalf("after the refused update the key is %+v (%v), want other's record at %d", p, err, collided)
 	}
 	t.Logf("the Update with the index read before the restart: %v", uerr)
-	if ws := warnF.all(); len(ws) != 1 {
+	if ws := warnF.Lines(slog.LevelWarn, wentBack); len(ws) != 1 {
 		t.Fatalf("the follower's client logged %d warnings, want the one: %q", len(ws), ws)
 	}
-	if ws := warnQ.all(); len(ws) != 1 {
+	if ws := warnQ.Lines(slog.LevelWarn, wentBack); len(ws) != 1 {
 		t.Fatalf("the quiet follower's client logged %d warnings, want one: %q", len(ws), ws)
 	}
 
@@ -269,8 +243,8 @@ func parse(t *testing.T, v elector.Version) uint64 {
 // ModifyIndex) as it was: a success at the same version, not the store
 // going back in time.
 func TestUnchangedUpdate(t *testing.T) {
-	var warn warnings
-	c, err := consul.New(context.Background(), consul.Config{Address: need(t).Address, Prefix: testPrefix, Logger: warn.logger()})
+	var warn backendtest.Log
+	c, err := consul.New(context.Background(), consul.Config{Address: need(t).Address, Prefix: testPrefix, Logger: warn.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +266,7 @@ func TestUnchangedUpdate(t *testing.T) {
 	if _, v4, err := b.Get(context.Background()); err != nil || v4 != v3 {
 		t.Fatalf("Get = %q %v, want %q", v4, err, v3)
 	}
-	if ws := warn.all(); len(ws) != 0 {
+	if ws := warn.Lines(slog.LevelWarn, wentBack); len(ws) != 0 {
 		t.Fatalf("warnings: %q", ws)
 	}
 }

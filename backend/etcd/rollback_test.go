@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/etcd"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/servers"
@@ -207,38 +207,8 @@ func TestUpdateAfterRestoreIsNoABA(t *testing.T) {
 	t.Logf("revision %s: read as a's record before the restore, b's after; the takeover: %v", vN, refused)
 }
 
-// warnings records the "went back in time" warnings of a Client.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-	ch   chan string // each warning, as it is logged
-}
-
-func newWarnings() *warnings { return &warnings{ch: make(chan string, 64)} }
-
-func (w *warnings) logger() *slog.Logger { return slog.New(w) }
-
-func (w *warnings) Enabled(context.Context, slog.Level) bool { return true }
-func (w *warnings) WithAttrs([]slog.Attr) slog.Handler       { return w }
-func (w *warnings) WithGroup(string) slog.Handler            { return w }
-func (w *warnings) Handle(_ context.Context, r slog.Record) error {
-	if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "went back in time") {
-		return nil
-	}
-	line := r.Message
-	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
-	w.mu.Lock()
-	w.msgs = append(w.msgs, line)
-	w.mu.Unlock()
-	w.ch <- line
-	return nil
-}
-
-func (w *warnings) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.msgs...)
-}
+// wentBack is what a Client's warning that the store went back in time says.
+const wentBack = "went back in time"
 
 // watched is what a Watch returned.
 type watched struct {
@@ -282,8 +252,8 @@ func forgotten(t *testing.T, own *servers.Etcd, forget func(snapshot string) (mi
 	raw := rawOf(t, own)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	warn := newWarnings()
-	wc := clientOf(t, own, warn.logger())
+	warn := &backendtest.Log{}
+	wc := clientOf(t, own, warn.Logger())
 	w, other := wc.Lock("w"), wc.Lock("w") // two Backends of the key on one client
 	writer := clientOf(t, own, nil).Lock("w")
 
@@ -320,12 +290,12 @@ func forgotten(t *testing.T, own *servers.Etcd, forget func(snapshot string) (mi
 		t.Fatalf("the waiting Watch returned %+v at %q (%v), want the restored record (a, term 1) at %q", got.rec, got.ver, got.err, v1)
 	}
 	t.Logf("the Watch holding version %s returned %v after the wipe or restore returned (etcd answering again)", latest, got.at.Sub(back).Round(time.Millisecond))
-	if n := len(warn.all()); n != 1 {
-		t.Fatalf("%d warnings that the store went back in time, want 1: %q", n, warn.all())
+	if n := len(warn.Lines(slog.LevelWarn, wentBack)); n != 1 {
+		t.Fatalf("%d warnings that the store went back in time, want 1: %q", n, warn.Lines(slog.LevelWarn, wentBack))
 	}
-	t.Log(warn.all()[0])
-	if !strings.Contains(warn.all()[0], fmt.Sprintf("after %s", latest)) || !strings.Contains(warn.all()[0], "key=/rollback/w") {
-		t.Errorf("the warning does not name revision %s and the key: %s", latest, warn.all()[0])
+	t.Log(warn.Lines(slog.LevelWarn, wentBack)[0])
+	if !strings.Contains(warn.Lines(slog.LevelWarn, wentBack)[0], fmt.Sprintf("after %s", latest)) || !strings.Contains(warn.Lines(slog.LevelWarn, wentBack)[0], "key=/rollback/w") {
+		t.Errorf("the warning does not name revision %s and the key: %s", latest, warn.Lines(slog.LevelWarn, wentBack)[0])
 	}
 
 	// More requests of the client see the store where it is now: no new
@@ -362,8 +332,8 @@ func forgotten(t *testing.T, own *servers.Etcd, forget func(snapshot string) (mi
 	if got := await(t, waiting, 10*time.Second, "a write after the store forgot"); got.err != nil || got.ver != vc || got.rec.Holder != "c" {
 		t.Fatalf("the Watch holding %q returned %+v at %q (%v), want c's record at %q", vb, got.rec, got.ver, got.err, vc)
 	}
-	if n := len(warn.all()); n != 1 {
-		t.Fatalf("%d warnings that the store went back in time, want 1: %q", n, warn.all())
+	if n := len(warn.Lines(slog.LevelWarn, wentBack)); n != 1 {
+		t.Fatalf("%d warnings that the store went back in time, want 1: %q", n, warn.Lines(slog.LevelWarn, wentBack))
 	}
 }
 
@@ -400,8 +370,8 @@ func TestRollbackFoundByARead(t *testing.T) {
 	raw := rawOf(t, own)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	warn := newWarnings()
-	b := clientOf(t, own, warn.logger()).Lock("r")
+	warn := &backendtest.Log{}
+	b := clientOf(t, own, warn.Logger()).Lock("r")
 	v1, err := b.Create(ctx, held("a", 1))
 	if err != nil {
 		t.Fatal(err)
@@ -423,7 +393,7 @@ func TestRollbackFoundByARead(t *testing.T) {
 		}
 	}
 	wantFirst := fmt.Sprintf("etcd: the store went back in time: revision %s after %s (restored from a snapshot or wiped?) key=/rollback/r", v1, v)
-	if got := warn.all(); len(got) != 1 || got[0] != wantFirst {
+	if got := warn.Lines(slog.LevelWarn, wentBack); len(got) != 1 || got[0] != wantFirst {
 		t.Fatalf("warnings after the restore: %q, want [%q]", got, wantFirst)
 	}
 	if err := own.Wipe(); err != nil {
@@ -434,7 +404,7 @@ func TestRollbackFoundByARead(t *testing.T) {
 			t.Fatalf("read after the wipe: %v, want ErrNotFound", err)
 		}
 	}
-	got := warn.all()
+	got := warn.Lines(slog.LevelWarn, wentBack)
 	if len(got) != 2 || !strings.Contains(got[1], fmt.Sprintf("after %s", v1)) {
 		t.Fatalf("warnings after the restore and the wipe: %q, want a second one, after revision %s", got, v1)
 	}

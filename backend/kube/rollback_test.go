@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold-go/leasehold/backend/backendtest"
 	"github.com/leasehold-go/leasehold/backend/kube"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/servers"
@@ -25,34 +26,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// warnings records the "went back in time" warnings of a Client.
-type warnings struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (w *warnings) logger() *slog.Logger { return slog.New(w) }
-
-func (w *warnings) Enabled(context.Context, slog.Level) bool { return true }
-func (w *warnings) WithAttrs([]slog.Attr) slog.Handler       { return w }
-func (w *warnings) WithGroup(string) slog.Handler            { return w }
-func (w *warnings) Handle(_ context.Context, r slog.Record) error {
-	if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "went back in time") {
-		return nil
-	}
-	line := r.Message
-	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
-	w.mu.Lock()
-	w.msgs = append(w.msgs, line)
-	w.mu.Unlock()
-	return nil
-}
-
-func (w *warnings) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.msgs...)
-}
+// wentBack is what a Client's warning that the store went back in time says.
+const wentBack = "went back in time"
 
 // puts records the bodies of the PUT requests a client sends.
 type puts struct {
@@ -95,10 +70,10 @@ func TestUpdateCarriesUID(t *testing.T) {
 	rc := restConfig(t, need(t).AdminKubeconfig)
 	p := &puts{}
 	rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { p.rt = rt; return p }
-	var warn warnings
+	var warn backendtest.Log
 	cfg := kube.DefaultConfig()
 	cfg.REST = rc
-	cfg.Logger = warn.logger()
+	cfg.Logger = warn.Logger()
 	kc, err := kube.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +118,7 @@ func TestUpdateCarriesUID(t *testing.T) {
 	if l, err = cs.CoordinationV1().Leases("default").Get(ctxT(t), name, metav1.GetOptions{}); err != nil || l.ResourceVersion != string(v) {
 		t.Fatal(err, l.ResourceVersion, v)
 	}
-	if ws := warn.all(); len(ws) != 0 {
+	if ws := warn.Lines(slog.LevelWarn, wentBack); len(ws) != 0 {
 		t.Fatalf("warnings: %q", ws)
 	}
 	l.UID = types.UID("00000000-0000-0000-0000-000000000001")
@@ -192,9 +167,9 @@ func TestStoreReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	leases := cs.CoordinationV1().Leases("default")
-	var warnF, warnG warnings
-	cf := ownClient(t, own, warnF.logger())                // the follower and the candidates
-	cg := ownClient(t, own, warnG.logger())                // reads only
+	var warnF, warnG backendtest.Log
+	cf := ownClient(t, own, warnF.Logger())                // the follower and the candidates
+	cg := ownClient(t, own, warnG.Logger())                // reads only
 	cw := ownClient(t, own, slog.New(slog.DiscardHandler)) // the old store's writer
 	const name, extra, held = "replaced", 200, 40
 
@@ -278,7 +253,9 @@ func TestStoreReplaced(t *testing.T) {
 	select {
 	case a = <-waited:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("the follower waiting past %s was not woken within 20s of the apiserver answering on a fresh etcd", v)
+		logs := own.Logs()
+		t.Fatalf("the follower waiting past %s was not woken within 20s of the apiserver answering on a fresh etcd\n--- the follower's client logged:\n%s--- the apiserver's last lines:\n%s",
+			v, warnF.String(), logs[max(0, len(logs)-8000):])
 	}
 	if !errors.Is(a.err, elector.ErrNotFound) {
 		t.Fatalf("the follower waiting past %s got %+v %q %v, want ErrNotFound (the fresh store has no Lease)", v, a.r, a.v, a.err)
@@ -288,7 +265,7 @@ func TestStoreReplaced(t *testing.T) {
 	if d := a.at.Sub(ready); d > 5*time.Second {
 		t.Errorf("the follower was woken %v after the apiserver answered, want promptly (the watch's backoff is at most 1s)", d)
 	}
-	if ws := warnF.all(); len(ws) != 1 || !strings.Contains(ws[0], "kube: the store went back in time: resourceVersion") ||
+	if ws := warnF.Lines(slog.LevelWarn, wentBack); len(ws) != 1 || !strings.Contains(ws[0], "kube: the store went back in time: resourceVersion") ||
 		!strings.Contains(ws[0], "(etcd restored or replaced?)") || !strings.Contains(ws[0], "lease=default/"+name) {
 		t.Fatalf("the follower's client logged %q, want one went-back-in-time warning naming the lease", ws)
 	} else {
@@ -348,7 +325,7 @@ func TestStoreReplaced(t *testing.T) {
 	if _, _, err := g.Get(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ws := warnG.all(); len(ws) != 1 {
+	if ws := warnG.Lines(slog.LevelWarn, wentBack); len(ws) != 1 {
 		t.Fatalf("the reading client logged %q, want one went-back-in-time warning", ws)
 	} else {
 		t.Log(ws[0])
@@ -376,7 +353,7 @@ func TestStoreReplaced(t *testing.T) {
 		t.Fatalf("after the refused update the Lease is %+v (%v), want other's at %s", now, err, created.ResourceVersion)
 	}
 	t.Logf("the Update with the old store's version and uid: %v", uerr)
-	if ws := warnF.all(); len(ws) != 1 {
+	if ws := warnF.Lines(slog.LevelWarn, wentBack); len(ws) != 1 {
 		t.Fatalf("the follower's client logged %d warnings, want the one: %q", len(ws), ws)
 	}
 
