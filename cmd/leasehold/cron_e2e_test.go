@@ -225,10 +225,28 @@ func testCronFailovers(t *testing.T, mode string, length time.Duration) {
 		}
 		return false
 	}
+	// skippedAfterClaim reports whether a later leader found slot claimed
+	// by a leadership that never finished it and, under skip, let it go:
+	// a leader killed between its claim and its command's first line
+	// leaves such a slot (issue 21 measures how often).
+	skippedAfterClaim := func(slot int64) bool {
+		want := "slot=" + time.Unix(slot, 0).UTC().Format(time.RFC3339)
+		for _, p := range all {
+			for _, l := range strings.Split(p.logs.String(), "\n") {
+				if strings.Contains(l, "is not run again (--interrupted skip)") && strings.Contains(l, want) {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	missing, cut, reruns := 0, 0, 0
 	for s := slots[0]; s <= slots[len(slots)-1]; s += 2 {
 		rs := bySlot[s]
 		switch {
+		case len(rs) == 0 && mode == "skip" && skippedAfterClaim(s):
+			cut++
+			t.Logf("slot %s was claimed, cut short before its first line and skipped", time.Unix(s, 0).UTC().Format("15:04:05"))
 		case len(rs) == 0:
 			missing++
 			t.Errorf("slot %s never ran", time.Unix(s, 0).UTC().Format("15:04:05"))
