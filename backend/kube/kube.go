@@ -655,6 +655,12 @@ func (b *Backend) watchLoop(s *leaseState) {
 			}
 			continue
 		}
+		if list, err = b.checkList(ctx, s, list); err != nil {
+			if !backoff("cannot read the lease to check the list", err) {
+				return
+			}
+			continue
+		}
 		resets := b.listed(s, list, missing)
 		w, wcancel, err := b.watchFrom(ctx, sel, list.ResourceVersion)
 		if err != nil {
@@ -729,11 +735,11 @@ func (b *Backend) listed(s *leaseState, list *coordinationv1.LeaseList, missing 
 	switch {
 	case behind && l == nil:
 		b.warnBack(listRV, max(last, s.high), nil, nil)
-		s.high, s.known = listRV, nil
+		s.high, s.known, s.wentBack = listRV, nil, true
 		s.ws.Reset(listRV, elector.Record{}, "", missing())
 	case behind:
 		b.warnBack(rvOf(l), max(last, s.high), l, s.known)
-		s.high, s.known = rvOf(l), l
+		s.high, s.known, s.wentBack = rvOf(l), l, true
 		var ver elector.Version
 		if derr == nil {
 			ver = elector.Version(l.ResourceVersion)
