@@ -40,6 +40,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -197,6 +198,7 @@ func (c Config) restConfig() (*rest.Config, error) {
 // Client is a connection to the Kubernetes API from which locks are opened.
 type Client struct {
 	leases    coordclient.LeaseInterface
+	rest      rest.Interface // of coordination.k8s.io/v1: the watch requests
 	namespace string
 	timeout   time.Duration
 	host      string
@@ -231,7 +233,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("kube: client for %s: %w", rc.Host, err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	c := &Client{leases: cs.CoordinationV1().Leases(cfg.Namespace), namespace: cfg.Namespace,
+	c := &Client{leases: cs.CoordinationV1().Leases(cfg.Namespace), rest: cs.CoordinationV1().RESTClient(), namespace: cfg.Namespace,
 		timeout: cfg.RequestTimeout, host: rc.Host, log: cfg.Logger,
 		ctx: cctx, cancel: cancel, states: map[string]*leaseState{}}
 	pctx, pcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
@@ -655,6 +657,12 @@ func (b *Backend) watchLoop(s *leaseState) {
 			}
 			continue
 		}
+		if list, err = b.checkList(ctx, s, list); err != nil {
+			if !backoff("cannot read the lease to check the list", err) {
+				return
+			}
+			continue
+		}
 		resets := b.listed(s, list, missing)
 		w, wcancel, err := b.watchFrom(ctx, sel, list.ResourceVersion)
 		if err != nil {
@@ -670,13 +678,20 @@ func (b *Backend) watchLoop(s *leaseState) {
 	}
 }
 
-// watchFrom starts a watch of the Lease from resourceVersion from; cancel
-// ends it. Starting it is bounded by the request timeout: client-go retries
-// a watch request whose connection broke, and an apiserver that came back
-// on a store that went back in time holds a watch from a revision it has not
-// reached ("Too large resource version") for seconds at each try, so an
-// unbounded start would keep the loop from listing again, and so from
-// seeing the store go back.
+// watchFrom starts a watch of the Lease from resourceVersion from, the
+// revision of the List just answered; cancel ends it.
+//
+// The request is sent once (client-go would send it again, after a second,
+// when its connection breaks): a watch request repeated blindly can reach
+// an apiserver that was restarted meanwhile on an etcd that went back in
+// time (replaced, restored), which accepts a watch from a revision its
+// store has not reached and sends nothing until it does, so a follower
+// waiting past a forgotten version would not be woken and the loop would
+// not list again. Instead a broken request ends the watch at once (an
+// empty watch), and the loop lists again: on the apiserver as it is now,
+// where a store that went back shows. Starting a watch is also bounded by
+// the request timeout, since an apiserver may hold a watch request from a
+// revision it has not reached for seconds before it answers.
 func (b *Backend) watchFrom(ctx context.Context, sel, from string) (watch.Interface, context.CancelFunc, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	started := make(chan struct{})
@@ -688,8 +703,16 @@ func (b *Backend) watchFrom(ctx context.Context, sel, from string) (watch.Interf
 		}
 	})
 	secs := int64(watchTimeout / time.Second)
-	w, err := b.c.leases.Watch(wctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: from,
-		TimeoutSeconds: &secs, AllowWatchBookmarks: true})
+	opts := metav1.ListOptions{FieldSelector: sel, ResourceVersion: from,
+		TimeoutSeconds: &secs, AllowWatchBookmarks: true, Watch: true}
+	w, err := b.c.rest.Get().
+		UseProtobufAsDefaultIfPreferred(true).
+		Namespace(b.c.namespace).
+		Resource("leases").
+		VersionedParams(&opts, scheme.ParameterCodec).
+		Timeout(watchTimeout).
+		MaxRetries(0).
+		Watch(wctx)
 	close(started)
 	stop.Stop()
 	if err == nil && wctx.Err() != nil {
@@ -729,11 +752,11 @@ func (b *Backend) listed(s *leaseState, list *coordinationv1.LeaseList, missing 
 	switch {
 	case behind && l == nil:
 		b.warnBack(listRV, max(last, s.high), nil, nil)
-		s.high, s.known = listRV, nil
+		s.high, s.known, s.wentBack = listRV, nil, true
 		s.ws.Reset(listRV, elector.Record{}, "", missing())
 	case behind:
 		b.warnBack(rvOf(l), max(last, s.high), l, s.known)
-		s.high, s.known = rvOf(l), l
+		s.high, s.known, s.wentBack = rvOf(l), l, true
 		var ver elector.Version
 		if derr == nil {
 			ver = elector.Version(l.ResourceVersion)

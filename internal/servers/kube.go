@@ -17,13 +17,15 @@ import (
 	"time"
 )
 
-// Kube is a kube-apiserver on a loopback port with its own etcd: running
+// Kube is a kube-apiserver on a loopback port with its own etcd (or one of
+// a KubeHA's apiservers, on the KubeHA's etcd cluster): running
 // from StartKube, down after Kill, up again on the same port and data after
 // Start, gone after Stop. Its methods may be called from any goroutine.
 //
 // TLS: the apiserver serves the self-signed certificate it generates in its
-// cert directory; the kubeconfig files trust exactly that certificate
-// (CAFile), so clients verify the server as they would in a cluster.
+// cert directory (a KubeHA's apiservers all serve one the KubeHA made);
+// the kubeconfig files trust exactly that certificate (CAFile), so clients
+// verify the server as they would in a cluster.
 //
 // Authentication is by bearer token (--token-auth-file): AdminKubeconfig is
 // a user in group system:masters, UserKubeconfig the user LimitedUser with
@@ -37,7 +39,7 @@ type Kube struct {
 	AdminKubeconfig string // kubeconfig file of the admin, context "admin"
 	UserKubeconfig  string // kubeconfig file of LimitedUser, context "user"
 
-	etcd *Etcd
+	etcd *Etcd // its own etcd, which Stop stops; nil on a KubeHA's cluster
 	args []string
 	dir  string
 	logs *lockedBuffer
@@ -83,63 +85,107 @@ func startKube(bin string, e *Etcd) (*Kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kube{etcd: e, dir: dir, logs: &lockedBuffer{}}
-	fail := func(err error) (*Kube, error) {
+	files, err := newKubeFiles(dir, false)
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	k, err := newKube(bin, dir, []string{e.Endpoint}, files, e)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return k, nil
+}
+
+// kubeFiles are the credentials of a Kubernetes cluster, which every
+// apiserver of it is given: the service-account key pair, the token file
+// (the admin's and LimitedUser's tokens), and optionally a serving
+// certificate, so that a client of one apiserver is accepted by, and
+// trusts, every other.
+type kubeFiles struct {
+	saKey, saPub, tokens    string // files
+	adminToken, userToken   string
+	servingCert, servingKey string // PEM files; "" when each apiserver makes its own
+}
+
+// newKubeFiles writes new credentials into dir; with serving, a
+// self-signed serving certificate for 127.0.0.1 too.
+func newKubeFiles(dir string, serving bool) (*kubeFiles, error) {
+	f := &kubeFiles{saKey: filepath.Join(dir, "sa.key"), saPub: filepath.Join(dir, "sa.pub"), tokens: filepath.Join(dir, "tokens.csv")}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
-		return fail(err)
+	if err := os.WriteFile(f.saKey, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
-		return fail(err)
+	if err := os.WriteFile(f.saPub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
+		return nil, err
 	}
-	if k.AdminToken, err = randomToken(); err != nil {
-		return fail(err)
+	if f.adminToken, err = randomToken(); err != nil {
+		return nil, err
 	}
-	if k.UserToken, err = randomToken(); err != nil {
-		return fail(err)
+	if f.userToken, err = randomToken(); err != nil {
+		return nil, err
 	}
-	tokens := fmt.Sprintf("%s,admin,admin-uid,\"system:masters\"\n%s,%s,limited-uid\n", k.AdminToken, k.UserToken, LimitedUser)
-	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
-		return fail(err)
+	tokens := fmt.Sprintf("%s,admin,admin-uid,\"system:masters\"\n%s,%s,limited-uid\n", f.adminToken, f.userToken, LimitedUser)
+	if err := os.WriteFile(f.tokens, []byte(tokens), 0o600); err != nil {
+		return nil, err
 	}
+	if serving {
+		f.servingCert, f.servingKey = filepath.Join(dir, "serving.crt"), filepath.Join(dir, "serving.key")
+		if err := writeServingCert(f.servingCert, f.servingKey); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// newKube starts a kube-apiserver with its files in dir on the etcd
+// endpoints etcd (e, when not nil, is that etcd, which Stop stops) and the
+// credentials files, on a free loopback port, and writes its kubeconfig
+// files; it returns once /readyz answers.
+func newKube(bin, dir string, etcd []string, files *kubeFiles, e *Etcd) (*Kube, error) {
+	k := &Kube{etcd: e, dir: dir, logs: &lockedBuffer{}, AdminToken: files.adminToken, UserToken: files.userToken}
 	port, err := FreePort()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	k.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
 	certs := filepath.Join(dir, "certs")
 	k.CAFile = filepath.Join(certs, "apiserver.crt")
+	if files.servingCert != "" {
+		k.CAFile = files.servingCert
+	}
 	k.args = []string{bin,
-		"--etcd-servers=" + e.Endpoint,
+		"--etcd-servers=" + strings.Join(etcd, ","),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		"--endpoint-reconciler-type=none",
 		fmt.Sprintf("--secure-port=%d", port),
 		"--cert-dir=" + certs,
-		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
+		"--token-auth-file=" + files.tokens,
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
+		"--service-account-key-file=" + files.saPub,
+		"--service-account-signing-key-file=" + files.saKey,
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--disable-admission-plugins=ServiceAccount",
 		"-v=0",
+	}
+	if files.servingCert != "" {
+		k.args = append(k.args, "--tls-cert-file="+files.servingCert, "--tls-private-key-file="+files.servingKey)
 	}
 	k.mu.Lock()
 	err = k.launch()
 	k.mu.Unlock()
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	k.AdminKubeconfig = filepath.Join(dir, "admin.kubeconfig")
 	k.UserKubeconfig = filepath.Join(dir, "user.kubeconfig")
@@ -148,7 +194,7 @@ func startKube(bin string, e *Etcd) (*Kube, error) {
 		{k.UserKubeconfig, "user", k.UserToken},
 	} {
 		if err := os.WriteFile(f.path, []byte(kubeconfig(k.URL, k.CAFile, f.name, f.token)), 0o600); err != nil {
-			k.Stop()
+			k.Kill()
 			return nil, err
 		}
 	}
@@ -268,6 +314,9 @@ func (k *Kube) ReplaceEtcd() error {
 	if k.stopped {
 		return fmt.Errorf("servers: kube-apiserver %s was stopped", k.URL)
 	}
+	if k.etcd == nil {
+		return fmt.Errorf("servers: kube-apiserver %s runs on an etcd cluster it does not own", k.URL)
+	}
 	k.kill()
 	e, err := StartEtcd()
 	if err != nil {
@@ -287,7 +336,8 @@ func (k *Kube) ReplaceEtcd() error {
 // Logs returns what the apiserver printed (the last MiB).
 func (k *Kube) Logs() string { return k.logs.String() }
 
-// Stop kills the apiserver and its etcd and removes their files.
+// Stop kills the apiserver and its own etcd (not a KubeHA's) and removes
+// their files.
 func (k *Kube) Stop() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -296,6 +346,8 @@ func (k *Kube) Stop() {
 	}
 	k.stopped = true
 	k.kill()
-	k.etcd.Stop()
+	if k.etcd != nil {
+		k.etcd.Stop()
+	}
 	os.RemoveAll(k.dir)
 }
