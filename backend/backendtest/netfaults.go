@@ -157,72 +157,114 @@ func (r *faultRun) follows(id string, c *counted, mark time.Time) {
 }
 
 // faultIdleFollower: while the leader only renews, a watching follower
-// sends no Get, Create or Update (and its transport no request beyond its
-// blocking queries), where a polling follower's Gets show the counts work.
+// (c2) sends no Get, Create or Update, and its transport no request
+// beyond its blocking queries, where a polling follower's (c3) Gets show
+// the counts work; a watching follower (c4) of another lock whose holder
+// does not renew sends nothing at all but the one blocking query it has
+// open.
 func faultIdleFollower(t *testing.T, h FaultHooks) {
 	const window = 8 // renewals of the leader
 	r := newRun(t, h)
 	r.start("c1")
 	r.await("c1 leads", func() bool { return r.leading["c1"] != 0 })
-	var (
-		wb       elector.Backend
-		requests func() int
-	)
-	if h.NewCounted != nil {
-		wb, requests = h.NewCounted(t, r.lock)
-	} else {
-		wb = h.New(t, r.lock)
+	counted := func(lock string) (elector.Backend, *counted, func() int) {
+		var (
+			b        elector.Backend
+			requests func() int
+		)
+		if h.NewCounted != nil {
+			b, requests = h.NewCounted(t, lock)
+		} else {
+			b = h.New(t, lock)
+		}
+		if _, ok := b.(elector.Watcher); !ok {
+			t.Skip("the backend has no watch: followers poll")
+		}
+		b, c := count(b)
+		return b, c, requests
 	}
-	if _, ok := wb.(elector.Watcher); !ok {
-		t.Skip("the backend has no watch: followers poll")
-	}
-	wb, w := count(wb)
+	wb, w, wreq := counted(r.lock)
 	pb, p := count(PollOnly(h.New(t, r.lock)))
 	r.startOn("c2", wb)
 	r.startOn("c3", pb)
 	if l := r.steady(); l != "c1" {
 		t.Fatalf("%s leads, not c1", l)
 	}
-	// The window opens once c2's watch has delivered a change: its
-	// stream (or its first blocking query) is set up.
-	r.await("c2's watch delivers a renewal", func() bool { return w.watchAnswers() > 0 })
+	// The other lock: held by "gone", which renews once (so that c4's
+	// watch is seen delivering: it is set up) and then never again, with
+	// a lease far beyond the case.
+	idle := r.lock + "-idle"
+	gone := h.New(t, idle)
+	now := time.Now().UTC().Truncate(time.Second)
+	rec := elector.Record{Holder: "gone", LeaseDuration: time.Minute, AcquireTime: now, RenewTime: now, Term: elector.WallTerm(now)}
+	v, err := gone.Create(ctxT(t), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, i, ireq := counted(idle)
+	r.startOn("c4", ib)
+	r.await("c4 follows gone", func() bool { return r.sees["c4"] == "gone" })
+	rec.RenewTime = time.Now().UTC().Truncate(time.Millisecond) // another value: a change
+	if _, err := gone.Update(ctxT(t), rec, v); err != nil {
+		t.Fatal(err)
+	}
+	// The window opens once c2's and c4's watches have delivered a
+	// change: their streams (or first blocking queries) are set up.
+	r.await("c2's and c4's watches deliver a change", func() bool { return w.watchAnswers() > 0 && i.watchAnswers() > 0 })
 	r.mu.Lock()
 	from, term := r.renews["c1"], r.leading["c1"]
 	r.mu.Unlock()
-	w0, p0, q0 := w.counts(), p.counts(), 0
-	if requests != nil {
-		q0 = requests()
+	w0, p0, i0 := w.counts(), p.counts(), i.counts()
+	requests := func(f func() int) int {
+		if f == nil {
+			return 0
+		}
+		return f()
 	}
+	wq0, iq0 := requests(wreq), requests(ireq)
 	start := time.Now()
 	r.await("c1 renews 8 times", func() bool { return r.renews["c1"] >= from+window })
-	w1, p1 := w.counts(), p.counts()
+	w1, p1, i1 := w.counts(), p.counts(), i.counts()
+	wq, iq := requests(wreq)-wq0, requests(ireq)-iq0
 	took := time.Since(start)
 	r.mu.Lock()
-	renewals, still, sees := r.renews["c1"]-from, r.leading["c1"], r.sees["c2"]
+	renewals, still, c2sees, c4sees := r.renews["c1"]-from, r.leading["c1"], r.sees["c2"], r.sees["c4"]
 	r.mu.Unlock()
-	if still != term || sees != "c1" {
-		t.Fatalf("c1 no longer leads with term %d (now %d), or c2 follows %q", term, still, sees)
+	if still != term || c2sees != "c1" || c4sees != "gone" {
+		t.Fatalf("c1 no longer leads with term %d (now %d), or c2 follows %q, or c4 %q", term, still, c2sees, c4sees)
 	}
-	sent := "not counted (no NewCounted hook)"
-	if requests != nil {
-		q := requests() - q0
-		sent = strconv.Itoa(q)
-		if limit := h.WatchRequests * (renewals + 2); q > limit {
-			t.Errorf("the watching follower's transport sent %d requests during %d renewals, more than %d per renewal (+2)", q, renewals, h.WatchRequests)
+	writes := func(a, b map[string]int) int {
+		return b["Get"] - a["Get"] + b["Create"] - a["Create"] + b["Update"] - a["Update"]
+	}
+	sent := func(q int) string {
+		if h.NewCounted == nil {
+			return "not counted (no NewCounted hook)"
 		}
+		return strconv.Itoa(q)
 	}
-	polls := w1["Get"] - w0["Get"] + w1["Create"] - w0["Create"] + w1["Update"] - w0["Update"]
-	watches := w1["Watch"] - w0["Watch"]
-	r.note("during %d renewals of c1 (%v): the watching follower made %d Get/Create/Update and %d Watch calls, its transport sent %s requests; the polling follower made %d Gets",
-		renewals, took.Round(time.Millisecond), polls, watches, sent, p1["Get"]-p0["Get"])
-	if polls != 0 {
-		t.Errorf("the watching follower made %d Get/Create/Update calls while the leader only renewed: it polls (%v)", polls, w1)
+	r.note("during %d renewals of c1 (%v): the watching follower made %d Get/Create/Update and %d Watch calls, its transport sent %s requests; "+
+		"the polling follower made %d Gets; the follower of the idle lock made %d calls, its transport sent %s requests",
+		renewals, took.Round(time.Millisecond), writes(w0, w1), w1["Watch"]-w0["Watch"], sent(wq),
+		p1["Get"]-p0["Get"], writes(i0, i1)+i1["Watch"]-i0["Watch"], sent(iq))
+	if n := writes(w0, w1); n != 0 {
+		t.Errorf("the watching follower made %d Get/Create/Update calls while the leader only renewed: it polls (%v)", n, w1)
 	}
-	if watches > renewals+2 {
-		t.Errorf("the watching follower called Watch %d times during %d renewals: more than once per change", watches, renewals)
+	if n := w1["Watch"] - w0["Watch"]; n > renewals+2 {
+		t.Errorf("the watching follower called Watch %d times during %d renewals: more than once per change", n, renewals)
+	}
+	if limit := h.WatchRequests * (renewals + 2); wq > limit {
+		t.Errorf("the watching follower's transport sent %d requests during %d renewals, more than %d per renewal (+2)", wq, renewals, h.WatchRequests)
 	}
 	if p1["Get"] == p0["Get"] {
 		t.Errorf("the polling follower made no Get during %d renewals: the counts do not work (%v)", renewals, p1)
+	}
+	// c4 may have called Watch once after the last change (its blocking
+	// query then sent as the window opened); nothing else.
+	if n, m := writes(i0, i1), i1["Watch"]-i0["Watch"]; n != 0 || m > 1 {
+		t.Errorf("the follower of a lock that did not change made %d Get/Create/Update and %d Watch calls (%v)", n, m, i1)
+	}
+	if iq > h.WatchRequests {
+		t.Errorf("the follower of a lock that did not change sent %d requests, more than the %d of one wait", iq, h.WatchRequests)
 	}
 }
 
