@@ -81,9 +81,9 @@ type FaultHooks struct {
 }
 
 // RunFaults is the fault suite: each case runs three candidates
-// (elector.Run, each on its own client, releasing on cancel) on a lock of
-// its own, waits until one leads and the others follow it, injects a
-// fault, and waits for a leader again. Every leader's work writes its term
+// (elector.Run, each on its own client, releasing on cancel; IdleFollower
+// a fourth) on a lock of its own, waits until one leads and the others
+// follow it, injects a fault, and waits for a leader again. Every leader's work writes its term
 // to a term-fenced resource every 20ms and records its leadership interval
 // on the monotonic clock. At the end of a case internal/history checks
 // the whole history: no two leaderships overlap, no write with a term
@@ -102,8 +102,9 @@ type FaultHooks struct {
 // through internal/faultproxy, one proxy per store address, and is made
 // the leader before the fault. LeaderCutOff closes its proxies for good
 // (its connections reset, their ports refused); Blackhole holds its
-// connections silent; Latency delays every byte 2s each way (beyond the
-// renew deadline: every renewal times out, and lands late); Reset resets
+// connections silent; Latency delays every byte a lease each way (2s by
+// default; beyond the renew deadline: every renewal times out, and lands
+// late); Reset resets
 // its connections and every new one. In each, the old leader's work must
 // have stopped before LeaseDuration had passed since its last acknowledged
 // renewal was sent (no one else may take over before that, on anyone's
@@ -115,10 +116,11 @@ type FaultHooks struct {
 // IdleFollower: while the leader only renews, a watching follower makes no
 // Get, Create or Update (and its transport no request, or one per wake of
 // a blocking query: NewCounted, WatchRequests) over a window of 8
-// renewals, where a polling follower's Gets show the count works.
-// Unreachable: a client whose store address goes to a proxy that resets or
-// holds every connection gives up with an error naming the address and its
-// timeout (Connect).
+// renewals, where a polling follower's Gets show the count works; a
+// follower of a lock whose holder does not renew makes no call at all but
+// the wait it has open. Unreachable: a client whose store address goes to
+// a proxy that resets or holds every connection gives up with an error
+// naming the address and its timeout (Connect).
 //
 // The store's faults change the whole store: the cases run one after the
 // other, never in parallel with other tests of that store.

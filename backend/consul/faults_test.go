@@ -19,10 +19,12 @@ import (
 // the member cases are skipped). The record is deleted and tampered with;
 // the agent is killed and started again without its data (Wipe), and the
 // store is restored from a snapshot taken through the snapshot API, so its
-// indexes go back and are handed out again.
+// indexes go back and are handed out again; the leader's client is cut off
+// from the agent through a fault proxy (closed, blackholed, delayed,
+// reset).
 func TestFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault suite runs for about a minute")
+		t.Skip("the fault suite runs for about a minute and a quarter")
 	}
 	own, err := servers.StartConsul()
 	servers.Require(t, err)

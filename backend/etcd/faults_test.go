@@ -22,10 +22,12 @@ import (
 // TestFaults runs the fault suite on a 3-member etcd cluster of its own:
 // every client is given all three members' endpoints, as production runs
 // it. Members are killed, paused and restarted; the record is deleted and
-// tampered with; the cluster is wiped and restored from a snapshot.
+// tampered with; the cluster is wiped and restored from a snapshot; the
+// leader's client is cut off from all three members through fault
+// proxies (closed, blackholed, delayed, reset).
 func TestFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault suite runs a 3-member etcd cluster for about a minute")
+		t.Skip("the fault suite runs a 3-member etcd cluster for about two minutes")
 	}
 	cl, err := servers.StartEtcdCluster(3)
 	servers.Require(t, err)

@@ -20,11 +20,14 @@ import (
 // TestFaults runs the fault suite on a kube-apiserver of its own (one
 // apiserver on one etcd member: the member cases are skipped). The Lease
 // is deleted and tampered with; the apiserver is pointed at a fresh etcd
-// (Wipe). Restoring etcd from a snapshot is not run here (this module has
-// no etcd client to take one): the etcd backend's fault suite runs it.
+// (Wipe); the leader's client is cut off from the apiserver through a
+// fault proxy (closed, blackholed, delayed, reset; HTTPS passes through it
+// with the certificate of 127.0.0.1). Restoring etcd from a snapshot is
+// not run here (this module has no etcd client to take one): the etcd
+// backend's fault suite runs it.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault suite runs for about a minute")
+		t.Skip("the fault suite runs for about a minute and a quarter")
 	}
 	need(t)
 	own, err := servers.StartKube()
