@@ -370,7 +370,12 @@ type chunk struct {
 func (l *link) pump(src, dst *net.TCPConn, up bool) {
 	p := l.p
 	chunks := make(chan chunk, 64)
-	go func() { // reader
+	read := make(chan struct{})
+	// The reader returns once src ends or the link is killed (which
+	// closes src); waited for, so that Close leaves no goroutine behind.
+	defer func() { <-read }()
+	go func() {
+		defer close(read)
 		for {
 			buf := make([]byte, 32<<10)
 			n, err := src.Read(buf)
