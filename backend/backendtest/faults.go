@@ -50,20 +50,77 @@ type FaultHooks struct {
 	Snapshot func(t testing.TB) (restore func(t testing.TB))
 	// Lease is the candidates' timing; zero means 2s / 1.5s / 250ms.
 	Lease elector.Config
+
+	// NewVia is New for a client whose every connection to the store goes
+	// through via: the client is given via(addr) in place of each address
+	// addr it would dial (host:port, or a URL, as the backend's
+	// configuration spells it; every member's of a cluster), and via
+	// returns the address of a fault proxy on 127.0.0.1 the suite
+	// switches. Optional: without it the network cases (LeaderCutOff,
+	// Blackhole, Latency, Reset) are skipped.
+	NewVia func(t testing.TB, lock string, via func(addr string) string) elector.Backend
+	// Connect makes a client as New does, its addresses passed through
+	// via, with timeout as its bound on connecting and on its first
+	// request; it closes the client if it connected and returns the
+	// constructor's error. A clear error names the addresses it tried and
+	// the timeout. It is called on a goroutine of its own (a hang guard
+	// watches it): it reports through its error only. Optional: without it
+	// Unreachable is skipped.
+	Connect func(via func(addr string) string, timeout time.Duration) error
+	// NewCounted is New for a client whose transport counts the requests
+	// it sends; requests returns the count so far (etcd: unary RPCs, the
+	// watch stream not counted; HTTP: round trips, a watch stream counted
+	// when it opens). Optional: without it IdleFollower counts the calls
+	// the elector makes on the Backend only.
+	NewCounted func(t testing.TB, lock string) (b elector.Backend, requests func() int)
+	// WatchRequests is how many requests a watching follower's transport
+	// sends per change it is woken by: 0 where the watch is a stream (etcd,
+	// Kubernetes), 1 where each wait is a request (a Consul blocking
+	// query). Used with NewCounted.
+	WatchRequests int
 }
 
 // RunFaults is the fault suite: each case runs three candidates
-// (elector.Run, each on its own client, releasing on cancel) on a lock of
-// its own, waits until one leads and the others follow it, injects a
-// fault of the store, and waits for a leader again. Every leader's work
-// writes its term to a term-fenced resource every 20ms and records its
-// leadership interval on the monotonic clock. At the end of a case
-// internal/history checks the whole history: no two leaderships overlap,
-// no write with a term below one written before, no term used by two
-// leaderships; and after every fault a leader was back within
-// LeaseDuration + 4×RetryPeriod (the first-read hold or the wait after a
-// deleted record, and the create's probation) plus a slack that only a
-// hang exceeds: a bound on liveness, not a timing assertion.
+// (elector.Run, each on its own client, releasing on cancel; IdleFollower
+// a fourth) on a lock of its own, waits until one leads and the others
+// follow it, injects a fault, and waits for a leader again. Every leader's work writes its term
+// to a term-fenced resource every 20ms and records its leadership interval
+// on the monotonic clock. At the end of a case internal/history checks
+// the whole history: no two leaderships overlap, no write with a term
+// below one written before, no term used by two leaderships; and after
+// every fault a leader was back within LeaseDuration + 4×RetryPeriod (the
+// first-read hold or the wait after a deleted record, and the create's
+// probation) plus a slack that only a hang exceeds: a bound on liveness,
+// not a timing assertion.
+//
+// Faults of the store itself: the member leading the store's cluster
+// killed or paused, a rolling restart, the record deleted or tampered with
+// by hand, the store wiped, the store restored from a snapshot.
+//
+// Faults of the network between the leader and the store, the other
+// candidates' clients untouched: the leader's client (NewVia) dials
+// through internal/faultproxy, one proxy per store address, and is made
+// the leader before the fault. LeaderCutOff closes its proxies for good
+// (its connections reset, their ports refused); Blackhole holds its
+// connections silent; Latency delays every byte a lease each way (2s by
+// default; beyond the renew deadline: every renewal times out, and lands
+// late); Reset resets
+// its connections and every new one. In each, the old leader's work must
+// have stopped before LeaseDuration had passed since its last acknowledged
+// renewal was sent (no one else may take over before that, on anyone's
+// clock; the machine stops it at RenewDeadline, the case logs when), and
+// another candidate must lead. Then, except in LeaderCutOff, the fault
+// heals and the old leader must follow the new one, with an answer from
+// the store after the heal.
+//
+// IdleFollower: while the leader only renews, a watching follower makes no
+// Get, Create or Update (and its transport no request, or one per wake of
+// a blocking query: NewCounted, WatchRequests) over a window of 8
+// renewals, where a polling follower's Gets show the count works; a
+// follower of a lock whose holder does not renew makes no call at all but
+// the wait it has open. Unreachable: a client whose store address goes to
+// a proxy that resets or holds every connection gives up with an error
+// naming the address and its timeout (Connect).
 //
 // The store's faults change the whole store: the cases run one after the
 // other, never in parallel with other tests of that store.
@@ -78,6 +135,12 @@ func RunFaults(t *testing.T, h FaultHooks) {
 	t.Run("TamperRecord", func(t *testing.T) { faultTamperRecord(t, h) })
 	t.Run("Wipe", func(t *testing.T) { faultWipe(t, h) })
 	t.Run("Restore", func(t *testing.T) { faultRestore(t, h) })
+	t.Run("LeaderCutOff", func(t *testing.T) { faultLeaderCutOff(t, h) })
+	t.Run("Blackhole", func(t *testing.T) { faultBlackhole(t, h) })
+	t.Run("Latency", func(t *testing.T) { faultLatency(t, h) })
+	t.Run("Reset", func(t *testing.T) { faultReset(t, h) })
+	t.Run("IdleFollower", func(t *testing.T) { faultIdleFollower(t, h) })
+	t.Run("Unreachable", func(t *testing.T) { faultUnreachable(t, h) })
 }
 
 func faultKillLeaderMember(t *testing.T, h FaultHooks) {
@@ -200,7 +263,9 @@ type faultRun struct {
 	ivs     []history.Interval // finished leaderships
 	leading map[string]int64   // candidate → term of its running leadership
 	renewed map[string]time.Time
-	sees    map[string]string // candidate → the leader it observes
+	renews  map[string]int       // candidate → renewals acknowledged
+	last    map[string]time.Time // run → its last renewal's send time, once it ended
+	sees    map[string]string    // candidate → the leader it observes
 	runs    int
 	notes   []string
 	logs    []string
@@ -217,6 +282,15 @@ type faultCandidate struct {
 // newFaultRun starts three candidates c1, c2, c3 on a new lock; the
 // history is checked when the test ends, after they stopped.
 func newFaultRun(t *testing.T, h FaultHooks) *faultRun {
+	r := newRun(t, h)
+	for _, id := range []string{"c1", "c2", "c3"} {
+		r.start(id)
+	}
+	return r
+}
+
+// newRun is a case on a new lock with no candidate yet.
+func newRun(t *testing.T, h FaultHooks) *faultRun {
 	cfg := h.Lease
 	if cfg.LeaseDuration == 0 {
 		cfg = elector.Config{LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 250 * time.Millisecond}
@@ -231,13 +305,12 @@ func newFaultRun(t *testing.T, h FaultHooks) *faultRun {
 		cands:   map[string]*faultCandidate{},
 		leading: map[string]int64{},
 		renewed: map[string]time.Time{},
+		renews:  map[string]int{},
+		last:    map[string]time.Time{},
 		sees:    map[string]string{},
 		kick:    make(chan struct{}, 1),
 	}
 	t.Cleanup(r.check) // registered first: runs last, once every candidate stopped
-	for _, id := range []string{"c1", "c2", "c3"} {
-		r.start(id)
-	}
 	return r
 }
 
@@ -253,11 +326,13 @@ func (r *faultRun) notify() {
 }
 
 // start starts candidate id on a client of its own.
-func (r *faultRun) start(id string) {
+func (r *faultRun) start(id string) { r.startOn(id, r.h.New(r.t, r.lock)) }
+
+// startOn starts candidate id on b, a client of its own.
+func (r *faultRun) startOn(id string, b elector.Backend) {
 	cfg := r.cfg
 	cfg.Identity = id
 	c := &faultCandidate{id: id, done: make(chan struct{})}
-	b := r.h.New(r.t, r.lock)
 	e, err := elector.New(cfg, b, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) { r.lead(ctx, id, term) },
 		OnStoppedLeading: func() { r.notify() },
@@ -270,6 +345,7 @@ func (r *faultRun) start(id string) {
 		OnRenewed: func(term int64, validUntil time.Time) {
 			r.mu.Lock()
 			r.renewed[id] = validUntil.Add(-cfg.RenewDeadline) // the write's send time
+			r.renews[id]++
 			r.mu.Unlock()
 			r.notify()
 		},
@@ -320,6 +396,7 @@ func (r *faultRun) lead(ctx context.Context, id string, term int64) {
 	r.mu.Lock()
 	iv.End = time.Now()
 	r.ivs = append(r.ivs, iv)
+	r.last[iv.Run] = r.renewed[id]
 	delete(r.leading, id)
 	r.mu.Unlock()
 	r.notify()

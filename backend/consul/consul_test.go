@@ -202,122 +202,8 @@ func start(t *testing.T, lock, id string, cfg elector.Config, watch bool) *candi
 	return startOn(t, client(t, cnt), cnt, lock, id, cfg, watch)
 }
 
-// waitLeader returns the first candidate to start leading within limit.
-func waitLeader(t *testing.T, limit time.Duration, cs ...*candidate) (*candidate, int64) {
-	t.Helper()
-	deadline := time.After(limit)
-	for {
-		for _, c := range cs {
-			select {
-			case term := <-c.started:
-				return c, term
-			default:
-			}
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("no leader within %v", limit)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 func lockName(t *testing.T) string {
 	return fmt.Sprintf("%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), time.Now().UnixNano())
-}
-
-// A leader whose agent dies steps down RenewDeadline after its last
-// renewal, before LeaseDuration. Its own agent, so the shared one stays up.
-func TestLeaderCutOffStepsDown(t *testing.T) {
-	own, err := servers.StartConsul()
-	servers.Require(t, err)
-	defer own.Stop()
-	c, err := consul.New(context.Background(), consul.Config{Address: own.Address, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := lease("alone")
-	started, stopped := make(chan time.Time, 1), make(chan time.Time, 1)
-	e, err := elector.New(cfg, c.Lock("x"), elector.Callbacks{
-		OnStartedLeading: func(context.Context, int64) { started <- time.Now() },
-		OnStoppedLeading: func() { stopped <- time.Now() },
-	}, elector.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-started:
-	case <-time.After(5 * time.Second):
-		t.Fatal("never led")
-	}
-	time.Sleep(300 * time.Millisecond)
-	killed := time.Now()
-	own.Kill()
-	select {
-	case at := <-stopped:
-		d := at.Sub(killed)
-		if d > cfg.RenewDeadline+200*time.Millisecond || d >= cfg.LeaseDuration {
-			t.Fatalf("stepped down %v after the agent died, later than RenewDeadline %v", d, cfg.RenewDeadline)
-		}
-		t.Logf("stepped down %v after the agent was killed", d.Round(time.Millisecond))
-	case <-time.After(cfg.LeaseDuration + 2*time.Second):
-		t.Fatal("did not step down")
-	}
-}
-
-// A watching follower keeps one blocking query open: while the record does
-// not change it sends no request at all, and while the leader renews it
-// sends one per renewal (each renewal ends its blocking query), never
-// polls. A polling follower sends one per jittered RetryPeriod.
-func TestFollowersDoNotPoll(t *testing.T) {
-	t.Run("idle", func(t *testing.T) {
-		lock := lockName(t)
-		// A holder that does not renew, with a lease much longer than the
-		// window: nothing changes.
-		long := 30 * time.Second
-		now := time.Now()
-		if _, err := client(t, nil).Lock(lock).Create(context.Background(), elector.Record{
-			Holder: "gone", LeaseDuration: long, AcquireTime: now, RenewTime: now, Term: 1}); err != nil {
-			t.Fatal(err)
-		}
-		f := start(t, lock, "follower", lease("follower"), true)
-		time.Sleep(time.Second) // settle: first read, blocking query sent
-		before := f.count.total()
-		time.Sleep(3 * time.Second)
-		if got := f.count.total() - before; got != 0 {
-			t.Fatalf("watching follower sent %d requests in 3s while nothing changed: %v", got, f.count)
-		}
-		if f.e.Leader() != "gone" {
-			t.Fatalf("follower sees leader %q", f.e.Leader())
-		}
-	})
-	for _, watch := range []bool{true, false} {
-		t.Run(fmt.Sprintf("renewing/watch=%v", watch), func(t *testing.T) {
-			lock := lockName(t)
-			leader := start(t, lock, "leader", lease("leader"), true)
-			waitLeader(t, 5*time.Second, leader)
-			f := start(t, lock, "follower", lease("follower"), watch)
-			time.Sleep(time.Second)
-			lb, fb := leader.count.total(), f.count.total()
-			time.Sleep(3 * time.Second)
-			renewals, got := leader.count.total()-lb, f.count.total()-fb
-			if watch && got > renewals+2 {
-				t.Fatalf("watching follower sent %d requests in 3s, more than the leader's %d renewals: %v", got, renewals, f.count)
-			}
-			if !watch && got < 3 {
-				t.Fatalf("polling follower sent only %d requests in 3s", got)
-			}
-			if f.e.Leader() != "leader" {
-				t.Fatalf("follower sees leader %q", f.e.Leader())
-			}
-			t.Logf("in 3s: leader requests %d, follower requests %d", renewals, got)
-		})
-	}
 }
 
 func TestGarbageIsReportedNotOverwritten(t *testing.T) {
@@ -351,21 +237,6 @@ func TestMalformedVersionSendsNothing(t *testing.T) {
 	}
 	if n := cnt.total(); n != 0 {
 		t.Fatalf("%d requests for malformed versions: %v", n, cnt)
-	}
-}
-
-func TestUnreachable(t *testing.T) {
-	port, err := servers.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	_, err = consul.New(context.Background(), consul.Config{Address: fmt.Sprintf("127.0.0.1:%d", port), RequestTimeout: 500 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "no answer from") {
-		t.Fatalf("err = %v, want no answer", err)
-	}
-	if d := time.Since(t0); d > 2*time.Second {
-		t.Fatalf("took %v to give up with a 500ms request timeout", d)
 	}
 }
 

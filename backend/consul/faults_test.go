@@ -19,10 +19,12 @@ import (
 // the member cases are skipped). The record is deleted and tampered with;
 // the agent is killed and started again without its data (Wipe), and the
 // store is restored from a snapshot taken through the snapshot API, so its
-// indexes go back and are handed out again.
+// indexes go back and are handed out again; the leader's client is cut off
+// from the agent through a fault proxy (closed, blackholed, delayed,
+// reset).
 func TestFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault suite runs for about a minute")
+		t.Skip("the fault suite runs for about a minute and a quarter")
 	}
 	own, err := servers.StartConsul()
 	servers.Require(t, err)
@@ -40,15 +42,35 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("%v\n%s", err, own.Logs())
 		}
 	}
+	// open is a client of the agent at addr.
+	open := func(t testing.TB, lock, addr string) elector.Backend {
+		c, err := consul.New(context.Background(), consul.Config{Address: addr, Prefix: prefix,
+			RequestTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.Lock(lock)
+	}
 	backendtest.RunFaults(t, backendtest.FaultHooks{
-		New: func(t testing.TB, lock string) elector.Backend {
-			c, err := consul.New(context.Background(), consul.Config{Address: own.Address, Prefix: prefix,
-				RequestTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
+		New: func(t testing.TB, lock string) elector.Backend { return open(t, lock, own.Address) },
+		NewVia: func(t testing.TB, lock string, via func(string) string) elector.Backend {
+			return open(t, lock, via(own.Address))
+		},
+		NewCounted: func(t testing.TB, lock string) (elector.Backend, func() int) {
+			cnt := &counter{}
+			c := consul.NewFromClient(apiClient(t, own.Address, "", cnt), prefix, time.Second,
+				consul.WithLogger(slog.New(slog.DiscardHandler)))
+			return c.Lock(lock), cnt.total
+		},
+		WatchRequests: 1, // a blocking query per wait
+		Connect: func(via func(string) string, timeout time.Duration) error {
+			c, err := consul.New(context.Background(), consul.Config{Address: via(own.Address), Prefix: prefix,
+				RequestTimeout: timeout, Logger: slog.New(slog.DiscardHandler)})
+			if err == nil {
+				c.Close()
 			}
-			t.Cleanup(func() { c.Close() })
-			return c.Lock(lock)
+			return err
 		},
 		DeleteRecord: func(t testing.TB, lock string) {
 			_, err := raw.KV().Delete(prefix+lock, opts(t))

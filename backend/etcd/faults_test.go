@@ -16,15 +16,18 @@ import (
 	"github.com/leasehold-go/leasehold/internal/servers"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // TestFaults runs the fault suite on a 3-member etcd cluster of its own:
 // every client is given all three members' endpoints, as production runs
 // it. Members are killed, paused and restarted; the record is deleted and
-// tampered with; the cluster is wiped and restored from a snapshot.
+// tampered with; the cluster is wiped and restored from a snapshot; the
+// leader's client is cut off from all three members through fault
+// proxies (closed, blackholed, delayed, reset).
 func TestFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the fault suite runs a 3-member etcd cluster for about a minute")
+		t.Skip("the fault suite runs a 3-member etcd cluster for about two minutes")
 	}
 	cl, err := servers.StartEtcdCluster(3)
 	servers.Require(t, err)
@@ -57,16 +60,42 @@ func TestFaults(t *testing.T) {
 		must(t, err)
 		return l
 	}
+	// open is a client of the members at endpoints, as the CLI makes it,
+	// with extra gRPC dial options.
+	open := func(t testing.TB, lock string, endpoints []string, opts ...grpc.DialOption) elector.Backend {
+		c, err := etcd.NewWithDialOptions(context.Background(), etcd.Config{Endpoints: endpoints, Prefix: prefix,
+			MaxReconnectDelay: lease.RetryPeriod, // as the CLI sets it
+			Logger:            slog.New(slog.DiscardHandler)}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.Lock(lock)
+	}
+	via := func(via func(string) string) []string {
+		var eps []string
+		for _, e := range cl.Endpoints() {
+			eps = append(eps, via(e))
+		}
+		return eps
+	}
 	backendtest.RunFaults(t, backendtest.FaultHooks{
-		New: func(t testing.TB, lock string) elector.Backend {
-			c, err := etcd.New(context.Background(), etcd.Config{Endpoints: cl.Endpoints(), Prefix: prefix,
-				MaxReconnectDelay: lease.RetryPeriod, // as the CLI sets it
-				Logger:            slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
+		New: func(t testing.TB, lock string) elector.Backend { return open(t, lock, cl.Endpoints()) },
+		NewVia: func(t testing.TB, lock string, v func(string) string) elector.Backend {
+			return open(t, lock, via(v))
+		},
+		NewCounted: func(t testing.TB, lock string) (elector.Backend, func() int) {
+			cnt := &counter{}
+			return open(t, lock, cl.Endpoints(), grpc.WithChainUnaryInterceptor(cnt.interceptor())), cnt.total
+		},
+		WatchRequests: 0, // one watch stream per key
+		Connect: func(v func(string) string, timeout time.Duration) error {
+			c, err := etcd.New(context.Background(), etcd.Config{Endpoints: via(v), Prefix: prefix, DialTimeout: timeout,
+				Logger: slog.New(slog.DiscardHandler)})
+			if err == nil {
+				c.Close()
 			}
-			t.Cleanup(func() { c.Close() })
-			return c.Lock(lock)
+			return err
 		},
 		KillLeaderMember: func(t testing.TB) func(testing.TB) {
 			l := leader(t)

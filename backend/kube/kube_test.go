@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,47 +339,6 @@ func TestInstanceAnnotation(t *testing.T) {
 	}
 	if r, _, err = b.Get(ctxT(t)); err != nil || r.Instance != "" {
 		t.Fatalf("Get after a foreign renewal = %+v %v, want no instance", r, err)
-	}
-}
-
-// TestIdleFollowerSendsNothing: a watching follower makes no request while
-// the leader renews.
-func TestIdleFollowerSendsNothing(t *testing.T) {
-	name := "idle-" + fmtInt(int(time.Now().UnixNano()%1e6))
-	lead := client(t, nil).Lock(name)
-	var c counter
-	fol := client(t, &c).Lock(name)
-	v, err := lead.Create(ctxT(t), elector.Record{Holder: "a", LeaseDuration: 3 * time.Second, Term: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, fv, err := fol.Watch(ctxT(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var renewals atomic.Int32
-	time.Sleep(300 * time.Millisecond) // the watch request itself goes out after the list
-	before := c.total()
-	for i := 0; i < 10; i++ {
-		if v, err = lead.Update(ctxT(t), elector.Record{Holder: "a", LeaseDuration: 3 * time.Second, Term: 1, RenewTime: time.Now()}, v); err != nil {
-			t.Fatal(err)
-		}
-		renewals.Add(1)
-		_, fv, err = fol.Watch(ctxT(t), fv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fv != v {
-			// the watch may deliver in order; wait for the newest
-			for fv != v {
-				if _, fv, err = fol.Watch(ctxT(t), fv); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	if n := c.total() - before; n != 0 {
-		t.Fatalf("the follower sent %d requests during %d renewals (%s), want 0", n, renewals.Load(), c.String())
 	}
 }
 
