@@ -67,24 +67,46 @@ func TestFaultsCluster(t *testing.T) {
 		return l
 	}
 	var (
-		mu    sync.Mutex
-		count = map[string]int{} // lock → clients made for it
+		mu     sync.Mutex
+		count  = map[string]int{}  // lock → clients made for it
+		member = map[string]bool{} // test → a server was killed, paused or restarted
 	)
+	// memberFault marks t's case as one where servers fail but none loses
+	// its data: its clients must not take that for the store going back.
+	memberFault := func(t testing.TB) {
+		mu.Lock()
+		member[t.Name()] = true
+		mu.Unlock()
+	}
 	backendtest.RunFaults(t, backendtest.FaultHooks{
 		New: func(t testing.TB, lock string) elector.Backend {
 			mu.Lock()
 			i := count[lock] % cl.Size()
 			count[lock]++
 			mu.Unlock()
+			log := &backendtest.Log{}
 			c, err := consul.New(context.Background(), consul.Config{Address: cl.Address(i), Prefix: prefix,
-				RequestTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+				RequestTimeout: time.Second, Logger: log.Logger()})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.Close() })
+			t.Cleanup(func() {
+				c.Close()
+				mu.Lock()
+				m := member[t.Name()]
+				mu.Unlock()
+				// A server killed, paused or restarted on its data forgets
+				// nothing: the client on s<i> must not say the store went
+				// back in time (it would void its versions and wait a
+				// lease for nothing).
+				if back := log.Lines(slog.LevelWarn, "went back in time"); m && len(back) > 0 {
+					t.Errorf("client on %s: %s\n%s", cl.Name(i), back[0], log.String())
+				}
+			})
 			return c.Lock(lock)
 		},
 		KillLeaderMember: func(t testing.TB) func(testing.TB) {
+			memberFault(t)
 			l := leader(t)
 			t.Logf("killing leader server %s", cl.Name(l))
 			must(t, cl.Kill(l))
@@ -93,6 +115,7 @@ func TestFaultsCluster(t *testing.T) {
 			return func(t testing.TB) { must(t, cl.Start(l)) }
 		},
 		PauseMember: func(t testing.TB) func(testing.TB) {
+			memberFault(t)
 			l := leader(t)
 			t.Logf("pausing leader server %s", cl.Name(l))
 			must(t, cl.Pause(l))
@@ -102,6 +125,7 @@ func TestFaultsCluster(t *testing.T) {
 			return func(t testing.TB) { must(t, cl.Resume(l)) }
 		},
 		RollingRestart: func(t testing.TB, restarted func(string)) {
+			memberFault(t)
 			for i := range cl.Size() {
 				must(t, cl.Restart(i))
 				restarted("server " + cl.Name(i))
