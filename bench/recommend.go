@@ -77,6 +77,7 @@ type Reason struct {
 	miss float64
 }
 
+// String is the reason as the text output writes it: "constraint: text".
 func (r Reason) String() string { return r.Constraint + ": " + r.Text }
 
 // Failures lists why p may not be recommended, under the sweep's faults

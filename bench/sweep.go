@@ -2,8 +2,9 @@
 // figures: a sweep runs the simulator over a grid of LeaseDuration,
 // RenewDeadline, RetryPeriod, candidate count and watch/poll, under a mix
 // of faults and many seeds, and reports per combination what a user
-// choosing the parameters needs; Recommend filters the combinations by
-// constraints. The same options and seeds give the same numbers.
+// choosing the parameters needs; Recommend ranks the combinations that
+// meet the user's constraints, and never one the sweep found unsafe. The
+// same options and seeds give the same numbers.
 package bench
 
 import (
