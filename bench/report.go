@@ -28,99 +28,6 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Constraints are what a user needs of the parameters; zero means no
-// constraint.
-type Constraints struct {
-	// MaxFailover bounds the crash failover's p99.
-	MaxFailover time.Duration
-	// MaxRequestsPerSec bounds the requests of all candidates together.
-	MaxRequestsPerSec float64
-	// TolerateRateSkew, ToleratePause and TolerateStoreOutage are the
-	// smallest tolerances wanted (Point.Tolerance).
-	TolerateRateSkew    float64
-	ToleratePause       time.Duration
-	TolerateStoreOutage time.Duration
-}
-
-// Failures lists the constraints p fails, each saying by how much; none
-// means p meets them all. A tolerance the simulation did not confirm
-// (Tolerance.Confirmed) fails every tolerance constraint set.
-func (c Constraints) Failures(p Point) []string {
-	var out []string
-	ms := func(v float64) time.Duration {
-		return time.Duration(v * float64(time.Millisecond)).Round(time.Millisecond)
-	}
-	if c.MaxFailover > 0 && ms(p.CrashFailover.P99) > c.MaxFailover {
-		out = append(out, fmt.Sprintf("crash failover p99 %v > %v", ms(p.CrashFailover.P99), c.MaxFailover))
-	}
-	if c.MaxRequestsPerSec > 0 && p.RequestsPerSec > c.MaxRequestsPerSec {
-		out = append(out, fmt.Sprintf("%.3g requests/s > %g", p.RequestsPerSec, c.MaxRequestsPerSec))
-	}
-	t := p.Tolerance
-	tolerances := c.TolerateRateSkew > 0 || c.ToleratePause > 0 || c.TolerateStoreOutage > 0
-	if tolerances && !t.Confirmed {
-		out = append(out, "its tolerances were not confirmed by simulation")
-	}
-	if c.TolerateRateSkew > 0 && t.Skew < c.TolerateRateSkew {
-		out = append(out, fmt.Sprintf("tolerates a rate skew of %.3g < %g", t.Skew, c.TolerateRateSkew))
-	}
-	if c.ToleratePause > 0 && time.Duration(t.Pause) < c.ToleratePause {
-		out = append(out, fmt.Sprintf("tolerates a pause of %v < %v", time.Duration(t.Pause).Round(time.Millisecond), c.ToleratePause))
-	}
-	if c.TolerateStoreOutage > 0 && time.Duration(t.Outage) < c.TolerateStoreOutage {
-		out = append(out, fmt.Sprintf("tolerates a store outage of %v < %v", time.Duration(t.Outage).Round(time.Millisecond), c.TolerateStoreOutage))
-	}
-	return out
-}
-
-// Rejected is a combination that fails some constraints, and which.
-type Rejected struct {
-	Point
-	Failures []string `json:"failures"`
-}
-
-// Recommendation is the outcome of Recommend.
-type Recommendation struct {
-	// Meet are the combinations meeting every constraint, best first:
-	// the lowest crash failover p99, then the fewest requests per second,
-	// then the largest pause tolerance.
-	Meet []Point `json:"meet"`
-	// Fail are the others, in the sweep's order, each with its failures.
-	Fail []Rejected `json:"fail"`
-}
-
-// Recommend splits a sweep's points by c.
-func Recommend(r *Result, c Constraints) Recommendation {
-	rec := Recommendation{Meet: []Point{}, Fail: []Rejected{}}
-	for _, p := range r.Points {
-		if f := c.Failures(p); len(f) > 0 {
-			rec.Fail = append(rec.Fail, Rejected{p, f})
-		} else {
-			rec.Meet = append(rec.Meet, p)
-		}
-	}
-	slices.SortStableFunc(rec.Meet, func(a, b Point) int {
-		switch {
-		case a.CrashFailover.P99 != b.CrashFailover.P99:
-			return cmpFloat(a.CrashFailover.P99, b.CrashFailover.P99)
-		case a.RequestsPerSec != b.RequestsPerSec:
-			return cmpFloat(a.RequestsPerSec, b.RequestsPerSec)
-		}
-		return cmpFloat(float64(b.Tolerance.Pause), float64(a.Tolerance.Pause))
-	})
-	return rec
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func fmtMS(v float64) string {
 	d := time.Duration(v * float64(time.Millisecond))
 	switch {
@@ -170,24 +77,6 @@ func storeNote(s string) string {
 		return ""
 	}
 	return ", store profile " + s
-}
-
-// WriteText writes a recommendation: the combinations that meet every
-// constraint, best first, then the others with what they fail.
-func (rec Recommendation) WriteText(w io.Writer) {
-	if len(rec.Meet) == 0 {
-		fmt.Fprintln(w, "no combination meets every constraint")
-	} else {
-		fmt.Fprintln(w, "meet every constraint, best first:")
-		for i, p := range rec.Meet {
-			fmt.Fprintf(w, "  %d. %s: crash failover p99 %s, %.3g requests/s, tolerates skew %.3g, pause %v, outage %v\n", i+1, p.Params,
-				fmtMS(p.CrashFailover.P99), p.RequestsPerSec, p.Tolerance.Skew,
-				time.Duration(p.Tolerance.Pause).Round(time.Millisecond), time.Duration(p.Tolerance.Outage).Round(time.Millisecond))
-		}
-	}
-	for _, f := range rec.Fail {
-		fmt.Fprintf(w, "  fails: %s: %s\n", f.Params, strings.Join(f.Failures, "; "))
-	}
 }
 
 // csvHeader is the CSV's first line; ReadCSV reads it back.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"io"
@@ -161,7 +162,7 @@ func (r *Result) WriteSVG(dir string) ([]string, error) {
 			for i := range idx {
 				idx[i] = i
 			}
-			slices.SortFunc(idx, func(a, b int) int { return cmpFloat(s.x[a], s.x[b]) })
+			slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(s.x[a], s.x[b]) })
 			ns := series{label: s.label}
 			for _, i := range idx {
 				ns.x, ns.y = append(ns.x, s.x[i]), append(ns.y, s.y[i])

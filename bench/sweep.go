@@ -2,8 +2,9 @@
 // figures: a sweep runs the simulator over a grid of LeaseDuration,
 // RenewDeadline, RetryPeriod, candidate count and watch/poll, under a mix
 // of faults and many seeds, and reports per combination what a user
-// choosing the parameters needs; Recommend filters the combinations by
-// constraints. The same options and seeds give the same numbers.
+// choosing the parameters needs; Recommend ranks the combinations that
+// meet the user's constraints, and never one the sweep found unsafe. The
+// same options and seeds give the same numbers.
 package bench
 
 import (
@@ -174,17 +175,45 @@ type Point struct {
 	// stale write accepted.
 	DualLeaderMS float64 `json:"dual_leader_ms"`
 	UnsafeSeeds  int     `json:"unsafe_seeds"`
+	// UnsafeCauses splits the unsafe seeds by the kind of violation and
+	// the fault that hit the older leader before it (AttributeViolation):
+	// what a recommendation names when it rejects the combination.
+	UnsafeCauses []UnsafeCause `json:"unsafe_causes,omitempty"`
+	// CrashFailoverP99CI is the 95% confidence interval of the crash
+	// failover's p99 (order statistics of the failovers of all seeds): two
+	// combinations whose intervals overlap are equally fast within the
+	// noise.
+	CrashFailoverP99CI Range `json:"crash_failover_p99_ci_ms"`
 	// RequestsPerSec is every candidate's requests to the store together;
 	// LeaderRequestsPerSec the leader's renewals (one per retry period);
 	// FollowerRequestsPerSec the rest, per follower.
 	RequestsPerSec         float64 `json:"requests_per_sec"`
 	LeaderRequestsPerSec   float64 `json:"leader_requests_per_sec"`
 	FollowerRequestsPerSec float64 `json:"follower_requests_per_sec"`
+	// RequestsPerSecSE is the standard error of RequestsPerSec (the spread
+	// of the seeds' own rates over √seeds).
+	RequestsPerSecSE float64 `json:"requests_per_sec_se"`
 	// The tolerances, from the timing rule, and what simulating just
 	// inside and just beyond each found (unsafe seeds; for the outage, seeds
 	// whose leader lost its leadership).
 	Tolerance Tolerance `json:"tolerance"`
 	Runs      int       `json:"runs"`
+}
+
+// UnsafeCause is how many seeds of a combination had a violation of one
+// kind (dual_leadership, stale_write_accepted, repeated_term, ...) after
+// one fault (crash, partition, pause, store_down, ...; renew-failed or
+// conflict when no fault hit the leader; "" when no failover explains it).
+type UnsafeCause struct {
+	Kind  string `json:"kind"`
+	Fault string `json:"fault"`
+	Seeds int    `json:"seeds"`
+}
+
+// Range is an interval in milliseconds.
+type Range struct {
+	Low  float64 `json:"low"`
+	High float64 `json:"high"`
 }
 
 // Tolerance is how much clock-rate skew, process pause and store outage a
@@ -352,6 +381,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	sums := make([]sim.Summary, len(combos))
+	// What the ranking's noise and the reasons need, by point and seed
+	// (kept by seed so that the order the runs finish in changes nothing).
+	seeds := make([][]seedFigures, len(combos))
+	for i := range seeds {
+		seeds[i] = make([]seedFigures, o.Seeds)
+	}
 	counts := make([]map[string]int, len(combos))
 	for i := range counts {
 		counts[i] = map[string]int{}
@@ -372,6 +407,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		if j.kind == "main" {
 			sums[j.point].Add(r)
+			seeds[j.point][j.seed-o.Seed] = figuresOf(r)
 			return
 		}
 		bad := !r.Safe()
@@ -390,7 +426,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Faults: o.Faults, Store: o.Store, Seeds: o.Seeds, Seed: o.Seed, Duration: Duration(o.Duration)}
 	for i, p := range combos {
-		res.Points = append(res.Points, point(p, sums[i].Aggregate(), counts[i], checkSeeds, o.Duration))
+		pt := point(p, sums[i].Aggregate(), counts[i], checkSeeds, o.Duration)
+		pt.addSeedFigures(seeds[i])
+		res.Points = append(res.Points, pt)
 	}
 	return res, nil
 }
@@ -428,6 +466,118 @@ func point(p Params, a sim.Aggregate, bad map[string]int, checkSeeds int, d time
 	t.Confirmed = t.SkewInside == 0 && t.PauseInside == 0 && t.OutageInside == 0
 	pt.Tolerance = t
 	return pt
+}
+
+// seedFigures is what one seed's main run adds beyond the aggregate.
+type seedFigures struct {
+	crash       []float64 // crash failovers (ms), finished ones
+	requestsSec float64
+	causes      []UnsafeCause // one per (kind, fault), Seeds 1
+}
+
+func figuresOf(r *sim.Result) seedFigures {
+	var f seedFigures
+	for _, fo := range r.Failovers {
+		if fo.Cause == "crash" && !fo.Unfinished {
+			f.crash = append(f.crash, fo.FailoverMS)
+		}
+	}
+	if r.SimSeconds > 0 {
+		q := r.Requests
+		f.requestsSec = float64(q.Get+q.Create+q.Update+q.Watch) / r.SimSeconds
+	}
+	for _, v := range r.Violations {
+		c := UnsafeCause{Kind: v.Kind, Fault: AttributeViolation(r, v), Seeds: 1}
+		if !slices.Contains(f.causes, c) {
+			f.causes = append(f.causes, c)
+		}
+	}
+	return f
+}
+
+// AttributeViolation names the fault behind a violation: the cause of the
+// failover from one of the violation's earlier leaders (every node it
+// names but the last: the overlapped leader, the stale writer, the earlier
+// term's holder) to one of its nodes that began at or before it, the
+// latest such. Failover causes are the faults that hit the leader (crash,
+// partition, pause, stop, store_down, ...) or, without one, why it stepped
+// down (renew-failed, conflict). "" when no failover matches.
+func AttributeViolation(r *sim.Result, v sim.Violation) string {
+	earlier := v.Nodes
+	if len(earlier) > 1 {
+		earlier = earlier[:len(earlier)-1]
+	}
+	cause, at := "", math.Inf(-1)
+	for _, f := range r.Failovers {
+		if f.AtMS <= v.AtMS && f.AtMS > at && slices.Contains(earlier, f.From) && slices.Contains(v.Nodes, f.To) {
+			cause, at = f.Cause, f.AtMS
+		}
+	}
+	return cause
+}
+
+// addSeedFigures sets the figures made of every seed's own: the crash
+// failover p99's confidence interval, the requests' standard error, the
+// unsafe seeds by cause.
+func (pt *Point) addSeedFigures(seeds []seedFigures) {
+	var crash, rates []float64
+	causes := map[UnsafeCause]int{}
+	for _, f := range seeds {
+		crash = append(crash, f.crash...)
+		rates = append(rates, f.requestsSec)
+		for _, c := range f.causes {
+			causes[c]++
+		}
+	}
+	slices.Sort(crash)
+	pt.CrashFailoverP99CI = quantileCI(crash, 0.99)
+	pt.RequestsPerSecSE = round(standardError(rates), 6)
+	for c, n := range causes {
+		c.Seeds = n
+		pt.UnsafeCauses = append(pt.UnsafeCauses, c)
+	}
+	slices.SortFunc(pt.UnsafeCauses, func(a, b UnsafeCause) int {
+		if a.Seeds != b.Seeds {
+			return b.Seeds - a.Seeds
+		}
+		if a.Kind != b.Kind {
+			return strings.Compare(a.Kind, b.Kind)
+		}
+		return strings.Compare(a.Fault, b.Fault)
+	})
+}
+
+// quantileCI is the 95% confidence interval of the p-quantile of sorted
+// samples, free of any assumption on their distribution: the order
+// statistics at ranks n·p ∓ 1.96·√(n·p·(1−p)), clamped to the samples.
+// With no samples it is [0, 0].
+func quantileCI(sorted []float64, p float64) Range {
+	n := float64(len(sorted))
+	if n == 0 {
+		return Range{}
+	}
+	h := 1.96 * math.Sqrt(n*p*(1-p))
+	lo := int(math.Max(1, math.Floor(n*p-h)))
+	hi := int(math.Min(n, math.Ceil(n*p+h)))
+	return Range{Low: sorted[lo-1], High: sorted[max(hi, lo)-1]}
+}
+
+// standardError is the standard error of the mean of vs (0 for fewer than
+// two).
+func standardError(vs []float64) float64 {
+	if len(vs) < 2 {
+		return 0
+	}
+	var sum float64
+	for _, v := range vs {
+		sum += v
+	}
+	mean := sum / float64(len(vs))
+	var ss float64
+	for _, v := range vs {
+		ss += (v - mean) * (v - mean)
+	}
+	return math.Sqrt(ss/float64(len(vs)-1)) / math.Sqrt(float64(len(vs)))
 }
 
 func round(v float64, digits int) float64 {

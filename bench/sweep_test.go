@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,7 @@ func TestOutputsParseBack(t *testing.T) {
 		want.CrashLeaderless = Stat{P50: want.CrashLeaderless.P50, P99: want.CrashLeaderless.P99}
 		want.Handoff.P90 = 0
 		want.Tolerance = Tolerance{Skew: want.Tolerance.Skew, Pause: want.Tolerance.Pause, Outage: want.Tolerance.Outage, Confirmed: want.Tolerance.Confirmed}
+		want.UnsafeCauses, want.CrashFailoverP99CI, want.RequestsPerSecSE = nil, Range{}, 0
 		if !reflect.DeepEqual(p, want) {
 			t.Errorf("CSV line %d:\n got %+v\nwant %+v", i+2, p, want)
 		}
@@ -171,8 +173,9 @@ func TestOutputsParseBack(t *testing.T) {
 		p := &back.Points[i]
 		p.LeaseDuration, p.RenewDeadline, p.RetryPeriod = time.Duration(p.LeaseDurationText), time.Duration(p.RenewDeadlineText), time.Duration(p.RetryPeriodText)
 	}
-	if !reflect.DeepEqual(back.Points, r.Points) || back.Recommendation == nil || len(back.Recommendation.Meet) != len(rec.Meet) {
-		t.Errorf("JSON does not read back into the same points")
+	if !reflect.DeepEqual(back.Points, r.Points) || back.Recommendation == nil || len(back.Recommendation.Meet) != len(rec.Meet) ||
+		len(back.Recommendation.Rejected) != len(rec.Rejected) || back.Recommendation.Constraints != rec.Constraints {
+		t.Errorf("JSON does not read back into the same points and recommendation")
 	}
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
@@ -203,6 +206,15 @@ func TestRecommendHonoursConstraints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unsafe := 0
+	for _, p := range r.Points {
+		if p.UnsafeSeeds > 0 {
+			unsafe++
+			if len(p.UnsafeCauses) == 0 {
+				t.Errorf("%v: %d unsafe seeds and no cause", p.Params, p.UnsafeSeeds)
+			}
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	met := 0
 	for i := range 500 {
@@ -223,32 +235,55 @@ func TestRecommendHonoursConstraints(t *testing.T) {
 			c.TolerateStoreOutage = time.Duration(rng.Float64() * float64(8*time.Second))
 		}
 		rec := Recommend(r, c)
-		if len(rec.Meet)+len(rec.Fail) != len(r.Points) {
-			t.Fatalf("case %d: %d + %d points, want %d", i, len(rec.Meet), len(rec.Fail), len(r.Points))
+		if len(rec.Meet)+len(rec.Rejected) != len(r.Points) {
+			t.Fatalf("case %d: %d + %d points, want %d", i, len(rec.Meet), len(rec.Rejected), len(r.Points))
+		}
+		if (rec.Recommended == nil) != (len(rec.Meet) == 0) || (rec.Closest != nil) != (len(rec.Meet) == 0) {
+			t.Fatalf("case %d: recommended %v, closest %v with %d meeting", i, rec.Recommended, rec.Closest, len(rec.Meet))
 		}
 		for j, p := range rec.Meet {
 			ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 			switch {
-			case c.MaxFailover > 0 && ms(p.CrashFailover.P99) > c.MaxFailover+time.Millisecond,
+			case p.UnsafeSeeds > 0, !p.Tolerance.Confirmed && c.TolerateStoreOutage > 0,
+				c.MaxFailover > 0 && ms(p.CrashFailover.P99) > c.MaxFailover+time.Millisecond,
 				c.MaxRequestsPerSec > 0 && p.RequestsPerSec > c.MaxRequestsPerSec,
 				c.TolerateRateSkew > 0 && p.Tolerance.Skew < c.TolerateRateSkew,
 				c.ToleratePause > 0 && time.Duration(p.Tolerance.Pause) < c.ToleratePause,
 				c.TolerateStoreOutage > 0 && time.Duration(p.Tolerance.Outage) < c.TolerateStoreOutage:
 				t.Fatalf("case %d: %+v recommended %v, which fails it", i, c, p.Params)
 			}
-			if j > 0 && rec.Meet[j-1].CrashFailover.P99 > p.CrashFailover.P99 {
-				t.Fatalf("case %d: recommendations not best first", i)
+			// Tiers 1, 2, ... in order; a tier's first has the lowest p99
+			// of its tier and the later ones, and every one of its tier
+			// is within the noise of it.
+			if j == 0 && p.Tier != 1 || j > 0 && p.Tier != rec.Meet[j-1].Tier && p.Tier != rec.Meet[j-1].Tier+1 {
+				t.Fatalf("case %d: tier %d at %d", i, p.Tier, j)
+			}
+			lead := slices.IndexFunc(rec.Meet, func(q Candidate) bool { return q.Tier == p.Tier })
+			l := rec.Meet[lead]
+			if l.CrashFailover.P99 > p.CrashFailover.P99 || p.Tier == l.Tier && (p.CrashFailoverP99CI.Low > l.CrashFailoverP99CI.High || p.CrashFailoverP99CI.High < l.CrashFailoverP99CI.Low) {
+				t.Fatalf("case %d: %v (p99 %v %+v) in tier %d led by %v (p99 %v %+v)", i, p.Params, p.CrashFailover.P99, p.CrashFailoverP99CI, p.Tier, l.Params, l.CrashFailover.P99, l.CrashFailoverP99CI)
+			}
+			for _, q := range rec.Meet[j:] {
+				if q.CrashFailover.P99 < l.CrashFailover.P99 {
+					t.Fatalf("case %d: %v (p99 %v) comes after the tier %d it would lead", i, q.Params, q.CrashFailover.P99, l.Tier)
+				}
 			}
 			met++
 		}
-		for _, f := range rec.Fail {
-			if len(f.Failures) == 0 {
-				t.Fatalf("case %d: %v rejected with no failure", i, f.Params)
+		for _, f := range rec.Rejected {
+			if len(f.Reasons) == 0 {
+				t.Fatalf("case %d: %v rejected with no reason", i, f.Params)
+			}
+			if f.UnsafeSeeds > 0 && f.Reasons[0].Constraint != ConstraintSafety {
+				t.Fatalf("case %d: %v, unsafe in %d seeds, rejected first for %v", i, f.Params, f.UnsafeSeeds, f.Reasons[0])
 			}
 		}
 	}
 	if met == 0 {
 		t.Fatal("no random constraint was met by any combination: the test checks nothing")
+	}
+	if unsafe == 0 {
+		t.Fatal("no combination of the grid is unsafe: the test does not check that unsafe ones are rejected")
 	}
 }
 

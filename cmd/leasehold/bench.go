@@ -178,9 +178,16 @@ seeds, requests per second in all and per follower, and the clock-rate
 skew, pause and store outage it tolerates (the timing rule's bounds,
 checked by simulating just inside and just beyond each).
 
---recommend (or any constraint flag) lists the combinations that meet every
-constraint, best first, and for the others which constraint fails. The same
-flags give the same numbers.`,
+--recommend (or any constraint flag) names the combination to use, then
+every safe one that meets every constraint, best first, and under
+"rejected" the others with why: unsafe in the sweep's own runs (any seed
+with dual leadership, a stale write accepted or a repeated term, under the
+faults asked for: never recommended, whatever the constraints), or a
+constraint broken, with the measured value. Crash failover p99s within the
+noise of each other tie, and the fewer requests, then the larger safety
+margins, win (docs/timing.md). When no combination is safe and meets every
+constraint it says so, names the closest and what it misses, and exits 3.
+--json has the recommendation too. The same flags give the same numbers.`,
 		Example: `  leasehold bench sweep --lease-duration 5s,15s,30s --renew-deadline 0.5,0.66 --retry-period 0.1,0.2
   leasehold bench sweep --nodes 3,5 --watch on,off --seeds 200 --svg plots/
   leasehold bench sweep --recommend --max-failover 10s --max-requests-per-sec 5 \
@@ -215,7 +222,7 @@ flags give the same numbers.`,
 	fs.BoolVar(&f.csv, "csv", false, "print CSV")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 	fs.StringVar(&f.svg, "svg", "", "also write failover.svg, requests.svg and safety.svg into this directory")
-	fs.BoolVar(&f.recommend, "recommend", false, "list the combinations that meet the constraints below, best first")
+	fs.BoolVar(&f.recommend, "recommend", false, "recommend the best safe combination meeting the constraints below, and say why each other is rejected (exit 3 if none)")
 	fs.DurationVar(&f.maxFailover, "max-failover", 0, "constraint: crash failover p99 at most this")
 	fs.Float64Var(&f.maxRequests, "max-requests-per-sec", 0, "constraint: requests per second of all candidates at most this")
 	fs.Float64Var(&f.tolSkew, "tolerate-rate-skew", 0, "constraint: tolerate clocks whose rates differ by this ratio")
@@ -339,6 +346,9 @@ func sweepCmd(ctx context.Context, f sweepFlags, stdout, stderr io.Writer) error
 	if f.csv && f.json {
 		return usagef("--csv and --json: choose one")
 	}
+	if f.csv && f.recommend {
+		return usagef("--csv has no room for the recommendation: use --json, or the table")
+	}
 	o, err := sweepOptions(f)
 	if err != nil {
 		return err
@@ -395,5 +405,16 @@ func sweepCmd(ctx context.Context, f sweepFlags, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stderr, "leasehold bench sweep: wrote %s\n", strings.Join(files, ", "))
 	}
+	if rec != nil && rec.Recommended == nil {
+		msg := "no combination is safe and meets every constraint"
+		if c := rec.Closest; c != nil {
+			msg += fmt.Sprintf(" (closest: %s, which misses %s)", c.Params, c.Reasons[0])
+		}
+		return fmt.Errorf("%w: %s", errNothingRecommended, msg)
+	}
 	return nil
 }
+
+// errNothingRecommended marks a bench sweep --recommend that found no
+// combination to recommend: exit 3, so that scripts notice.
+var errNothingRecommended = errors.New("nothing recommended")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestBenchSweep(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "plots")
 	out, errs, code = sweep("--lease-duration", "5s,15s", "--recommend", "--max-failover", "10s", "--svg", dir)
-	if code != 0 || !strings.Contains(out, "meet every constraint, best first:\n  1. 5s/3.333s/667ms") || !strings.Contains(out, "fails: 15s/10s/2s n=3 watch: crash failover p99") {
+	if code != 0 || !strings.Contains(out, "recommended: 5s/3.333s/667ms n=3 watch\n") || !strings.Contains(out, "rejected:\n  15s/10s/2s n=3 watch: max-failover: crash failover p99") {
 		t.Fatalf("--recommend: exit %d\n%s\n%s", code, out, errs)
 	}
 	for _, f := range []string{"failover.svg", "requests.svg", "safety.svg"} {
@@ -45,10 +46,11 @@ func TestBenchSweep(t *testing.T) {
 			t.Errorf("--svg: %v", err)
 		}
 	}
-	// A constraint alone asks for the recommendation.
-	if out, _, _ := sweep("--lease-duration", "15s", "--tolerate-pause", "6s"); !strings.Contains(out, "no combination meets every constraint") ||
-		!strings.Contains(out, "tolerates a pause of 5s < 6s") {
-		t.Errorf("--tolerate-pause 6s:\n%s", out)
+	// A constraint alone asks for the recommendation; none meeting it
+	// exits 3.
+	if out, errs, code := sweep("--lease-duration", "15s", "--tolerate-pause", "6s"); code != 3 || !strings.Contains(out, "nothing recommended: no combination is safe and meets every constraint\n") ||
+		!strings.Contains(out, "closest: 15s/10s/2s n=3 watch, which misses tolerate-pause: tolerates a pause of 5s < 6s") || !strings.Contains(errs, "nothing recommended") {
+		t.Errorf("--tolerate-pause 6s: exit %d\n%s\n%s", code, out, errs)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -63,10 +65,63 @@ func TestBenchSweep(t *testing.T) {
 		{[]string{"--renew-deadline", "0.1", "--retry-period", "0.1"}, "no valid combination"},
 		{[]string{"--scenario", "no-such-scenario"}, "--scenario:"},
 		{[]string{"--csv", "--json"}, "choose one"},
+		{[]string{"--csv", "--recommend"}, "--csv has no room for the recommendation"},
+		{[]string{"--csv", "--max-failover", "1m"}, "--csv has no room for the recommendation"},
 	} {
 		if _, errs, code := sweep(tc.args...); code != 2 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errs, tc.want)
 		}
+	}
+}
+
+// The issue's case: the fastest lease of the grid (5s, two thirds of it
+// as the renew deadline) has dual leadership in every seed under the
+// default faults' pauses. bench sweep --recommend never recommends it,
+// whatever the constraints: it is rejected, the reason naming the unsafe
+// seeds and the fault, in the table and in JSON; when nothing else meets
+// --max-failover it says so, names the closest and exits 3.
+func TestBenchSweepRecommendRejectsUnsafe(t *testing.T) {
+	sweep := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"bench", "sweep", "--lease-duration", "5s,15s,30s", "--seeds", "4", "--duration", "1h", "--recommend"}, args...), &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	unsafeRow := regexp.MustCompile(`(?m)^ +5s +3\.333s +667ms +3 +watch .* 4/4 `)
+	rejected := "rejected:\n  5s/3.333s/667ms n=3 watch: safety: 4/4 seeds unsafe under crash,stop,partition,pause: dual leadership after a pause (4 seeds)\n"
+	// No constraint: the fastest is unsafe, the next is recommended.
+	out, errs, code := sweep()
+	if code != 0 || !unsafeRow.MatchString(out) || !strings.Contains(out, "recommended: 15s/10s/2s n=3 watch\n") || !strings.Contains(out, rejected) {
+		t.Fatalf("no constraint: exit %d; want 0, the 5s row 4/4 unsafe, 15s recommended, 5s rejected\n%s\n%s", code, out, errs)
+	}
+	// --max-failover 10s: the 5s lease alone is fast enough, and unsafe.
+	out, errs, code = sweep("--max-failover", "10s")
+	if code != 3 || regexp.MustCompile(`(?m)^recommended: `).MatchString(out) || !strings.Contains(out, "nothing recommended: no combination is safe and meets every constraint\n") ||
+		!strings.Contains(out, "closest: 15s/10s/2s n=3 watch, which misses max-failover: crash failover p99 ") ||
+		!strings.Contains(out, rejected) || !strings.Contains(out, "\n  30s/20s/4s n=3 watch: max-failover: crash failover p99 ") ||
+		!strings.Contains(errs, "nothing recommended") {
+		t.Fatalf("--max-failover 10s: exit %d; want 3, nothing recommended, 15s closest, 5s rejected as unsafe\n%s\n%s", code, out, errs)
+	}
+	// The same in JSON.
+	out, errs, code = sweep("--max-failover", "10s", "--json")
+	var res struct {
+		Points         []bench.Point        `json:"points"`
+		Recommendation bench.Recommendation `json:"recommendation"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); code != 3 || err != nil {
+		t.Fatalf("--json: exit %d, %v\n%s\n%s", code, err, out, errs)
+	}
+	rec := res.Recommendation
+	if rec.Recommended != nil || len(rec.Meet) != 0 || len(rec.Rejected) != 3 || rec.Closest == nil || time.Duration(rec.Closest.LeaseDurationText) != 15*time.Second {
+		t.Fatalf("--json: recommended %v, %d meet, %d rejected, closest %v", rec.Recommended, len(rec.Meet), len(rec.Rejected), rec.Closest)
+	}
+	r5 := rec.Rejected[0]
+	if time.Duration(r5.LeaseDurationText) != 5*time.Second || r5.UnsafeSeeds != 4 || len(r5.Reasons) != 1 ||
+		r5.Reasons[0].Constraint != bench.ConstraintSafety || r5.Reasons[0].Measured != "4/4 seeds unsafe" ||
+		!strings.Contains(r5.Reasons[0].Text, "dual leadership after a pause") {
+		t.Errorf("--json: the 5s lease rejected as %+v", r5)
+	}
+	if c := rec.Closest.Reasons; len(c) != 1 || c[0].Constraint != bench.ConstraintMaxFailover || c[0].Limit != "10s" || c[0].Measured == "" {
+		t.Errorf("--json: closest's reasons %+v", c)
 	}
 }
 

@@ -34,12 +34,15 @@ func isUsage(err error) bool {
 
 // Exit statuses shared by the commands (docs/cli.md lists them all).
 const (
-	exitOK       = 0
-	exitFailure  = 1 // an operational failure
-	exitUsage    = 2 // bad input, named in the message
-	exitUnsafe   = 3 // sim: a safety violation
-	exitNoLeader = 3 // status: nobody holds a live lease
-	exitNoStore  = 4 // status: the store cannot be read or the record not decoded
+	exitOK      = 0
+	exitFailure = 1 // an operational failure
+	exitUsage   = 2 // bad input, named in the message
+	exitUnsafe  = 3 // sim: a safety violation
+	// exitNothingRecommended is bench sweep --recommend: no combination
+	// is safe and meets every constraint.
+	exitNothingRecommended = 3
+	exitNoLeader           = 3 // status: nobody holds a live lease
+	exitNoStore            = 4 // status: the store cannot be read or the record not decoded
 	// exitNotLeader is run --wait: this replica did not lead within the
 	// wait. 75 is EX_TEMPFAIL of sysexits.h, "try again later": what a
 	// cron job that lost the race is.
@@ -125,6 +128,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUnsafe):
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return exitUnsafe
+	case errors.Is(err, errNothingRecommended):
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return exitNothingRecommended
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return exitFailure
