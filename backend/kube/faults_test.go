@@ -10,8 +10,6 @@ import (
 	"github.com/leasehold-go/leasehold/backend/kube"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/internal/servers"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -90,29 +88,7 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		TamperRecord: func(t testing.TB, lock string, rec elector.Record) {
-			secs := min(int64(rec.LeaseDuration/time.Second), 1<<31-1)
-			at, rt := metav1.NewMicroTime(rec.AcquireTime), metav1.NewMicroTime(rec.RenewTime)
-			spec := coordinationv1.LeaseSpec{HolderIdentity: ptr(rec.Holder), LeaseDurationSeconds: ptr(int32(secs)),
-				AcquireTime: &at, RenewTime: &rt, LeaseTransitions: ptr(int32(rec.Term))}
-			for {
-				// The leader renews meanwhile: read and write until the
-				// write is not a Conflict.
-				l, err := leases.Get(ctx(t), lock, metav1.GetOptions{})
-				if apierrors.IsNotFound(err) {
-					_, err = leases.Create(ctx(t), &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: lock}, Spec: spec}, metav1.CreateOptions{})
-				} else if err == nil {
-					l.Spec = spec
-					_, err = leases.Update(ctx(t), l, metav1.UpdateOptions{})
-				}
-				if err == nil {
-					return
-				}
-				if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
-					t.Fatal(err)
-				}
-			}
-		},
+		TamperRecord: func(t testing.TB, lock string, rec elector.Record) { tamperLease(t, leases, lock, rec) },
 		Wipe: func(t testing.TB) {
 			if err := own.ReplaceEtcd(); err != nil {
 				t.Fatal(err)
