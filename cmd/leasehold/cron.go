@@ -126,7 +126,7 @@ func cronCmd(ctx context.Context, o *overrides, co cronOptions, fs *pflag.FlagSe
 	if err := ss.srv.serve(ctx, co.http, co.probe); err != nil {
 		return err
 	}
-	job.guards = newGuards(command, job.grace, job.log)
+	job.guards = newGuards(ctx, command, job.grace, job.log)
 	defer job.guards.close()
 	job.log.Info("scheduling", "schedule", job.sched.String(), "timezone", job.sched.Location().String(),
 		"next", job.sched.Next(job.now()).Format(time.RFC3339))

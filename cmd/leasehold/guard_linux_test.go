@@ -27,7 +27,7 @@ type startedGuard struct {
 	code   int
 }
 
-func startGuardProcess(t *testing.T, command ...string) *startedGuard {
+func startGuardProcess(t testing.TB, command ...string) *startedGuard {
 	t.Helper()
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -67,7 +67,7 @@ func startGuardProcess(t *testing.T, command ...string) *startedGuard {
 	return g
 }
 
-func (g *startedGuard) grant(t *testing.T, deadline int64, env ...string) {
+func (g *startedGuard) grant(t testing.TB, deadline int64, env ...string) {
 	t.Helper()
 	if err := writeGrant(bufio.NewWriter(g.ctl), deadline, env); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func (g *startedGuard) grant(t *testing.T, deadline int64, env ...string) {
 }
 
 // wait returns the guard's exit status; limit only bounds a hang.
-func (g *startedGuard) wait(t *testing.T, limit time.Duration) int {
+func (g *startedGuard) wait(t testing.TB, limit time.Duration) int {
 	t.Helper()
 	select {
 	case <-g.exited:
@@ -87,7 +87,7 @@ func (g *startedGuard) wait(t *testing.T, limit time.Duration) int {
 }
 
 // line waits for the guard's next control line starting with prefix.
-func (g *startedGuard) line(t *testing.T, prefix string, limit time.Duration) string {
+func (g *startedGuard) line(t testing.TB, prefix string, limit time.Duration) string {
 	t.Helper()
 	timeout := time.After(limit)
 	for {
@@ -202,4 +202,51 @@ func TestGuardWatchdog(t *testing.T) {
 		t.Fatalf("the renewed guard exited with %d:\n%s", renewed.code, renewed.stderr)
 	default:
 	}
+}
+
+// BenchmarkGuardGrant: from the grant sent to a warm guard to the command's
+// first line, against the same command started directly by the benchmark,
+// in one run (what leading costs beyond the command's own start).
+//
+//	go test -run '^$' -bench GuardGrant -benchtime 30x ./cmd/leasehold
+func BenchmarkGuardGrant(b *testing.B) {
+	out := filepath.Join(b.TempDir(), "first")
+	script := `date +%s%N > "$OUT"`
+	firstAt := func() time.Time {
+		body, err := os.ReadFile(out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(body)), 10, 64)
+		if err != nil {
+			b.Fatalf("first line %q: %v", body, err)
+		}
+		return time.Unix(0, ns)
+	}
+	var granted, direct []time.Duration
+	for range b.N {
+		g := startGuardProcess(b, "sh", "-c", script)
+		g.line(b, "R", 30*time.Second)
+		sent := time.Now()
+		g.grant(b, monoNow()+int64(time.Minute), "OUT="+out, "PATH="+os.Getenv("PATH"))
+		if code := g.wait(b, 30*time.Second); code != 0 {
+			b.Fatalf("the guard exited %d:\n%s", code, g.stderr)
+		}
+		granted = append(granted, firstAt().Sub(sent))
+
+		c := exec.Command("sh", "-c", script)
+		c.Env = []string{"OUT=" + out, "PATH=" + os.Getenv("PATH")}
+		sent = time.Now()
+		if err := c.Run(); err != nil {
+			b.Fatal(err)
+		}
+		direct = append(direct, firstAt().Sub(sent))
+	}
+	ms := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2]) / 1e6
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(granted), "grant-to-first-line-p50-ms")
+	b.ReportMetric(ms(direct), "command-alone-p50-ms")
 }

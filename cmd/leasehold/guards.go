@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,9 +24,12 @@ type guards struct {
 }
 
 // newGuards returns the guards of command and starts the first one ahead
-// of time. close ends it.
-func newGuards(command []string, grace time.Duration, log *slog.Logger) *guards {
+// of time. close ends it; so does the end of ctx (a shutdown), so that a
+// leader stopping its command on shutdown does not start the next guard:
+// that start would take CPU from the next leader on the same machine.
+func newGuards(ctx context.Context, command []string, grace time.Duration, log *slog.Logger) *guards {
 	g := &guards{command: command, grace: grace, log: log}
+	context.AfterFunc(ctx, g.close)
 	g.refill()
 	return g
 }

@@ -53,7 +53,7 @@ func BenchmarkRunHandoff(b *testing.B) {
 	}
 	following(procs["b"])
 
-	var handoff, store, leadToLine []time.Duration
+	var handoff, stopping, stopped, store, leadToGrant, leadToLine []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		ls := readLines(b, out)
@@ -69,8 +69,13 @@ func BenchmarkRunHandoff(b *testing.B) {
 			b.Fatalf("%s exited %d after SIGTERM:\n%s", leader, code, procs[leader].logs)
 		}
 		released := lastLogTime(b, procs[leader], `msg="released the lock"`)
+		asked := lastLogTime(b, procs[leader], `msg="stopping the command"`)
+		stopping = append(stopping, asked.Sub(sent))
+		stopped = append(stopped, released.Sub(asked))
 		led := lastLogTime(b, procs[next], `msg="started leading"`)
+		granted := lastLogTime(b, procs[next], `msg="started the command"`)
 		store = append(store, led.Sub(released))
+		leadToGrant = append(leadToGrant, granted.Sub(led))
 		leadToLine = append(leadToLine, first.Sub(led))
 		b.StopTimer()
 		procs[leader] = start(leader)
@@ -98,7 +103,10 @@ func BenchmarkRunHandoff(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(ms(handoff, 0.5), "handoff-p50-ms")
 	b.ReportMetric(ms(handoff, 0.9), "handoff-p90-ms")
+	b.ReportMetric(ms(stopping, 0.5), "signal-to-stopping-p50-ms")
+	b.ReportMetric(ms(stopped, 0.5), "stopping-to-released-p50-ms")
 	b.ReportMetric(ms(store, 0.5), "released-to-leading-p50-ms")
+	b.ReportMetric(ms(leadToGrant, 0.5), "leading-to-grant-p50-ms")
 	b.ReportMetric(ms(leadToLine, 0.5), "leading-to-first-line-p50-ms")
 	b.ReportMetric(ms(direct, 0.5), "command-alone-p50-ms")
 }

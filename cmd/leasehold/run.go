@@ -98,7 +98,7 @@ func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet,
 	if err := ss.srv.serve(ctx, ro.http, ro.probe); err != nil {
 		return err
 	}
-	guards := newGuards(command, *grace, log)
+	guards := newGuards(ctx, command, *grace, log)
 	defer guards.close()
 
 	// With --restart, a command that keeps exiting quickly is restarted

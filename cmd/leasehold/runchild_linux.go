@@ -66,8 +66,10 @@ func (g *guards) startGuard() (*warmGuard, error) {
 	return &warmGuard{cmd: cmd, ctl: ctl, done: done}, nil
 }
 
-// take returns a started guard — the one started ahead of time if there
-// is one, else a new one — and starts the next one in the background.
+// take returns a started guard: the one started ahead of time if there
+// is one, else a new one. The next one is started when this one's command
+// has ended (refill), not now: a guard's start is 100 ms and more of CPU,
+// which would compete with the user's command starting.
 func (g *guards) take() (*warmGuard, error) {
 	g.mu.Lock()
 	w := g.next
@@ -88,7 +90,6 @@ func (g *guards) take() (*warmGuard, error) {
 			return nil, err
 		}
 	}
-	g.refill()
 	return w, nil
 }
 
@@ -139,6 +140,7 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 	}
 	ctl, cmd, done := w.ctl, w.cmd, w.done
 	defer ctl.Close()
+	defer g.refill() // the next leadership's (or cron run's) guard
 	if err := writeGrant(bufio.NewWriter(ctl), feed.deadline.Load(), env); err != nil {
 		// The guard is gone (it ended by itself while waiting): its exit
 		// is reported below like any other.
