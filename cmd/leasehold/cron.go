@@ -97,6 +97,7 @@ type cronJob struct {
 	skipOverlap bool
 	command     []string
 	grace       time.Duration
+	guards      *guards          // started once the config is checked
 	now         func() time.Time // the wall clock, with the test offset
 	cfg         config
 	log         *slog.Logger
@@ -125,6 +126,8 @@ func cronCmd(ctx context.Context, o *overrides, co cronOptions, fs *pflag.FlagSe
 	if err := ss.srv.serve(ctx, co.http, co.probe); err != nil {
 		return err
 	}
+	job.guards = newGuards(ctx, command, job.grace, job.log)
+	defer job.guards.close()
 	job.log.Info("scheduling", "schedule", job.sched.String(), "timezone", job.sched.Location().String(),
 		"next", job.sched.Next(job.now()).Format(time.RFC3339))
 	for ctx.Err() == nil {
@@ -322,7 +325,7 @@ func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, f
 		env = append(env, "LEASEHOLD_SLOT_RERUN=1")
 	}
 	began := time.Now()
-	code, how := runChild(ctx, c.command, env, c.grace, feed, log)
+	code, how := runChild(ctx, c.guards, env, feed, log)
 	switch how {
 	case endStopped, endWatchdog, endGuardDied:
 		log.Warn("the run was cut short", "status", code, "after", time.Since(began).Round(time.Millisecond))

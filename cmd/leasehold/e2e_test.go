@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func needBinaryAndEtcd(t *testing.T) {
+func needBinaryAndEtcd(t testing.TB) {
 	t.Helper()
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -62,7 +62,7 @@ func needBinaryAndEtcd(t *testing.T) {
 }
 
 // writeConfig writes an etcd config for a fresh lock with short leases.
-func writeConfig(t *testing.T, extra string) (path, lock string) {
+func writeConfig(t testing.TB, extra string) (path, lock string) {
 	t.Helper()
 	lock = fmt.Sprintf("e2e-%d", time.Now().UnixNano())
 	path = filepath.Join(t.TempDir(), "leasehold.yaml")
@@ -86,7 +86,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func startLeasehold(t *testing.T, id string, env []string, args ...string) *proc {
+func startLeasehold(t testing.TB, id string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{id: id, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
@@ -134,7 +134,7 @@ type line struct {
 	at   time.Time
 }
 
-func readLines(t *testing.T, path string) []line {
+func readLines(t testing.TB, path string) []line {
 	t.Helper()
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
@@ -162,7 +162,7 @@ func readLines(t *testing.T, path string) []line {
 const writer = `while :; do echo "$LEASEHOLD_TERM $LEASEHOLD_IDENTITY $(date +%s%N)" >> "$OUT"; sleep 0.1; done`
 
 // waitFor polls the output file until cond holds.
-func waitFor(t *testing.T, path string, limit time.Duration, what string, cond func([]line) bool) []line {
+func waitFor(t testing.TB, path string, limit time.Duration, what string, cond func([]line) bool) []line {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {

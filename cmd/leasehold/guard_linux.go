@@ -18,6 +18,11 @@ import (
 // guardCommand is the hidden command under which run starts the user's
 // command. The guard keeps the command from outliving its leadership:
 //
+//   - it is started ahead of time, while leasehold follows, and waits for
+//     the grant (guardproto.go): the deadline until which the lease is
+//     valid and the command's environment. Until then it starts nothing;
+//     it refuses a grant whose deadline has passed; leasehold's death or a
+//     stop signal while it waits ends it;
 //   - it is a watchdog: leasehold tells it, after every acknowledged
 //     renewal, the instant on the machine's monotonic clock until which the
 //     lease is valid; when that instant passes with no newer word (leasehold
@@ -43,15 +48,12 @@ import (
 
 // Environment of the guard, set by run and removed before the command runs.
 const (
-	guardParentEnv   = "LEASEHOLD_GUARD_PARENT"   // pid of the leasehold that started it
-	guardGraceEnv    = "LEASEHOLD_GUARD_GRACE"    // SIGTERM → SIGKILL delay
-	guardDeadlineEnv = "LEASEHOLD_GUARD_DEADLINE" // the lease's first deadline, monotonic nanoseconds
+	guardParentEnv = "LEASEHOLD_GUARD_PARENT" // pid of the leasehold that started it
+	guardGraceEnv  = "LEASEHOLD_GUARD_GRACE"  // SIGTERM → SIGKILL delay
 )
 
-// The guard's control socket is its file descriptor 3. leasehold writes
-// "D <ns>" (a new lease deadline, CLOCK_MONOTONIC nanoseconds); the guard
-// writes "P <pid>" (the command's pid, which is its process group) and
-// "W" (the watchdog stopped the command).
+// The guard's control socket is its file descriptor 3; guardproto.go has
+// the messages.
 const guardControlFD = 3
 
 const prSetChildSubreaper = 36 // prctl(2) PR_SET_CHILD_SUBREAPER
@@ -84,13 +86,8 @@ func guard(args []string) int {
 	if err != nil || grace <= 0 {
 		return guardFail("%s=%q is not a positive duration", guardGraceEnv, os.Getenv(guardGraceEnv))
 	}
-	deadline, err := strconv.ParseInt(os.Getenv(guardDeadlineEnv), 10, 64)
-	if err != nil || deadline <= 0 {
-		return guardFail("%s=%q is not a deadline", guardDeadlineEnv, os.Getenv(guardDeadlineEnv))
-	}
 	os.Unsetenv(guardParentEnv)
 	os.Unsetenv(guardGraceEnv)
-	os.Unsetenv(guardDeadlineEnv)
 	ctl := os.NewFile(guardControlFD, "control")
 	if ctl == nil {
 		return guardFail("no control socket on fd %d", guardControlFD)
@@ -98,19 +95,54 @@ func guard(args []string) int {
 	syscall.CloseOnExec(guardControlFD) // the command does not get it
 	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
 
+	// The control socket's lines; end of file means leasehold is gone.
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(ctl)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+
+	fmt.Fprintf(ctl, "R\n")
+	// Warm: wait for the grant. Until it comes nothing may start, and a
+	// word that leasehold is gone or stopping ends the guard.
+	var lease guardLease
+	var env []string
+	select {
+	case <-sigs:
+		return 1
+	case first, ok := <-lines:
+		if !ok {
+			return 1
+		}
+		var deadline int64
+		deadline, env, err = readGrant(first, func() (string, bool) { l, ok := <-lines; return l, ok })
+		if err != nil {
+			return guardFail("%v", err)
+		}
+		if err := lease.grant(deadline, monoNow()); err != nil {
+			ctl.Write([]byte("L\n"))
+			return guardFail("%v", err)
+		}
+	}
+
 	path, err := exec.LookPath(args[0])
 	if err != nil {
 		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
 		return 127
 	}
-	if monoNow() >= deadline {
-		return guardFail("the lease ran out before the command could start")
+	if lease.left(monoNow()) <= 0 {
+		ctl.Write([]byte("L\n"))
+		return guardFail("%v", errLeaseOver)
 	}
 	// The command's parent-death signal fires when the thread that forked
 	// it exits: keep this goroutine on its thread for good.
 	runtime.LockOSThread()
 	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
-		Env:   os.Environ(),
+		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
@@ -120,20 +152,6 @@ func guard(args []string) int {
 	}
 	group := -pid // the command leads its own group
 	fmt.Fprintf(ctl, "P %d\n", pid)
-
-	// Deadlines from leasehold; end of file means leasehold is gone.
-	deadlines := make(chan int64, 16)
-	go func() {
-		defer close(deadlines)
-		sc := bufio.NewScanner(ctl)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "D "); ok {
-				if d, err := strconv.ParseInt(v, 10, 64); err == nil {
-					deadlines <- d
-				}
-			}
-		}
-	}()
 
 	reaps := make(chan reaped, 16)
 	go func() { // reap every child, the command and adopted orphans alike
@@ -154,22 +172,21 @@ func guard(args []string) int {
 	code := -1
 	var kill <-chan time.Time // SIGKILL to the group when it fires
 	var giveUp <-chan time.Time
-	stopping := false
 	stop := func(first syscall.Signal) {
 		syscall.Kill(group, first)
-		if !stopping {
-			stopping = true
+		if !lease.stopping {
+			lease.stopping = true
 			kill = time.After(grace)
 		}
 	}
 	killNow := func() {
 		syscall.Kill(group, syscall.SIGKILL)
-		stopping, kill = true, nil
+		lease.stopping, kill = true, nil
 		if giveUp == nil {
 			giveUp = time.After(time.Second)
 		}
 	}
-	watchdog := time.NewTimer(time.Duration(deadline - monoNow()))
+	watchdog := time.NewTimer(lease.left(monoNow()))
 	defer watchdog.Stop()
 	for {
 		select {
@@ -180,21 +197,23 @@ func guard(args []string) int {
 			default:
 				stop(sig.(syscall.Signal))
 			}
-		case d, ok := <-deadlines:
-			switch {
-			case !ok:
-				deadlines = nil
+		case line, ok := <-lines:
+			if !ok {
+				lines = nil
 				killNow() // leasehold is gone: no grace
-			case d > deadline && !stopping:
-				deadline = d
-				watchdog.Reset(time.Duration(deadline - monoNow()))
-			}
-		case <-watchdog.C:
-			if monoNow() < deadline { // a reset raced with the firing
-				watchdog.Reset(time.Duration(deadline - monoNow()))
 				continue
 			}
-			if !stopping {
+			if v, isD := strings.CutPrefix(line, "D "); isD {
+				if d, err := strconv.ParseInt(v, 10, 64); err == nil && lease.renewed(d) {
+					watchdog.Reset(lease.left(monoNow()))
+				}
+			}
+		case <-watchdog.C:
+			if expired, rearm := lease.fired(monoNow()); !expired {
+				watchdog.Reset(rearm) // a renewal raced with the firing
+				continue
+			}
+			if !lease.stopping {
 				os.Stderr.WriteString("leasehold guard: the lease ran out with no word of a renewal from leasehold (paused or stuck?); stopping the command\n")
 				ctl.Write([]byte("W\n"))
 				stop(syscall.SIGTERM)

@@ -98,6 +98,8 @@ func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet,
 	if err := ss.srv.serve(ctx, ro.http, ro.probe); err != nil {
 		return err
 	}
+	guards := newGuards(ctx, command, *grace, log)
+	defer guards.close()
 
 	// With --restart, a command that keeps exiting quickly is restarted
 	// after a growing pause (RetryPeriod doubling up to LeaseDuration), so a
@@ -105,7 +107,7 @@ func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet,
 	pause := time.Duration(0)
 	for {
 		began := time.Now()
-		end, err := campaign(ctx, ss, command, *grace, gate)
+		end, err := campaign(ctx, ss, guards, gate)
 		gate = nil // --wait is for the first leadership only
 		code := end.code
 		switch {
@@ -183,7 +185,7 @@ type campaignEnd struct {
 // campaign runs one Elector until ctx is cancelled, the command exits on its
 // own while leading, or the guard's watchdog stops it (then the lock is
 // released, if it is still held).
-func campaign(ctx context.Context, ss *session, command []string, grace time.Duration, gate *waitGate) (campaignEnd, error) {
+func campaign(ctx context.Context, ss *session, guards *guards, gate *waitGate) (campaignEnd, error) {
 	cfg, log := ss.cfg, ss.log
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -212,7 +214,7 @@ func campaign(ctx context.Context, ss *session, command []string, grace time.Dur
 			}
 			env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
 				"LEASEHOLD_IDENTITY="+cfg.Identity, "LEASEHOLD_LOCK="+cfg.Name)
-			c, how := runChild(lctx, command, env, grace, feed, log.With("term", term))
+			c, how := runChild(lctx, guards, env, feed, log.With("term", term))
 			switch how {
 			case endExited, endGuardDied:
 				ended <- campaignEnd{code: c, exited: true}

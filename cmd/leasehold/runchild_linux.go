@@ -18,29 +18,29 @@ import (
 	"time"
 )
 
-// runChild runs the command while ctx lasts, under a guard process
-// (leasehold itself, see guard.go) that makes sure the command and its
-// children never outlive this process nor the lease. When ctx is cancelled
-// (leadership lost or shutdown) the guard is told to stop the command:
-// SIGTERM, then SIGKILL after grace. Whatever way the guard ends, runChild
-// returns only once no process of the command's group runs any more, so the
-// lock is never released while one may.
-func runChild(ctx context.Context, command, env []string, grace time.Duration, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
+// warmGuard is a guard process started ahead of time, waiting for its
+// grant on its control socket (guardproto.go).
+type warmGuard struct {
+	cmd  *exec.Cmd
+	ctl  *os.File
+	done chan error // the guard's exit, once
+}
+
+// startGuard starts a guard for command: it pays for the process start and
+// leasehold's package inits now, and starts nothing before its grant.
+func (g *guards) startGuard() (*warmGuard, error) {
 	self, err := os.Executable()
 	if err != nil {
-		log.Error("cannot find the leasehold executable to start the command under", "err", err)
-		return 127, endExited
+		return nil, fmt.Errorf("cannot find the leasehold executable to start the command under: %w", err)
 	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		log.Error("cannot make the guard's control socket", "err", err)
-		return 127, endExited
+		return nil, fmt.Errorf("cannot make the guard's control socket: %w", err)
 	}
 	ctl, theirs := os.NewFile(uintptr(fds[0]), "guard-control"), os.NewFile(uintptr(fds[1]), "guard-control")
-	defer ctl.Close()
-	cmd := exec.Command(self, append([]string{guardCommand, "--"}, command...)...)
-	cmd.Env = append(env, guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String(),
-		guardDeadlineEnv+"="+strconv.FormatInt(feed.deadline.Load(), 10))
+	defer theirs.Close()
+	cmd := exec.Command(self, append([]string{guardCommand, "--"}, g.command...)...)
+	cmd.Env = append(os.Environ(), guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+g.grace.String())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 of the guard
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGUSR1}
@@ -59,18 +59,99 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, f
 		started <- nil
 		done <- cmd.Wait()
 	}()
-	err = <-started
-	theirs.Close()
+	if err := <-started; err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("cannot start the command's guard: %w", err)
+	}
+	return &warmGuard{cmd: cmd, ctl: ctl, done: done}, nil
+}
+
+// take returns a started guard: the one started ahead of time if there
+// is one, else a new one. The next one is started when this one's command
+// has ended (refill), not now: a guard's start is 100 ms and more of CPU,
+// which would compete with the user's command starting.
+func (g *guards) take() (*warmGuard, error) {
+	g.mu.Lock()
+	w := g.next
+	g.next = nil
+	g.mu.Unlock()
+	if w != nil {
+		select {
+		case err := <-w.done: // it ended while waiting: start another
+			g.log.Warn("the guard started ahead of time ended before its grant; starting another", "err", err)
+			w.ctl.Close()
+			w = nil
+		default:
+		}
+	}
+	if w == nil {
+		var err error
+		if w, err = g.startGuard(); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// refill starts a guard ahead of time unless one waits already; one that
+// cannot start is logged, and the next take starts one itself.
+func (g *guards) refill() {
+	go func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.next != nil || g.closed {
+			return
+		}
+		w, err := g.startGuard()
+		if err != nil {
+			g.log.Warn("cannot start a guard ahead of time; one starts when it is needed", "err", err)
+			return
+		}
+		g.next = w
+	}()
+}
+
+// close ends the guard waiting for a grant, if any: its control socket
+// reaches end of file and it exits having started nothing.
+func (g *guards) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	if w := g.next; w != nil {
+		g.next = nil
+		w.ctl.Close()
+		<-w.done
+	}
+}
+
+// runChild runs the command while ctx lasts, under a guard process
+// (leasehold itself, see guard_linux.go) that makes sure the command and
+// its children never outlive this process nor the lease. When ctx is
+// cancelled (leadership lost or shutdown) the guard is told to stop the
+// command: SIGTERM, then SIGKILL after grace. Whatever way the guard ends,
+// runChild returns only once no process of the command's group runs any
+// more, so the lock is never released while one may.
+func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
+	command, grace := g.command, g.grace
+	w, err := g.take()
 	if err != nil {
 		log.Error("cannot start the command", "command", command, "err", err)
 		return 127, endExited
+	}
+	ctl, cmd, done := w.ctl, w.cmd, w.done
+	defer ctl.Close()
+	defer g.refill() // the next leadership's (or cron run's) guard
+	if err := writeGrant(bufio.NewWriter(ctl), feed.deadline.Load(), env); err != nil {
+		// The guard is gone (it ended by itself while waiting): its exit
+		// is reported below like any other.
+		log.Warn("the command's guard did not take its grant", "err", err)
 	}
 	log.Info("started the command", "guard", cmd.Process.Pid, "command", command)
 
 	// What the guard says: the command's process group, and whether its
 	// watchdog fired. It closes at the guard's exit.
 	var group atomic.Int64
-	var fired atomic.Bool
+	var fired, late atomic.Bool
 	said := make(chan struct{})
 	go func() {
 		defer close(said)
@@ -79,6 +160,8 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, f
 			switch line := sc.Text(); {
 			case line == "W":
 				fired.Store(true)
+			case line == "L":
+				late.Store(true)
 			case strings.HasPrefix(line, "P "):
 				if p, err := strconv.Atoi(line[2:]); err == nil && p > 0 {
 					group.Store(int64(p))
@@ -115,6 +198,11 @@ func runChild(ctx context.Context, command, env []string, grace time.Duration, f
 	case err := <-done:
 		code := finish(err)
 		switch {
+		case late.Load():
+			// Not the command's doing either: the lease ran out between
+			// leading and the grant (a starved or paused process).
+			log.Warn("the lease ran out before the guard could start the command; nothing started", "status", code)
+			return code, endWatchdog
 		case fired.Load():
 			log.Warn("the guard stopped the command: the lease ran out with no renewal from leasehold (paused or starved?)", "status", code)
 			return code, endWatchdog

@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// warmGuard does not exist outside Linux: there is no guard process.
+type warmGuard struct{}
+
+func (g *guards) refill() {}
+func (g *guards) close()  {}
+
 // runChild is run's weaker fallback outside Linux: there is no guard
 // process, no parent-death signal and no subreaper. leasehold starts the
 // command itself (in a process group of its own where the system has them),
@@ -18,7 +24,8 @@ import (
 // shutdown: SIGTERM to the group and SIGKILL after grace (on Windows, the
 // process is killed at once). If leasehold itself is killed, the command
 // may outlive it. docs/cli.md says so.
-func runChild(ctx context.Context, command, env []string, grace time.Duration, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
+func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
+	command, grace := g.command, g.grace
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
