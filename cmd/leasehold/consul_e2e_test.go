@@ -26,7 +26,7 @@ var (
 	consulErr  error
 )
 
-func needBinaryAndConsul(t *testing.T) *servers.Consul {
+func needBinaryAndConsul(t testing.TB) *servers.Consul {
 	t.Helper()
 	if binErr != nil {
 		t.Fatal(binErr)
@@ -39,7 +39,7 @@ func needBinaryAndConsul(t *testing.T) *servers.Consul {
 // writeConsulConfig writes a consul config for a fresh lock with short
 // leases. The address is left out: the tests pass it with the flag or the
 // variable.
-func writeConsulConfig(t *testing.T) (path, lock string) {
+func writeConsulConfig(t testing.TB) (path, lock string) {
 	t.Helper()
 	lock = fmt.Sprintf("e2e-consul-%d", time.Now().UnixNano())
 	path = filepath.Join(t.TempDir(), "leasehold.yaml")
