@@ -547,11 +547,11 @@ func TestTimingExamples(t *testing.T) {
 		if len(r.Failovers) != 2 || r.Failovers[0].Cause != "stop" || r.Failovers[1].Cause != "crash" {
 			t.Fatalf("etcd-profile seed %d: failovers %+v", seed, r.Failovers)
 		}
-		if f := r.Failovers[0].FailoverMS; f < 6 || f > 25 {
-			t.Errorf("etcd-profile seed %d: handoff %vms, want about 11ms (6 to 25)", seed, f)
+		if f := r.Failovers[0].FailoverMS; f < 8 || f > 50 {
+			t.Errorf("etcd-profile seed %d: handoff %vms, want about 21ms (8 to 50)", seed, f)
 		}
-		if f := r.Failovers[1].FailoverMS; f < 750 || f > 1020 {
-			t.Errorf("etcd-profile seed %d: crash failover %vms, want 0.76s to 1.01s", seed, f)
+		if f := r.Failovers[1].FailoverMS; f < 750 || f > 1060 {
+			t.Errorf("etcd-profile seed %d: crash failover %vms, want 0.76s to 1.06s", seed, f)
 		}
 		r = run(t, load(t, "store-outage"), seed)
 		var causes []string

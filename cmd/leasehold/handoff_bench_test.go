@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/leasehold-go/leasehold/internal/servers"
+	"github.com/leasehold-go/leasehold/internal/storeprofile"
 )
 
 // firstLine is the benchmark's command: it writes one line, "term identity
@@ -26,8 +28,8 @@ const firstLine = `echo "$LEASEHOLD_TERM $LEASEHOLD_IDENTITY $(date +%s%N)" >> "
 // leader's command writing its first line. In the same run it measures
 // what that cannot go below: the command's own start (the same sh -c,
 // started directly), and the store's part (the old leader's "released the
-// lock" to the new one's "started leading", from their logs, 1 ms
-// resolution). Run it with a fixed count, each round takes a few seconds:
+// lock" to the new one's "started leading", from their JSON logs). Run
+// it with a fixed count, each round takes a few seconds:
 //
 //	go test -run '^$' -bench RunHandoff -benchtime 15x ./cmd/leasehold
 func BenchmarkRunHandoff(b *testing.B) {
@@ -62,14 +64,14 @@ func benchHandoff(b *testing.B, cfg string, env []string) {
 	out := filepath.Join(b.TempDir(), "out.txt")
 	env = append(env, "OUT="+out)
 	start := func(id string) *proc {
-		return startLeasehold(b, id, env, "run", "--config", cfg, "--id", id, "--grace", "300ms", "--", "sh", "-c", firstLine)
+		return startLeasehold(b, id, env, "run", "--config", cfg, "--log-format", "json", "--id", id, "--grace", "300ms", "--", "sh", "-c", firstLine)
 	}
 	procs := map[string]*proc{"a": start("a")}
 	waitFor(b, out, time.Minute, "a leading", func(ls []line) bool { return len(ls) == 1 })
 	procs["b"] = start("b")
 	following := func(p *proc) {
 		deadline := time.Now().Add(time.Minute)
-		for !strings.Contains(p.logs.String(), `msg="new leader observed"`) {
+		for !strings.Contains(p.logs.String(), `"msg":"new leader observed"`) {
 			if time.Now().After(deadline) {
 				b.Fatalf("%s never followed:\n%s", p.id, p.logs)
 			}
@@ -83,7 +85,7 @@ func benchHandoff(b *testing.B, cfg string, env []string) {
 	}
 	following(procs["b"])
 
-	var handoff, stopping, stopped, store, leadToGrant, leadToLine []time.Duration
+	var handoff, stopping, stopped, release, store, leadToGrant, leadToLine []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		ls := readLines(b, out)
@@ -98,12 +100,14 @@ func benchHandoff(b *testing.B, cfg string, env []string) {
 		if code := procs[leader].cmd.ProcessState.ExitCode(); code != 0 {
 			b.Fatalf("%s exited %d after SIGTERM:\n%s", leader, code, procs[leader].logs)
 		}
-		released := lastLogTime(b, procs[leader], `msg="released the lock"`)
-		asked := lastLogTime(b, procs[leader], `msg="stopping the command"`)
+		released := lastLogTime(b, procs[leader], `"msg":"released the lock"`)
+		asked := lastLogTime(b, procs[leader], `"msg":"stopping the command"`)
 		stopping = append(stopping, asked.Sub(sent))
-		stopped = append(stopped, released.Sub(asked))
-		led := lastLogTime(b, procs[next], `msg="started leading"`)
-		granted := lastLogTime(b, procs[next], `msg="started the command"`)
+		gone := lastLogTime(b, procs[leader], `"msg":"the command stopped"`)
+		stopped = append(stopped, gone.Sub(asked))
+		release = append(release, released.Sub(gone))
+		led := lastLogTime(b, procs[next], `"msg":"started leading"`)
+		granted := lastLogTime(b, procs[next], `"msg":"started the command"`)
 		store = append(store, led.Sub(released))
 		leadToGrant = append(leadToGrant, granted.Sub(led))
 		leadToLine = append(leadToLine, first.Sub(led))
@@ -135,14 +139,19 @@ func benchHandoff(b *testing.B, cfg string, env []string) {
 	b.ReportMetric(ms(handoff, 0.9), "handoff-p90-ms")
 	b.ReportMetric(ms(handoff, 1), "handoff-max-ms")
 	b.ReportMetric(ms(stopping, 0.5), "signal-to-stopping-p50-ms")
-	b.ReportMetric(ms(stopped, 0.5), "stopping-to-released-p50-ms")
+	b.ReportMetric(ms(stopped, 0.5), "stopping-to-stopped-p50-ms")
+	b.ReportMetric(ms(release, 0.5), "stopped-to-released-p50-ms")
 	b.ReportMetric(ms(store, 0.5), "released-to-leading-p50-ms")
 	b.ReportMetric(ms(leadToGrant, 0.5), "leading-to-grant-p50-ms")
 	b.ReportMetric(ms(leadToLine, 0.5), "leading-to-first-line-p50-ms")
 	b.ReportMetric(ms(direct, 0.5), "command-alone-p50-ms")
+	// The simulator's work times (sim.Profiles): start = leading to the
+	// first line, stop = stopping to stopped, and their lognormal spread.
+	b.ReportMetric(storeprofile.WorkSigma(storeprofile.StatsOf(leadToLine), storeprofile.StatsOf(stopped)), "work-sigma")
 }
 
-// lastLogTime is the time of p's last log line containing msg.
+// lastLogTime is the time of p's last JSON log line containing msg, at
+// the nanosecond resolution slog's JSON handler writes.
 func lastLogTime(tb testing.TB, p *proc, msg string) time.Time {
 	tb.Helper()
 	var at time.Time
@@ -150,12 +159,13 @@ func lastLogTime(tb testing.TB, p *proc, msg string) time.Time {
 		if !strings.Contains(l, msg) {
 			continue
 		}
-		v, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), " ")
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
+		var rec struct {
+			Time time.Time `json:"time"`
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			tb.Fatalf("%s: log line %q: %v", p.id, l, err)
 		}
-		at = t
+		at = rec.Time
 	}
 	if at.IsZero() {
 		tb.Fatalf("%s never logged %s:\n%s", p.id, msg, p.logs)
