@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -11,10 +12,12 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,13 +69,115 @@ type sfRun struct {
 	out   string
 	procs map[string]*proc
 	ids   []string // the replicas running (not killed by the test)
+	watch *statusWatch
 }
 
 func startSFReplicas(t *testing.T, cfg string, env []string) *sfRun {
 	t.Helper()
 	r := &sfRun{t: t, cfg: cfg, env: env, out: filepath.Join(t.TempDir(), "out.txt"), procs: map[string]*proc{}}
+	r.watch = startStatusWatch(t, cfg, env)
 	r.add("a", "b", "c")
 	return r
+}
+
+// statusWatch is `leasehold status --watch --json` on the lock, running
+// through the fault as an operator's would: what it printed, in order.
+type statusWatch struct {
+	mu      sync.Mutex
+	reports []statusReport
+	stderr  *syncBuffer
+}
+
+func startStatusWatch(t *testing.T, cfg string, env []string) *statusWatch {
+	t.Helper()
+	w := &statusWatch{stderr: &syncBuffer{}}
+	c := exec.Command(binary, "status", "--config", cfg, "--watch", "--json")
+	c.Env = append(os.Environ(), env...)
+	c.Stderr = w.stderr
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var rep statusReport
+			if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
+				rep.State = "unparsable: " + sc.Text()
+			}
+			w.mu.Lock()
+			w.reports = append(w.reports, rep)
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		c.Process.Kill()
+		<-done
+		c.Wait()
+	})
+	return w
+}
+
+// since returns what the watch printed from at on (its time field).
+func (w *statusWatch) since(at time.Time) []statusReport {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []statusReport
+	for _, rep := range w.reports {
+		if t, err := time.Parse("2006-01-02T15:04:05.000Z07:00", rep.Time); err == nil && !t.Before(at.Truncate(time.Millisecond)) {
+			out = append(out, rep)
+		}
+	}
+	return out
+}
+
+// recovered waits (a bound on a hang) until the watch, since the fault,
+// said what happened when want is set (an anomaly: the record gone or the
+// store back in time; or the record corrupt) and then showed the new
+// leadership; and checks that
+// a one-shot status names the new leader too.
+func (r *sfRun) watchRecovered(f fault, wantAnomaly bool) {
+	r.t.Helper()
+	ok := func(reps []statusReport) (said string, shown bool) {
+		for _, rep := range reps {
+			switch {
+			case said != "":
+			case rep.Anomaly != "":
+				said = rep.Anomaly
+			case rep.State == "corrupt":
+				said = "corrupt: " + rep.Problem
+			}
+			if (said != "" || !wantAnomaly) && rep.State == "leading" && rep.Holder == f.after.Replica && rep.Term == f.after.Term {
+				return said, true
+			}
+		}
+		return said, false
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		said, shown := ok(r.watch.since(f.injected))
+		if shown {
+			r.t.Logf("STATUS %s: status --watch said %q, then leading %s term %d", f.name, said, f.after.Replica, f.after.Term)
+			break
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s: status --watch did not say what happened (anomaly %v) and then show %s leading with term %d; it printed since the fault:\n%+v\nstderr: %s",
+				f.name, wantAnomaly, f.after.Replica, f.after.Term, r.watch.since(f.injected), r.watch.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := exec.Command(binary, "status", "--config", r.cfg, "--json")
+	c.Env = append(os.Environ(), r.env...)
+	out, err := c.Output()
+	var rep statusReport
+	if jerr := json.Unmarshal(out, &rep); err != nil || jerr != nil || rep.State != "leading" || rep.Holder != f.after.Replica || rep.Term != f.after.Term {
+		r.t.Fatalf("%s: status after recovery: %v, %+v; want exit 0, %s leading with term %d", f.name, err, rep, f.after.Replica, f.after.Term)
+	}
 }
 
 // add starts replicas.
@@ -250,6 +355,7 @@ func (r *sfRun) finish(f fault) history.Report {
 	n := len(r.writes())
 	r.waitWrites(10*time.Second, "the new leader writing on", func(ws []history.Write) bool { return len(ws) >= n+10 })
 	r.allRunning()
+	r.watchRecovered(f, f.warn == warnDeleted || f.warn == warnWentBack || f.warn == warnCorrupt)
 	r.stop()
 	rep := history.Check(r.writes())
 	// The old leader's last write and the gap without a leader.
