@@ -19,6 +19,7 @@ type Profile struct {
 	WriteService   time.Duration // the store's own time for a Create or Update
 	Parallel       int           // requests the store serves at once; more wait in line
 	WatchLag       time.Duration // from a write's commit to its watch notification leaving the store
+	WatchIsRequest bool          // a watch is a request (Consul's blocking query), not a stream (etcd, Kubernetes)
 	WorkStart      time.Duration // from Started until the leader's work runs
 	WorkStop       time.Duration // from the stop until the leader's work has returned
 	WorkSigma      float64       // lognormal spread of both (ln(p75/p25)/1.349)
@@ -36,9 +37,9 @@ func (p Profile) RoundTrip(write bool) time.Duration {
 
 // String renders p as the Go literal of the table below.
 func (p Profile) String() string {
-	return fmt.Sprintf("{RequestLatency: %s, ReplyLatency: %s, Jitter: %s, ReadService: %s, WriteService: %s, Parallel: %d, WatchLag: %s, WorkStart: %s, WorkStop: %s, WorkSigma: %.2f}",
+	return fmt.Sprintf("{RequestLatency: %s, ReplyLatency: %s, Jitter: %s, ReadService: %s, WriteService: %s, Parallel: %d, WatchLag: %s, WatchIsRequest: %v, WorkStart: %s, WorkStop: %s, WorkSigma: %.2f}",
 		lit(p.RequestLatency), lit(p.ReplyLatency), lit(p.Jitter), lit(p.ReadService), lit(p.WriteService),
-		p.Parallel, lit(p.WatchLag), lit(p.WorkStart), lit(p.WorkStop), p.WorkSigma)
+		p.Parallel, lit(p.WatchLag), p.WatchIsRequest, lit(p.WorkStart), lit(p.WorkStop), p.WorkSigma)
 }
 
 // lit renders d as a Go expression in microseconds.
@@ -77,7 +78,7 @@ var Profiles = map[string]Profile{
 	// saturated one write per 432µs); the work's times are etcd's run's.
 	"consul": {RequestLatency: 108 * time.Microsecond, ReplyLatency: 108 * time.Microsecond, Jitter: 646 * time.Microsecond,
 		ReadService: 378 * time.Microsecond, WriteService: 573 * time.Microsecond, Parallel: 5,
-		WatchLag: 57 * time.Microsecond, WorkStart: 13700 * time.Microsecond, WorkStop: 3500 * time.Microsecond, WorkSigma: 0.44},
+		WatchLag: 57 * time.Microsecond, WatchIsRequest: true, WorkStart: 13700 * time.Microsecond, WorkStop: 3500 * time.Microsecond, WorkSigma: 0.44},
 	// `cd backend/kube && go test -run 'TestProfile$' -v .`, kube-apiserver
 	// v1.37.2 over its etcd, 2026-12-02, on a quiet machine (ping /healthz
 	// p50 794µs, read 1.61ms, write 2.38ms, saturated one write per
@@ -137,6 +138,9 @@ func (p Profile) applyTo(sc *Scenario, given map[string]bool) {
 	}
 	if set("service.watch_lag") {
 		sc.WatchLag = p.WatchLag
+	}
+	if set("service.watch_is_request") {
+		sc.WatchIsRequest = p.WatchIsRequest
 	}
 	if set("work_start") {
 		sc.WorkStart = p.WorkStart

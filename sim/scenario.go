@@ -77,6 +77,11 @@ type Scenario struct {
 	// WatchLag delays every watch notification at the store (a watch
 	// cache, a follower replica) before it goes on the network.
 	WatchLag time.Duration
+	// WatchIsRequest counts each watch registration as a request the
+	// store serves, as Consul's blocking queries are; otherwise a watch
+	// rides a stream already open (etcd, Kubernetes) and its
+	// registrations are counted apart, not as requests.
+	WatchIsRequest bool
 	// StaleReads: a Get returns the record as it was at a random instant
 	// up to StaleReads ago (uniform), as a lagging replica or a watch
 	// cache would. Creates and updates stay linearizable: they compare
@@ -384,6 +389,8 @@ func ParseScenario(data []byte) (*Scenario, error) {
 					sc.Parallel = p.Integer(v, name, 1, 1000)
 				case "watch_lag":
 					sc.WatchLag = p.nonNegative(v, name, maxLease)
+				case "watch_is_request":
+					sc.WatchIsRequest = p.Boolean(v, name)
 				case "stale_reads":
 					sc.StaleReads = p.nonNegative(v, name, maxLease)
 				default:

@@ -736,3 +736,36 @@ func TestSummaryStore(t *testing.T) {
 		t.Errorf("the aggregate text lacks the store line:\n%s", buf.String())
 	}
 }
+
+// Requests are counted as the store serves them: with followers watching,
+// etcd and Kubernetes serve the leader's renewals and no request for a
+// watch (it rides an open stream), Consul a blocking query per watch too.
+func TestRequestsAsTheStoreServesThem(t *testing.T) {
+	const body = "nodes: 3\nduration: 10m\nlease: {duration: 2s, renew_deadline: 1333ms, retry_period: 250ms}\nwatch: true\n"
+	renewals := 1 / 0.25 // the leader's, per second
+	for _, tc := range []struct {
+		store   string
+		watches bool // counted as requests
+	}{{"etcd", false}, {"kube", false}, {"consul", true}, {"memory", false}} {
+		r := run(t, parse(t, "store: "+tc.store+"\n"+body), 1)
+		q := r.Requests
+		if q.Watch == 0 {
+			t.Fatalf("%s: no watch registrations: %+v", tc.store, q)
+		}
+		want := q.Get + q.Create + q.Update
+		if tc.watches {
+			want += q.Watch
+		}
+		if q.Total != want {
+			t.Errorf("%s: total %d, want %d (%+v)", tc.store, q.Total, want, q)
+		}
+		rate := r.RequestsPerSec
+		switch {
+		case !tc.watches && (rate < renewals || rate > renewals*1.05):
+			t.Errorf("%s: %.3f requests/s, want the leader's %.0f renewals/s and little more", tc.store, rate, renewals)
+		case tc.watches && rate < renewals*2.5:
+			t.Errorf("%s: %.3f requests/s, want the renewals and the two followers' blocking queries (about %.0f/s)", tc.store, rate, 3*renewals)
+		}
+		t.Logf("%s: %.3f requests/s (%+v)", tc.store, rate, q)
+	}
+}

@@ -291,6 +291,8 @@ func logMeasured(t *testing.T, store string, m measured) {
 		t.Logf("  work stop (SIGTERM → exit; likewise)                               %v", m.workStop)
 	}
 	p := m.profile()
+	// Whether a watch is a request is the backend's design, not a timing.
+	p.WatchIsRequest = sim.Profiles[store].WatchIsRequest
 	t.Logf("  profile: %s", p)
 }
 

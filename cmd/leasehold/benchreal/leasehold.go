@@ -46,7 +46,10 @@ func (k *leaseholdKind) settings() string {
 	default:
 		s += "followers watch"
 	}
-	return s + "; requests: Backend calls (Get, Create, Update, Watch), one each"
+	if k.o.Backend == "consul" {
+		return s + "; requests: Backend calls (Get, Create, Update, Watch: a blocking query), one each"
+	}
+	return s + "; requests: Backend calls (Get, Create, Update), one each; a Watch rides an open stream and is no request"
 }
 
 func (k *leaseholdKind) lockName(purpose string) string {
@@ -89,7 +92,7 @@ func (k *leaseholdKind) start(ctx context.Context, lock, id string, h *hooks) (c
 	k.noWatch = !watches
 	k.mu.Unlock()
 	if watches && !k.poll {
-		be = &countedWatcher{countedBackend: cb, w: w}
+		be = &countedWatcher{countedBackend: cb, w: w, isRequest: k.o.Backend == "consul"}
 	}
 	e, err := elector.New(k.o.electorConfig(id), be, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, _ int64) {
@@ -179,14 +182,22 @@ func (c *countedBackend) NeverForgets() bool {
 	return ok && r.NeverForgets()
 }
 
-// countedWatcher is countedBackend with the backend's Watch.
+// countedWatcher is countedBackend with the backend's Watch, counted as a
+// request only where the store serves it as one (isRequest: Consul's
+// blocking query), not where it rides an open stream (etcd, Kubernetes),
+// as the store's own metrics count them.
 type countedWatcher struct {
 	*countedBackend
-	w elector.Watcher
+	w         elector.Watcher
+	isRequest bool
 }
 
 func (c *countedWatcher) Watch(ctx context.Context, v elector.Version) (elector.Record, elector.Version, error) {
-	if err := c.g.pass(); err != nil {
+	pass := c.g.open
+	if c.isRequest {
+		pass = c.g.pass
+	}
+	if err := pass(); err != nil {
 		return elector.Record{}, "", err
 	}
 	return c.w.Watch(ctx, v)

@@ -404,6 +404,15 @@ func (g *gate) pass() error {
 	return nil
 }
 
+// open reports whether a call that is no request of its own (a watch on
+// a stream already open) may be made; it counts nothing.
+func (g *gate) open() error {
+	if g.cut.Load() {
+		return errCrashed
+	}
+	return nil
+}
+
 // stopOnDone calls stop when ctx ends before done is closed: the caller's
 // cancellation stops a candidate gracefully.
 func stopOnDone(ctx context.Context, done <-chan struct{}, stop func()) {
