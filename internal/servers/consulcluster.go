@@ -43,10 +43,7 @@ type consulMember struct {
 	server string // 127.0.0.1:PORT, the RPC and raft address /v1/status/leader names
 	config string // its configuration file
 	logs   *lockedBuffer
-
-	cmd    *exec.Cmd  // nil while the server is down
-	exited chan error // receives cmd's exit status once
-	paused bool
+	memberProc
 }
 
 // consulProbeKey is the key readiness checks write: outside every prefix
@@ -273,12 +270,7 @@ func consulDo(addr, method, path, body string) (string, int) {
 // exit. c.mu is held.
 func (c *ConsulCluster) kill(ms ...*consulMember) {
 	for _, m := range ms {
-		if m.cmd == nil {
-			continue
-		}
-		killServer(m.cmd)
-		<-m.exited
-		m.cmd, m.exited, m.paused = nil, nil, false
+		m.kill()
 	}
 }
 
@@ -437,17 +429,7 @@ func (c *ConsulCluster) signal(i int, pause bool) error {
 	if err != nil {
 		return err
 	}
-	if m.cmd == nil {
-		return fmt.Errorf("servers: consul server %s is down", m.name)
-	}
-	if m.paused == pause {
-		return nil
-	}
-	if err := pauseProcess(m.cmd, pause); err != nil {
-		return fmt.Errorf("servers: pause/resume consul server %s: %w", m.name, err)
-	}
-	m.paused = pause
-	return nil
+	return m.pause(pause, "consul server "+m.name)
 }
 
 // WaitReady waits, for at most clusterPatience, until server i is ready:

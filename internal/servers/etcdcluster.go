@@ -40,10 +40,7 @@ type etcdMember struct {
 	peer   string
 	data   string
 	logs   *lockedBuffer
-
-	cmd    *exec.Cmd  // nil while the member is down
-	exited chan error // receives cmd's exit status once
-	paused bool
+	memberProc
 }
 
 // clusterPatience bounds every wait for members to answer their health
@@ -207,12 +204,7 @@ func memberHealthy(client string) bool {
 // exit. c.mu is held.
 func (c *EtcdCluster) kill(ms ...*etcdMember) {
 	for _, m := range ms {
-		if m.cmd == nil {
-			continue
-		}
-		killServer(m.cmd)
-		<-m.exited
-		m.cmd, m.exited, m.paused = nil, nil, false
+		m.kill()
 	}
 }
 
@@ -373,17 +365,7 @@ func (c *EtcdCluster) signal(i int, pause bool) error {
 	if err != nil {
 		return err
 	}
-	if m.cmd == nil {
-		return fmt.Errorf("servers: etcd member %s is down", m.name)
-	}
-	if m.paused == pause {
-		return nil
-	}
-	if err := pauseProcess(m.cmd, pause); err != nil {
-		return fmt.Errorf("servers: pause/resume etcd member %s: %w", m.name, err)
-	}
-	m.paused = pause
-	return nil
+	return m.pause(pause, "etcd member "+m.name)
 }
 
 // Wipe kills every member, removes all their data and starts them again on
