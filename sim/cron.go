@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/leasehold-go/leasehold/cronstep"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/schedule"
 )
@@ -25,23 +26,24 @@ const (
 	cwDone               // the done of the slot just run
 )
 
-// cronLoop is a node's copy of leasehold cron's leader loop (cronJob.lead
-// in cmd/leasehold/cron.go), one leadership at a time.
+// cronLoop is a node's driver of leasehold cron's leader loop (cronJob.lead
+// in cmd/leasehold/cron.go drives the same cronstep.Loop), one leadership
+// at a time.
 type cronLoop struct {
 	active   bool   // the loop runs: this node leads (its leadership's context is live)
 	gen      uint64 // bumped at each start and end of a leadership: older loop events are dropped
 	term     int64
-	handled  time.Time // the interrupted slot this leadership has dealt with
-	req      uint64    // the claim request in flight (0: none)
+	loop     *cronstep.Loop // the pure step's state for this leadership
+	runFrom  time.Time      // the node's wall clock when its run started
+	req      uint64         // the claim request in flight (0: none)
 	wait     cronWait
 	reqSlot  time.Time
-	slot     time.Time // the slot claimed to run, running or just run
-	rerun    bool      // that run is a rerun
-	skips    []time.Time
-	final    time.Time // --overlap skip: the slot to run after the skipped ones
-	starting bool      // claimed; the command starts after work_start
-	run      *cronRun  // the run going
-	frozen   bool      // a whole-process pause froze it
+	slot     time.Time   // the slot claimed to run, running or just run
+	rerun    bool        // that run is a rerun
+	skips    []time.Time // --overlap skip: the slots left to skip
+	starting bool        // claimed; the command starts after work_start
+	run      *cronRun    // the run going
+	frozen   bool        // a whole-process pause froze it
 	frozenAt time.Duration
 	last     *cronRun // the run that just ended (its done in flight)
 	sleep    int      // the current sleep: wake-ups of others are stale
@@ -148,7 +150,9 @@ func (s *sim) cronLeadStart(n *node) {
 	}
 	c := &n.cron
 	gen := c.gen + 1
-	*c = cronLoop{active: true, gen: gen, term: n.term, sleep: c.sleep, run: c.run, last: c.last}
+	cr := s.sc.Cron
+	loop := cronstep.New(s.cron.sched, cronstep.Options{CatchUp: cr.CatchUp, Rerun: cr.Rerun, SkipOverlap: cr.SkipOverlap, MaxSlots: 1000}, n.term)
+	*c = cronLoop{active: true, gen: gen, term: n.term, loop: loop, sleep: c.sleep, run: c.run, last: c.last}
 	s.push(event{at: s.now, kind: evCronStep, node: int32(n.idx), inc: n.inc, gen: gen})
 }
 
@@ -184,15 +188,19 @@ func (s *sim) cronWatchdog(n *node) {
 	if s.cron == nil || n.cron.run == nil {
 		return
 	}
+	ours := n.cron.run.gen == n.cron.gen
 	s.cronStopRun(n, s.now, "watchdog")
 	if n.cron.active {
+		if ours {
+			n.cron.loop.Ran(n.cron.runFrom, s.nowAt(n).Wall)
+		}
 		s.cronSleep(n, s.sc.RetryPeriod)
 	}
 }
 
-// cronStep is one turn of cron's leader loop.
+// cronStep is one turn of cron's leader loop: the pure step decides.
 func (s *sim) cronStep(n *node) {
-	c, cs, cr := &n.cron, s.cron, s.sc.Cron
+	c := &n.cron
 	if !c.active || c.req != 0 || c.run != nil || c.starting || n.m == nil {
 		return
 	}
@@ -205,50 +213,32 @@ func (s *sim) cronStep(n *node) {
 		}
 		return
 	}
-	st := n.m.Jobs()[cronJob]
-	if st.Started.After(st.Done) && st.StartedTerm != c.term && !st.Started.Equal(c.handled) {
-		c.handled = st.Started
-		if !cr.Rerun {
-			s.cronTrace(n, "slot %s was cut short (term %d): not run again (interrupted: skip)", slotString(st.Started), st.StartedTerm)
-			s.cronStep(n)
-			return
-		}
-		s.cronRequest(n, cwRerun, st.Started)
-		return
-	}
 	now := s.nowAt(n).Wall
-	window := cr.CatchUp
-	if period := cs.sched.Period(now); window < 0 || (st.Started.IsZero() && window > period) {
-		window = period
-	}
-	due := cs.sched.Due(st.Started, now, window, 1000)
-	if len(due) == 0 {
-		later := now
-		if st.Started.After(now) {
-			later = st.Started
-		}
-		next := cs.sched.Next(later)
-		if next.IsZero() {
-			s.cronTrace(n, "no slot in the next five years")
-			return
-		}
-		s.cronSleep(n, next.Sub(now))
-		return
-	}
-	if cr.SkipOverlap && len(due) > 1 {
-		c.skips, c.final = slices.Clone(due[:len(due)-1]), due[len(due)-1]
+	a := c.loop.Step(n.m.Jobs()[cronJob], now)
+	switch a.Kind {
+	case cronstep.Leave:
+		s.cronTrace(n, "slot %s was cut short (term %d): not run again (interrupted: skip)", slotString(a.Slot), a.Term)
+		s.cronStep(n)
+	case cronstep.Rerun:
+		s.cronRequest(n, cwRerun, a.Slot)
+	case cronstep.Idle:
+		s.cronTrace(n, "no slot in the next five years")
+	case cronstep.Wait:
+		s.cronSleep(n, a.Until.Sub(now))
+	case cronstep.Skip:
+		c.skips = slices.Clone(a.Skipped)
 		s.cronSkipNext(n)
-		return
+	case cronstep.Run:
+		s.cronRequest(n, cwClaim, a.Slot)
 	}
-	s.cronRequest(n, cwClaim, due[0])
 }
 
-// cronSkipNext claims (and marks done) the next slot to skip, or claims
-// the slot to run once none is left.
+// cronSkipNext claims (and marks done) the next slot to skip, or steps
+// again once none is left.
 func (s *sim) cronSkipNext(n *node) {
 	c := &n.cron
 	if len(c.skips) == 0 {
-		s.cronRequest(n, cwClaim, c.final)
+		s.cronStep(n)
 		return
 	}
 	slot := c.skips[0]
@@ -319,14 +309,24 @@ func (s *sim) cronAnswers(n *node, results []elector.ClaimResult) {
 				s.cronSleep(n, s.sc.RetryPeriod)
 			}
 		case cwSkipClaim:
-			if ok {
+			switch {
+			case ok:
 				s.cronSlot(r.Request.Slot).skipped = true
 				s.cronRequest(n, cwSkipDone, r.Request.Slot)
-			} else {
+			case r.Outcome == elector.ClaimAlreadyClaimed:
 				s.cronSkipNext(n)
+			default:
+				// As cron does: try again after a retry period.
+				c.skips = nil
+				s.cronSleep(n, s.sc.RetryPeriod)
 			}
 		case cwSkipDone:
-			s.cronSkipNext(n)
+			if ok {
+				s.cronSkipNext(n)
+				break
+			}
+			c.skips = nil
+			s.cronSleep(n, s.sc.RetryPeriod)
 		case cwDone:
 			if ok {
 				s.cronStep(n)
@@ -360,12 +360,13 @@ func (s *sim) cronRunStart(n *node) {
 		// the command's start); runSlot then goes on to mark it done.
 		s.cronTrace(n, "the lease ran out before the command of slot %s could start", slotString(c.slot))
 		c.last = nil
+		c.loop.Ran(s.nowAt(n).Wall, s.nowAt(n).Wall)
 		s.cronRequest(n, cwDone, c.slot)
 		return
 	}
 	cs.runIDs++
 	r := &cronRun{id: cs.runIDs, node: n.idx, gen: c.gen, slot: c.slot, start: s.now, end: -1, rerun: c.rerun}
-	c.run = r
+	c.run, c.runFrom = r, s.nowAt(n).Wall
 	k := 0
 	for _, o := range cs.open {
 		if o.end >= 0 && o.end <= s.now {
@@ -439,6 +440,9 @@ func (s *sim) cronRunEnded(n *node) {
 	r := c.run
 	r.end = s.now
 	c.run, c.last = nil, r
+	if c.active && r.gen == c.gen {
+		c.loop.Ran(c.runFrom, s.nowAt(n).Wall)
+	}
 	s.cronTrace(n, "run of slot %s ended", slotString(r.slot))
 	if !c.active {
 		return

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/leasehold-go/leasehold/cronstep"
 	"github.com/leasehold-go/leasehold/elector"
 	"github.com/leasehold-go/leasehold/schedule"
 	"github.com/spf13/cobra"
@@ -230,61 +231,57 @@ func (c *cronJob) campaign(ctx context.Context, ss *session) error {
 }
 
 // lead is the leader's scheduling loop: until ctx is done (leadership lost
-// or shutdown), run every due slot, claimed first, in order; then sleep
-// until the next slot.
+// or shutdown), it does what the pure step (cronstep) decides: run every
+// due slot, claimed first, in order; then sleep until the next slot.
 func (c *cronJob) lead(ctx context.Context, e *elector.Elector, term int64, feed *leaseFeed) {
 	log := c.log.With("term", term)
-	// The interrupted slot this leadership has dealt with already.
-	var handled time.Time
+	loop := cronstep.New(c.sched, cronstep.Options{CatchUp: c.catchUp, Rerun: c.rerun, SkipOverlap: c.skipOverlap, MaxSlots: maxCatchUpSlots}, term)
 	for ctx.Err() == nil {
-		st := e.Jobs()[c.job]
-		if st.Started.After(st.Done) && st.StartedTerm != term && !st.Started.Equal(handled) {
-			handled = st.Started
-			if !c.rerun {
-				log.Warn("a run was cut short by a failover and is not run again (--interrupted skip)", "slot", st.Started.Format(time.RFC3339), "its_term", st.StartedTerm)
-				continue
-			}
-			log.Info("running again a slot cut short by a failover (--interrupted rerun)", "slot", st.Started.Format(time.RFC3339), "its_term", st.StartedTerm)
-			if !c.runSlot(ctx, e, term, feed, st.Started, true, log) {
-				sleep(ctx, c.cfg.Lease.RetryPeriod)
-			}
-			continue
-		}
 		now := c.now()
-		window := c.catchUp
-		if period := c.sched.Period(now); window < 0 || (st.Started.IsZero() && window > period) {
-			// One period by default; and a job that never ran has no
-			// history to catch up on: at most its latest slot.
-			window = period
-		}
-		due := c.sched.Due(st.Started, now, window, maxCatchUpSlots)
-		if len(due) == 0 {
-			next := c.sched.Next(laterOf(now, st.Started))
-			if next.IsZero() {
-				log.Warn("the schedule has no slot in the next five years")
-				<-ctx.Done()
-				return
-			}
-			sleep(ctx, next.Sub(now))
-			continue
-		}
-		slot := due[0]
-		if c.skipOverlap && len(due) > 1 {
-			// Slots that came due during the last run (or while leading
-			// started) are skipped, claimed as done without running, so
-			// that no later leader runs them; the latest one runs.
-			for _, s := range due[:len(due)-1] {
-				if _, err := e.Claim(ctx, c.job, s); err == nil {
-					e.Done(ctx, c.job, s)
+		a := loop.Step(e.Jobs()[c.job], now)
+		switch a.Kind {
+		case cronstep.Idle:
+			log.Warn("the schedule has no slot in the next five years")
+			<-ctx.Done()
+			return
+		case cronstep.Wait:
+			sleep(ctx, a.Until.Sub(now))
+		case cronstep.Leave:
+			log.Warn("a run was cut short by a failover and is not run again (--interrupted skip)", "slot", a.Slot.Format(time.RFC3339), "its_term", a.Term)
+		case cronstep.Skip:
+			// Slots that came due while this leadership's last run was
+			// going are claimed as done without running, so that no
+			// later leader runs them.
+			for _, s := range a.Skipped {
+				_, err := e.Claim(ctx, c.job, s)
+				if err == nil {
+					err = e.Done(ctx, c.job, s)
+				}
+				if err == nil {
 					log.Info("skipped a slot: a run was still going when it came due (--overlap skip)", "slot", s.Format(time.RFC3339))
+					continue
+				}
+				if !errors.Is(err, elector.ErrAlreadyClaimed) {
+					// Leadership may be lost (then ctx ends); try again
+					// after a retry period rather than spin.
+					sleep(ctx, c.cfg.Lease.RetryPeriod)
+					break
 				}
 			}
-			slot = due[len(due)-1]
-		}
-		if !c.runSlot(ctx, e, term, feed, slot, false, log) {
-			// Cut short, most likely by the end of this leadership (then
-			// ctx ends): the slot counts as interrupted.
-			sleep(ctx, c.cfg.Lease.RetryPeriod)
+		case cronstep.Rerun, cronstep.Run:
+			rerun := a.Kind == cronstep.Rerun
+			if rerun {
+				log.Info("running again a slot cut short by a failover (--interrupted rerun)", "slot", a.Slot.Format(time.RFC3339), "its_term", a.Term)
+			}
+			began, ended, ok := c.runSlot(ctx, e, term, feed, a.Slot, rerun, log)
+			if !ended.IsZero() {
+				loop.Ran(began, ended)
+			}
+			if !ok {
+				// Cut short, most likely by the end of this leadership
+				// (then ctx ends): the slot counts as interrupted.
+				sleep(ctx, c.cfg.Lease.RetryPeriod)
+			}
 		}
 	}
 }
@@ -297,9 +294,10 @@ func laterOf(a, b time.Time) time.Time {
 }
 
 // runSlot claims slot (rerun: claims it again, as the rerun of a run cut
-// short) and runs the command for it; it reports false if the run was cut
-// short or the claim failed.
-func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, feed *leaseFeed, slot time.Time, rerun bool, log *slog.Logger) bool {
+// short) and runs the command for it; it reports when the command began
+// and ended on the schedule's clock (zero if it did not run), and ok false
+// if the run was cut short or the claim failed.
+func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, feed *leaseFeed, slot time.Time, rerun bool, log *slog.Logger) (began, ended time.Time, ok bool) {
 	log = log.With("slot", slot.Format(time.RFC3339))
 	var err error
 	if rerun {
@@ -310,13 +308,13 @@ func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, f
 	switch {
 	case errors.Is(err, elector.ErrAlreadyClaimed):
 		log.Info("the slot was claimed before; not running it")
-		return true
+		return began, ended, true
 	case err != nil:
 		if ctx.Err() == nil {
 			log.Warn("could not claim the slot; not running it", "err", err)
 		}
 		// Leadership may be lost: the elector says so by ending ctx.
-		return false
+		return began, ended, false
 	}
 	env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
 		"LEASEHOLD_IDENTITY="+c.cfg.Identity, "LEASEHOLD_LOCK="+c.cfg.Name, "LEASEHOLD_JOB="+c.job,
@@ -324,17 +322,18 @@ func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, f
 	if rerun {
 		env = append(env, "LEASEHOLD_SLOT_RERUN=1")
 	}
-	began := time.Now()
+	began = c.now()
 	code, how := runChild(ctx, c.guards, env, feed, log)
+	ended = c.now()
 	switch how {
 	case endStopped, endWatchdog, endGuardDied:
-		log.Warn("the run was cut short", "status", code, "after", time.Since(began).Round(time.Millisecond))
-		return false
+		log.Warn("the run was cut short", "status", code, "after", c.now().Sub(began).Round(time.Millisecond))
+		return began, ended, false
 	}
 	if err := e.Done(ctx, c.job, slot); err != nil {
 		log.Warn("the run finished but could not be marked done: it counts as cut short", "status", code, "err", err)
-		return false
+		return began, ended, false
 	}
-	log.Info("run done", "status", code, "took", time.Since(began).Round(time.Millisecond))
-	return true
+	log.Info("run done", "status", code, "took", ended.Sub(began).Round(time.Millisecond))
+	return began, ended, true
 }
