@@ -211,27 +211,45 @@ func faultIdleFollower(t *testing.T, h FaultHooks) {
 	// The window opens once c2's and c4's watches have delivered a
 	// change: their streams (or first blocking queries) are set up.
 	r.await("c2's and c4's watches deliver a change", func() bool { return w.watchAnswers() > 0 && i.watchAnswers() > 0 })
-	r.mu.Lock()
-	from, term := r.renews["c1"], r.leading["c1"]
-	r.mu.Unlock()
-	w0, p0, i0 := w.counts(), p.counts(), i.counts()
 	requests := func(f func() int) int {
 		if f == nil {
 			return 0
 		}
 		return f()
 	}
-	wq0, iq0 := requests(wreq), requests(ireq)
-	start := time.Now()
-	r.await("c1 renews 8 times", func() bool { return r.renews["c1"] >= from+window })
-	w1, p1, i1 := w.counts(), p.counts(), i.counts()
-	wq, iq := requests(wreq)-wq0, requests(ireq)-iq0
-	took := time.Since(start)
-	r.mu.Lock()
-	renewals, still, c2sees, c4sees := r.renews["c1"]-from, r.leading["c1"], r.sees["c2"], r.sees["c4"]
-	r.mu.Unlock()
-	if still != term || c2sees != "c1" || c4sees != "gone" {
-		t.Fatalf("c1 no longer leads with term %d (now %d), or c2 follows %q, or c4 %q", term, still, c2sees, c4sees)
+	// The window counts only while c1 leads throughout with one term: a
+	// store too slow to answer a renewal in time (a loaded machine) ends
+	// the leadership, and the counts of that window say nothing about an
+	// idle follower. Such a window is measured again, twice at most.
+	var (
+		w0, p0, i0, w1, p1, i1 map[string]int
+		wq, iq, renewals       int
+		took                   time.Duration
+	)
+	for attempt := 1; ; attempt++ {
+		r.await("c1 leads, followed by c2", func() bool { return r.leading["c1"] != 0 && r.sees["c2"] == "c1" })
+		r.mu.Lock()
+		from, term := r.renews["c1"], r.leading["c1"]
+		r.mu.Unlock()
+		w0, p0, i0 = w.counts(), p.counts(), i.counts()
+		wq0, iq0 := requests(wreq), requests(ireq)
+		start := time.Now()
+		r.await("c1 renews 8 times", func() bool { return r.renews["c1"] >= from+window || r.leading["c1"] != term })
+		w1, p1, i1 = w.counts(), p.counts(), i.counts()
+		wq, iq = requests(wreq)-wq0, requests(ireq)-iq0
+		took = time.Since(start)
+		r.mu.Lock()
+		var still int64
+		var c2sees, c4sees string
+		renewals, still, c2sees, c4sees = r.renews["c1"]-from, r.leading["c1"], r.sees["c2"], r.sees["c4"]
+		r.mu.Unlock()
+		if still == term && c2sees == "c1" && c4sees == "gone" {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("in 3 windows, c1 never led throughout: it no longer leads with term %d (now %d), or c2 follows %q, or c4 %q", term, still, c2sees, c4sees)
+		}
+		r.note("window %d: c1's leadership (term %d) ended (now %d): measuring again", attempt, term, still)
 	}
 	writes := func(a, b map[string]int) int {
 		return b["Get"] - a["Get"] + b["Create"] - a["Create"] + b["Update"] - a["Update"]
