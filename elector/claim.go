@@ -45,6 +45,61 @@ type ClaimRequest struct {
 	Slot  time.Time
 	Done  bool
 	Rerun bool
+	// Abandon says that the run of Slot, claimed (or claimed again) by
+	// this candidate, never started: the job's entry is put back as it
+	// was before that claim, on the record's next write (the next
+	// renewal, or the release), so the slot is not taken for a run cut
+	// short. Nothing is written for it alone.
+	Abandon bool
+}
+
+// claimPrior is the last claim of a job a Machine wrote: the slot, its
+// term, the job's entry before it (had: there was one), and whether its
+// run is known never to have started (disowned: the claim's answer was
+// lost, came too late, or the driver abandoned it).
+type claimPrior struct {
+	slot     time.Time
+	term     int64
+	prev     JobState
+	had      bool
+	disowned bool
+}
+
+// claimedBy reports whether e is the entry the claim p wrote and nothing
+// since: its slot, started by its term, not done.
+func (p claimPrior) claimedBy(e JobState) bool {
+	return e.Started.Equal(p.slot) && e.StartedTerm == p.term && !e.Done.Equal(p.slot)
+}
+
+// unclaimed returns jobs with every disowned claim this candidate wrote put
+// back to the entry it replaced: a claim whose run never started is not a
+// run cut short, and the slot may be claimed again. Only the candidate
+// that wrote a claim could have run its slot, so only it can say the run
+// never started. jobs is not modified; it is returned as is when nothing
+// changes.
+func (m *Machine) unclaimed(jobs map[string]JobState) map[string]JobState {
+	var out map[string]JobState
+	for job, p := range m.priors {
+		e, ok := jobs[job]
+		if !p.disowned || !ok || !p.claimedBy(e) {
+			continue
+		}
+		if out == nil {
+			out = CloneJobs(jobs)
+		}
+		if p.had {
+			out[job] = p.prev
+		} else {
+			delete(out, job)
+		}
+	}
+	if out == nil {
+		return jobs
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // ClaimOutcome is how a claim request ended.
@@ -146,6 +201,8 @@ func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 	}
 	req.Slot = req.Slot.UTC()
 	switch {
+	case req.Abandon:
+		out.Claims = append(out.Claims, m.abandon(req))
 	case !m.started():
 		out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
 	case ValidJobName(req.Job) != nil:
@@ -163,10 +220,25 @@ func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 	return out
 }
 
+// abandon answers an Abandon request: the claim must be this candidate's
+// last of the job, at that slot. It is answered at once; the entry is put
+// back on the next write.
+func (m *Machine) abandon(req ClaimRequest) ClaimResult {
+	p, ok := m.priors[req.Job]
+	if !ok || !p.slot.Equal(req.Slot) || req.Done || req.Rerun {
+		st := m.jobs[req.Job]
+		return refusal(req, ClaimNotClaimed, st, errors.New("not this candidate's last claim of the job"))
+	}
+	p.disowned = true
+	m.priors[req.Job] = p
+	return ClaimResult{Request: req, Outcome: ClaimAcknowledged, Term: p.term, State: m.Jobs()[req.Job]}
+}
+
 // Jobs returns the job entries of the last record seen or written, kept
 // across a deletion of the record (the next record this candidate creates
-// carries them). The map is shared: do not modify it.
-func (m *Machine) Jobs() map[string]JobState { return m.jobs }
+// carries them), with the claims whose runs never started put back (as
+// the next write will). The map is shared: do not modify it.
+func (m *Machine) Jobs() map[string]JobState { return m.unclaimed(m.jobs) }
 
 // refusal is the result of a request that is not written.
 func refusal(req ClaimRequest, o ClaimOutcome, st JobState, cause error) ClaimResult {
@@ -259,7 +331,7 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 		if len(m.claims) == 0 {
 			m.claims = nil
 		}
-		jobs := m.rec.Jobs
+		jobs := m.unclaimed(m.rec.Jobs)
 		st, known := jobs[req.Job]
 		next := st
 		switch {
@@ -292,6 +364,10 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 		r.RenewTime = now.Wall
 		r.Jobs = cloneJobs(jobs, req.Job, next)
 		m.claiming, m.claimReq = true, req
+		m.claimPrev, m.claimHad = st, known
+		if !req.Done {
+			delete(m.priors, req.Job) // superseded by this claim
+		}
 		out.Wait = Wait{}
 		m.write(now, OpUpdate, r, m.ver, out)
 		return true
@@ -302,6 +378,19 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 // answerClaim reports the outcome of the write that carried req, once its
 // Result has been handled.
 func (m *Machine) answerClaim(req ClaimRequest, err error, out *Output) {
+	if !req.Done {
+		// Remember the claim; one that was not acknowledged but may have
+		// landed (no answer, an answer too late) is disowned at once: its
+		// run does not start. A conflict or "not found" landed nothing.
+		landed := err == nil || !(errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound))
+		if landed {
+			if m.priors == nil {
+				m.priors = map[string]claimPrior{}
+			}
+			m.priors[req.Job] = claimPrior{slot: req.Slot, term: m.sent.Jobs[req.Job].StartedTerm,
+				prev: m.claimPrev, had: m.claimHad, disowned: err != nil || m.phase != leading}
+		}
+	}
 	switch {
 	case err == nil && m.phase == leading:
 		out.Claims = append(out.Claims, ClaimResult{Request: req, Outcome: ClaimAcknowledged, Term: m.term, State: m.sent.Jobs[req.Job]})

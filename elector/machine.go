@@ -340,6 +340,13 @@ type Machine struct {
 	claiming bool
 	claimReq ClaimRequest
 	jobs     map[string]JobState
+	// claimPrev is the job's entry before the claim in flight (and
+	// claimHad whether there was one); priors the last claim of each job
+	// this candidate wrote, with what the entry held before it, so that
+	// a claim whose run never started can be put back (see unclaimed).
+	claimPrev JobState
+	claimHad  bool
+	priors    map[string]claimPrior
 }
 
 // NewMachine returns a Machine for cfg. watch tells it whether the driver can
@@ -589,6 +596,7 @@ func (m *Machine) finishStop(now Now, out *Output) {
 		r := m.rec
 		r.Holder, r.Instance = "", ""
 		r.RenewTime = now.Wall
+		r.Jobs = m.unclaimed(r.Jobs) // a release never carries a claim whose run did not start
 		m.releasing = true
 		m.pending = OpUpdate
 		m.sentAt = now.Mono
@@ -877,6 +885,7 @@ func (m *Machine) write(now Now, op Op, r Record, v Version, out *Output) {
 		m.waitWork(now, out)
 		return
 	}
+	r.Jobs = m.unclaimed(r.Jobs)
 	m.pending = op
 	m.sent = r
 	m.sentAt = now.Mono

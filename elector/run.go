@@ -70,6 +70,7 @@ type Elector struct {
 // claimCall is a Claim or Done on its way to the driver, with where to
 // answer.
 type claimCall struct {
+	ctx   context.Context // the caller's: a request whose caller gave up before it reached the Machine is not made
 	req   ClaimRequest
 	reply chan ClaimResult // buffered: the driver never waits on it
 }
@@ -294,6 +295,22 @@ func (e *Elector) Reclaim(ctx context.Context, job string, slot time.Time) (term
 	return r.Term, nil
 }
 
+// Abandon tells the elector that the run of slot S of job, which this
+// candidate claimed (Claim or Reclaim succeeded), never started: the
+// command could not be started, the lease ran out before it could, or the
+// caller was asked to stop first. The job's entry is put back as it was
+// before that claim on the record's next write (the next renewal, or the
+// release), so that no leader takes S for a run cut short (which `skip`
+// would never run) and S may be claimed again. Only the candidate that
+// claimed S can say its run never started; call Abandon only when that is
+// certain. It fails with ErrNotClaimed when S is not this candidate's last
+// claim of job. It writes nothing by itself and is answered at once, also
+// after the leadership ended, as long as Run runs.
+func (e *Elector) Abandon(job string, slot time.Time) error {
+	_, err := e.request(context.Background(), ClaimRequest{Job: job, Slot: slot, Abandon: true})
+	return err
+}
+
 // Jobs returns the job entries of the record as this candidate last saw
 // or wrote it (a copy; nil when there are none; kept when the record is
 // deleted, as the next record it creates carries them): for a leader, what its
@@ -311,6 +328,9 @@ func (e *Elector) Jobs() map[string]JobState {
 // Machine's answer.
 func (e *Elector) request(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
 	what := "elector: " + requestName(req)
+	if err := ctx.Err(); err != nil {
+		return ClaimResult{}, fmt.Errorf("%s: %w: not sent: %w", what, ErrClaimFailed, err)
+	}
 	e.mu.Lock()
 	ch, end := e.claimCh, e.runEnd
 	e.mu.Unlock()
@@ -319,20 +339,24 @@ func (e *Elector) request(ctx context.Context, req ClaimRequest) (ClaimResult, e
 	}
 	reply := make(chan ClaimResult, 1)
 	select {
-	case ch <- claimCall{req: req, reply: reply}:
+	case ch <- claimCall{ctx: ctx, req: req, reply: reply}:
 	case <-end:
 		return ClaimResult{}, fmt.Errorf("%s: %w (Run has ended)", what, ErrNotLeader)
 	case <-ctx.Done():
 		return ClaimResult{}, fmt.Errorf("%s: %w: not sent: %w", what, ErrClaimFailed, ctx.Err())
 	}
+	// Sent: wait for the answer even if ctx ends meanwhile (the Machine
+	// answers within the write's deadline), so that a caller never
+	// mistakes a claim that was acknowledged for one that failed: a
+	// caller that no longer means to run the slot abandons it.
 	select {
 	case r := <-reply:
 		if r.Err != nil {
 			return r, fmt.Errorf("elector: %w", r.Err)
 		}
 		return r, nil
-	case <-ctx.Done():
-		return ClaimResult{}, fmt.Errorf("%s: %w: gave up waiting for the answer (the write may still land): %w", what, ErrClaimFailed, ctx.Err())
+	case <-end:
+		return ClaimResult{}, fmt.Errorf("%s: %w: Run ended before answering (the write may have landed)", what, ErrClaimFailed)
 	}
 }
 
@@ -353,10 +377,15 @@ type driver struct {
 	waiting map[uint64]chan ClaimResult // requests the Machine has not answered yet
 }
 
-// claim hands a request to the Machine.
+// claim hands a request to the Machine; one whose caller gave up before
+// it got here is not made.
 func (d *driver) claim(c claimCall) Output {
 	d.nextID++
 	c.req.ID = d.nextID
+	if err := c.ctx.Err(); err != nil && !c.req.Abandon {
+		c.reply <- refusal(c.req, ClaimFailed, JobState{}, fmt.Errorf("not sent: %w", err))
+		return Output{Wait: d.m.last, Pending: d.m.pending != OpNone}
+	}
 	d.waiting[c.req.ID] = c.reply
 	return d.m.Claim(d.now(), c.req)
 }
@@ -581,7 +610,11 @@ func (d *driver) perform(ctx context.Context, c Call, left time.Duration) (Recor
 			// (and stops leading at once); the result still counts.
 			d.transitions(ctx, d.stop())
 		case c := <-d.claims:
-			// Queued behind the call (or refused at once): Pending.
+			// Queued behind the call (or refused at once): Pending. A
+			// cancellation that came first is delivered first.
+			if !d.stopped && ctx.Err() != nil {
+				d.transitions(ctx, d.stop())
+			}
 			d.transitions(ctx, d.claim(c))
 		}
 	}
@@ -645,6 +678,12 @@ func (d *driver) wait(ctx context.Context, w Wait) Output {
 	case <-timer.C:
 		return d.m.Tick(d.now())
 	case c := <-d.claims:
+		if !d.stopped && ctx.Err() != nil {
+			// A cancellation came first: the Machine hears of it first.
+			out := d.stop()
+			out.Claims = append(out.Claims, d.claim(c).Claims...)
+			return out
+		}
 		return d.claim(c)
 	case r := <-events:
 		if !d.stopped && ctx.Err() != nil {

@@ -68,7 +68,7 @@ func TestScriptRejectsTypos(t *testing.T) {
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms ld=15\n", `typo.txt:5: result: ld="15" is not a duration`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nclaim t=1ms id=1 job=x slot=soon\n", `typo.txt:5: claim: slot="soon" is not a duration`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms jobs=x:1m\n", `typo.txt:5: result: jobs="x:1m" is not name:started:term:done[,...] (durations after the epoch, - for none)`},
-		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done, rerun)`},
+		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done, rerun, abandon)`},
 		{"start t=0\n", "typo.txt:1: no machine: start the script with new"},
 		{"new rand=0\n", "typo.txt:1: new: id missing"},
 	} {
@@ -130,9 +130,10 @@ var verbs = map[string]struct{ keys, required []string }{
 	"claim":    {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 	"done":     {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 	"rerun":    {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
+	"abandon":  {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 }
 
-var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done", "rerun"}
+var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done", "rerun", "abandon"}
 
 // scriptErrs are the values of err=; the Machine only tells conflicts and
 // missing records from other failures.
@@ -356,7 +357,7 @@ func apply(mp **Machine, cmd string) (string, error) {
 		o = m.Stop(now)
 	case "workdone":
 		o = m.WorkDone(now)
-	case "claim", "done", "rerun":
+	case "claim", "done", "rerun", "abandon":
 		id, err := a.int("id")
 		if err != nil {
 			return "", err
@@ -365,7 +366,7 @@ func apply(mp **Machine, cmd string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Slot: epoch.Add(slot), Done: a.verb == "done", Rerun: a.verb == "rerun"})
+		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Slot: epoch.Add(slot), Done: a.verb == "done", Rerun: a.verb == "rerun", Abandon: a.verb == "abandon"})
 	case "result", "watched":
 		rec := Record{Holder: a.str("holder"), Instance: a.str("instance"), AcquireTime: epoch, RenewTime: epoch}
 		if rec.Jobs, err = a.jobs("jobs"); err != nil {

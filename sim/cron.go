@@ -24,6 +24,7 @@ const (
 	cwSkipClaim          // --overlap skip: the claim of a slot to skip
 	cwSkipDone           // and its done
 	cwDone               // the done of the slot just run
+	cwAbandon            // the claim put back: its run never started
 )
 
 // cronLoop is a node's driver of leasehold cron's leader loop (cronJob.lead
@@ -258,7 +259,7 @@ func (s *sim) cronSleep(n *node, d time.Duration) {
 func (s *sim) cronRequest(n *node, w cronWait, slot time.Time) {
 	c := &n.cron
 	s.cron.ids++
-	req := elector.ClaimRequest{ID: s.cron.ids, Job: cronJob, Slot: slot, Done: w == cwDone || w == cwSkipDone, Rerun: w == cwRerun}
+	req := elector.ClaimRequest{ID: s.cron.ids, Job: cronJob, Slot: slot, Done: w == cwDone || w == cwSkipDone, Rerun: w == cwRerun, Abandon: w == cwAbandon}
 	c.req, c.wait, c.reqSlot = req.ID, w, slot
 	s.cronTrace(n, "%s slot %s", cronVerb(w), slotString(slot))
 	s.apply(n, n.m.Claim(s.nowAt(n), req))
@@ -272,6 +273,8 @@ func cronVerb(w cronWait) string {
 		return "claim to skip"
 	case cwSkipDone, cwDone:
 		return "done"
+	case cwAbandon:
+		return "abandon"
 	}
 	return "claim"
 }
@@ -327,6 +330,8 @@ func (s *sim) cronAnswers(n *node, results []elector.ClaimResult) {
 			}
 			c.skips = nil
 			s.cronSleep(n, s.sc.RetryPeriod)
+		case cwAbandon:
+			s.cronSleep(n, s.sc.RetryPeriod)
 		case cwDone:
 			if ok {
 				s.cronStep(n)
@@ -357,11 +362,11 @@ func (s *sim) cronRunStart(n *node) {
 	if s.sc.Watchdog && s.mono(n) >= n.validUntil {
 		// The guard refuses to start the command once the lease it is
 		// given has run out (the process stopped between the claim and
-		// the command's start); runSlot then goes on to mark it done.
+		// the command's start); runSlot then abandons the claim (it is
+		// put back) and tries again after a retry period.
 		s.cronTrace(n, "the lease ran out before the command of slot %s could start", slotString(c.slot))
 		c.last = nil
-		c.loop.Ran(s.nowAt(n).Wall, s.nowAt(n).Wall)
-		s.cronRequest(n, cwDone, c.slot)
+		s.cronRequest(n, cwAbandon, c.slot)
 		return
 	}
 	cs.runIDs++

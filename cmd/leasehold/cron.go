@@ -311,7 +311,10 @@ func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, f
 		return began, ended, true
 	case err != nil:
 		if ctx.Err() == nil {
-			log.Warn("could not claim the slot; not running it", "err", err)
+			// A write that may have landed all the same is put back by
+			// the elector (its run does not start): the slot is tried
+			// again while it is due.
+			log.Warn("could not claim the slot; not running it now", "err", err)
 		}
 		// Leadership may be lost: the elector says so by ending ctx.
 		return began, ended, false
@@ -323,8 +326,19 @@ func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, f
 		env = append(env, "LEASEHOLD_SLOT_RERUN=1")
 	}
 	began = c.now()
-	code, how := runChild(ctx, c.guards, env, feed, log)
+	code, how, started := runChild(ctx, c.guards, env, feed, log)
 	ended = c.now()
+	if !started {
+		// Certain that nothing ran (the guard said so, or the leadership
+		// ended before the grant): the claim is put back, so that the
+		// slot is not taken for a run cut short and may run again.
+		if err := e.Abandon(c.job, slot); err != nil {
+			log.Warn("the command did not start, and its claim could not be put back: the slot counts as cut short", "status", code, "err", err)
+		} else {
+			log.Warn("the command did not start; its claim is put back, the slot may run again", "status", code)
+		}
+		return time.Time{}, time.Time{}, false
+	}
 	switch how {
 	case endStopped, endWatchdog, endGuardDied:
 		log.Warn("the run was cut short", "status", code, "after", c.now().Sub(began).Round(time.Millisecond))

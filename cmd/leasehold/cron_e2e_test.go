@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -539,6 +541,70 @@ func TestCronCatchUp(t *testing.T) {
 	for i := 1; i < len(bs); i++ {
 		if bs[i].slot.Sub(bs[i-1].slot) != time.Second {
 			t.Errorf("b's slots %s then %s: the caught-up slots and those after run in order, none skipped", bs[i-1].slot.Format("15:04:05"), bs[i].slot.Format("15:04:05"))
+		}
+	}
+}
+
+// An upgrade replaces the leasehold binary on disk (delete, then copy)
+// while cron runs: the guards it starts afterwards are still the running
+// leasehold (started through /proc/self/exe), so no slot fails, none is
+// marked done without running, and the runs go on.
+func TestCronBinaryReplaced(t *testing.T) {
+	needBinaryAndEtcd(t)
+	if runtime.GOOS != "linux" {
+		t.Skip("the guard process is Linux's")
+	}
+	cfg, _ := cronLockConfig(t)
+	dir := t.TempDir()
+	copyBin := filepath.Join(dir, "leasehold")
+	data, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copyBin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "runs.txt")
+	p := &proc{id: "r1", logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(copyBin, "cron", "--config", cfg, "--id", "r1", "--schedule", "@every 1s", "--catch-up", "1m",
+		"--", "sh", "-c", `echo "$LEASEHOLD_SLOT r1 0 $(date +%s%N)" >> "$OUT"`)
+	p.cmd.Env = append(os.Environ(), "OUT="+out)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.WaitDelay = 2 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("--- logs:\n%s", p.logs.String())
+		}
+	})
+	waitSlots(t, out, 30*time.Second, "two runs", func(map[int64][]string) bool { return len(cronLines(t, out)) >= 2 })
+	// The upgrade: the file is removed and another written in its place
+	// (here, one that is no leasehold at all).
+	if err := os.Remove(copyBin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copyBin, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := len(cronLines(t, out))
+	waitSlots(t, out, 30*time.Second, "three more runs", func(map[int64][]string) bool { return len(cronLines(t, out)) >= n+3 })
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	logs := p.logs.String()
+	for _, bad := range []string{"cannot start", `"status":127`, "status=127"} {
+		if strings.Contains(logs, bad) {
+			t.Errorf("the logs say %q:\n%s", bad, logs)
+		}
+	}
+	ls := cronLines(t, out)
+	for i := 1; i < len(ls); i++ {
+		if gap := ls[i].slot.Sub(ls[i-1].slot); gap != time.Second {
+			t.Errorf("slots %s then %s: a slot was lost", ls[i-1].slot.Format("15:04:05"), ls[i].slot.Format("15:04:05"))
 		}
 	}
 }

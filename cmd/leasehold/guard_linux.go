@@ -132,6 +132,7 @@ func guard(args []string) int {
 	path, err := exec.LookPath(args[0])
 	if err != nil {
 		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
+		ctl.Write([]byte("E\n"))
 		return 127
 	}
 	if lease.left(monoNow()) <= 0 {
@@ -147,7 +148,9 @@ func guard(args []string) int {
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
+		// ForkExec reports a failed exec: the command never ran.
 		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
+		ctl.Write([]byte("E\n"))
 		return 127
 	}
 	group := -pid // the command leads its own group

@@ -20,6 +20,7 @@ import (
 //	guard → leasehold   "P <pid>": the command's pid (its process group)
 //	guard → leasehold   "W": the watchdog stopped the command
 //	guard → leasehold   "L": the grant's deadline had passed; nothing started
+//	guard → leasehold   "E": the command could not be executed; nothing started
 //
 // A guard is started ahead of time, while its leasehold follows: it pays
 // for the process start and leasehold's package inits then, and waits for

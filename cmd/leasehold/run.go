@@ -214,7 +214,7 @@ func campaign(ctx context.Context, ss *session, guards *guards, gate *waitGate) 
 			}
 			env := append(os.Environ(), "LEASEHOLD_LEADER=1", "LEASEHOLD_TERM="+strconv.FormatInt(term, 10),
 				"LEASEHOLD_IDENTITY="+cfg.Identity, "LEASEHOLD_LOCK="+cfg.Name)
-			c, how := runChild(lctx, guards, env, feed, log.With("term", term))
+			c, how, _ := runChild(lctx, guards, env, feed, log.With("term", term))
 			switch how {
 			case endExited, endGuardDied:
 				ended <- campaignEnd{code: c, exited: true}

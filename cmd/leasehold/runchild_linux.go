@@ -18,6 +18,9 @@ import (
 	"time"
 )
 
+// selfExe names the running executable whatever became of its file.
+const selfExe = "/proc/self/exe"
+
 // warmGuard is a guard process started ahead of time, waiting for its
 // grant on its control socket (guardproto.go).
 type warmGuard struct {
@@ -33,13 +36,22 @@ func (g *guards) startGuard() (*warmGuard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot find the leasehold executable to start the command under: %w", err)
 	}
+	// The guard is this very binary, started through /proc/self/exe: the
+	// file on disk may have been replaced (an upgrade deletes and copies
+	// it) or removed since leasehold started, and the guard must be the
+	// leasehold that runs.
+	path := self
+	if _, err := os.Stat(selfExe); err == nil {
+		path = selfExe
+	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot make the guard's control socket: %w", err)
 	}
 	ctl, theirs := os.NewFile(uintptr(fds[0]), "guard-control"), os.NewFile(uintptr(fds[1]), "guard-control")
 	defer theirs.Close()
-	cmd := exec.Command(self, append([]string{guardCommand, "--"}, g.command...)...)
+	cmd := exec.Command(path, append([]string{guardCommand, "--"}, g.command...)...)
+	cmd.Args[0] = self
 	cmd.Env = append(os.Environ(), guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+g.grace.String())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 of the guard
@@ -131,16 +143,24 @@ func (g *guards) close() {
 // command: SIGTERM, then SIGKILL after grace. Whatever way the guard ends,
 // runChild returns only once no process of the command's group runs any
 // more, so the lock is never released while one may.
-func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
+func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd, started bool) {
 	command, grace := g.command, g.grace
 	w, err := g.take()
 	if err != nil {
 		log.Error("cannot start the command", "command", command, "err", err)
-		return 127, endExited
+		return 127, endExited, false
 	}
 	ctl, cmd, done := w.ctl, w.cmd, w.done
 	defer ctl.Close()
 	defer g.refill() // the next leadership's (or cron run's) guard
+	if ctx.Err() != nil {
+		// The leadership ended (or a stop was asked for) before the
+		// grant: nothing starts. The guard reads end of file and exits.
+		ctl.Close()
+		<-done
+		log.Info("the leadership ended before the command could start; nothing started")
+		return 0, endStopped, false
+	}
 	if err := writeGrant(bufio.NewWriter(ctl), feed.deadline.Load(), env); err != nil {
 		// The guard is gone (it ended by itself while waiting): its exit
 		// is reported below like any other.
@@ -151,7 +171,7 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 	// What the guard says: the command's process group, and whether its
 	// watchdog fired. It closes at the guard's exit.
 	var group atomic.Int64
-	var fired, late atomic.Bool
+	var fired, late, failed atomic.Bool
 	said := make(chan struct{})
 	go func() {
 		defer close(said)
@@ -162,6 +182,8 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 				fired.Store(true)
 			case line == "L":
 				late.Store(true)
+			case line == "E":
+				failed.Store(true)
 			case strings.HasPrefix(line, "P "):
 				if p, err := strconv.Atoi(line[2:]); err == nil && p > 0 {
 					group.Store(int64(p))
@@ -202,15 +224,18 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 			// Not the command's doing either: the lease ran out between
 			// leading and the grant (a starved or paused process).
 			log.Warn("the lease ran out before the guard could start the command; nothing started", "status", code)
-			return code, endWatchdog
+			return code, endWatchdog, false
+		case failed.Load():
+			log.Error("the command could not be started; nothing started", "command", command, "status", code)
+			return code, endExited, false
 		case fired.Load():
 			log.Warn("the guard stopped the command: the lease ran out with no renewal from leasehold (paused or starved?)", "status", code)
-			return code, endWatchdog
+			return code, endWatchdog, true
 		case guardKilled(err):
 			log.Error("the command's guard was killed; killed the command's process group", "err", err)
-			return code, endGuardDied
+			return code, endGuardDied, true
 		}
-		return code, endExited
+		return code, endExited, true
 	case <-ctx.Done():
 	}
 	log.Info("stopping the command", "grace", grace)
@@ -227,7 +252,7 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 		code = finish(<-done)
 	}
 	log.Info("the command stopped", "status", code)
-	return code, endStopped
+	return code, endStopped, group.Load() > 0 || !failed.Load() && !late.Load()
 }
 
 // guardKilled reports whether the guard ended by a signal rather than by

@@ -24,7 +24,7 @@ func (g *guards) close()  {}
 // shutdown: SIGTERM to the group and SIGKILL after grace (on Windows, the
 // process is killed at once). If leasehold itself is killed, the command
 // may outlive it. docs/cli.md says so.
-func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd) {
+func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd, started bool) {
 	command, grace := g.command, g.grace
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Env = env
@@ -32,7 +32,7 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		log.Error("cannot start the command", "command", command, "err", err)
-		return 127, endExited
+		return 127, endExited, false
 	}
 	log.Info("started the command", "pid", cmd.Process.Pid, "command", command)
 	done := make(chan error, 1)
@@ -45,7 +45,7 @@ wait:
 	for {
 		select {
 		case err := <-done:
-			return status(err), endExited
+			return status(err), endExited, true
 		case <-ctx.Done():
 			break wait
 		case <-feed.notify:
@@ -72,5 +72,5 @@ wait:
 		code = status(<-done)
 	}
 	log.Info("the command stopped", "status", code)
-	return code, how
+	return code, how, true
 }
