@@ -577,10 +577,10 @@ func FuzzSchedule(f *testing.F) {
 			}
 		}
 		// Due over the window lists its slots (the latest limit of them).
+		back %= 26 * 3600
 		if back < 0 {
 			back = -back
 		}
-		back %= 26 * 3600
 		l := int(limit)%MaxDue + 1
 		due := s.Due(t0, time.Unix(now, 0), time.Duration(back)*time.Second, l)
 		var want []time.Time
