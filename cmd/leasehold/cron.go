@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/leasehold-go/leasehold/cronstep"
@@ -81,7 +82,7 @@ LEASEHOLD_LOCK and LEASEHOLD_LEADER=1. See docs/cron.md.`,
 	fs.DurationVar(&co.catchUp, "catch-up", 0, "a new leader runs the slots missed within this long (default: one period of the schedule; 0s with --catch-up=0s: none)")
 	fs.StringVar(&co.interrupted, "interrupted", "skip", "a run cut short by a failover: skip it (at most once) or rerun it (at least once)")
 	fs.StringVar(&co.overlap, "overlap", "wait", "a slot due while a run is still going: wait for the run, or skip the slot")
-	fs.DurationVar(&co.grace, "grace", 0, "after SIGTERM, how long a run gets before SIGKILL (as for leasehold run)")
+	fs.DurationVar(&co.grace, "grace", 0, "on a stop signal, how long a run going may take to finish; after SIGTERM, how long it gets before SIGKILL (as for leasehold run)")
 	fs.StringVar(&co.http, "http", "", "serve /, /healthz and /metrics on this address")
 	fs.StringVar(&co.probe, "probe-http", "", "also serve /healthz and /metrics alone on this address")
 	fs.DurationVar(&co.clockOffset, "clock-offset", 0, "for tests: read the schedule on a wall clock off by this much")
@@ -102,6 +103,68 @@ type cronJob struct {
 	now         func() time.Time // the wall clock, with the test offset
 	cfg         config
 	log         *slog.Logger
+	drain       drain // a shutdown lets the run going finish
+}
+
+// drain is how a shutdown treats a run: a run going when the stop is asked
+// for gets --grace to finish on its own while the lease is still renewed
+// (so it is marked done and its slot is not lost); no run starts after
+// the stop was asked for. Then the elector stops and releases the lock.
+type drain struct {
+	mu       sync.Mutex
+	stopping bool          // a shutdown was asked for
+	running  chan struct{} // closed when the run going ends; nil: none
+}
+
+// begin reports whether a run may start (no shutdown asked for) and, if
+// so, marks it going.
+func (d *drain) begin() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		return false
+	}
+	d.running = make(chan struct{})
+	return true
+}
+
+// end marks the run ended (and done, if it could be).
+func (d *drain) end() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running != nil {
+		close(d.running)
+		d.running = nil
+	}
+}
+
+// asked reports whether a shutdown was asked for.
+func (d *drain) asked() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopping
+}
+
+// stop is the shutdown: it calls cancel at once if no run is going, else
+// once the run has ended or grace has passed, whichever comes first.
+func (d *drain) stop(grace time.Duration, cancel func(), log *slog.Logger) {
+	d.mu.Lock()
+	d.stopping = true
+	running := d.running
+	d.mu.Unlock()
+	if running == nil {
+		cancel()
+		return
+	}
+	log.Info("stopping: the run going gets --grace to finish", "grace", grace)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-running:
+	case <-t.C:
+		log.Warn("the run did not finish within --grace; stopping it", "grace", grace)
+	}
+	cancel()
 }
 
 func cronCmd(ctx context.Context, o *overrides, co cronOptions, fs *pflag.FlagSet, command []string, stderr io.Writer) error {
@@ -217,6 +280,12 @@ func parseSchedule(spec, specName, tz, tzName string) (*schedule.Schedule, error
 // scheduling loop runs the due slots.
 func (c *cronJob) campaign(ctx context.Context, ss *session) error {
 	feed := newLeaseFeed()
+	// The elector runs until the shutdown has let the run going finish
+	// (drain), not until the signal.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopDrain := context.AfterFunc(ctx, func() { c.drain.stop(c.grace, cancel, c.log) })
+	defer stopDrain()
 	var e *elector.Elector
 	e, err := elector.New(c.cfg.Lease, ss.backend, elector.Callbacks{
 		OnStartedLeading: func(lctx context.Context, term int64) { c.lead(lctx, e, term, feed) },
@@ -227,7 +296,7 @@ func (c *cronJob) campaign(ctx context.Context, ss *session) error {
 		return usagef("%v", err)
 	}
 	ss.srv.e.Store(e)
-	return e.Run(ctx)
+	return e.Run(runCtx)
 }
 
 // lead is the leader's scheduling loop: until ctx is done (leadership lost
@@ -236,7 +305,7 @@ func (c *cronJob) campaign(ctx context.Context, ss *session) error {
 func (c *cronJob) lead(ctx context.Context, e *elector.Elector, term int64, feed *leaseFeed) {
 	log := c.log.With("term", term)
 	loop := cronstep.New(c.sched, cronstep.Options{CatchUp: c.catchUp, Rerun: c.rerun, SkipOverlap: c.skipOverlap, MaxSlots: maxCatchUpSlots}, term)
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !c.drain.asked() {
 		now := c.now()
 		a := loop.Step(e.Jobs()[c.job], now)
 		switch a.Kind {
@@ -299,6 +368,9 @@ func laterOf(a, b time.Time) time.Time {
 // if the run was cut short or the claim failed.
 func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, feed *leaseFeed, slot time.Time, rerun bool, log *slog.Logger) (began, ended time.Time, ok bool) {
 	log = log.With("slot", slot.Format(time.RFC3339))
+	if c.drain.asked() {
+		return began, ended, false // no claim after a stop was asked for
+	}
 	var err error
 	if rerun {
 		_, err = e.Reclaim(ctx, c.job, slot)
@@ -325,9 +397,15 @@ func (c *cronJob) runSlot(ctx context.Context, e *elector.Elector, term int64, f
 	if rerun {
 		env = append(env, "LEASEHOLD_SLOT_RERUN=1")
 	}
-	began = c.now()
-	code, how, started := runChild(ctx, c.guards, env, feed, log)
-	ended = c.now()
+	var code int
+	var how childEnd
+	started := c.drain.begin()
+	if started {
+		began = c.now()
+		code, how, started = runChild(ctx, c.guards, env, feed, log)
+		ended = c.now()
+	}
+	defer c.drain.end() // after the done below: a shutdown waits for it
 	if !started {
 		// Certain that nothing ran (the guard said so, or the leadership
 		// ended before the grant): the claim is put back, so that the

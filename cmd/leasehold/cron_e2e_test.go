@@ -608,3 +608,72 @@ func TestCronBinaryReplaced(t *testing.T) {
 		}
 	}
 }
+
+// SIGTERM during a run (a rolling update): the run going gets --grace to
+// finish on its own while the lease is still renewed, is marked done, and
+// no run starts after the signal; the slot is not lost.
+func TestCronStopLetsRunFinish(t *testing.T) {
+	needBinaryAndEtcd(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "leasehold.yaml")
+	body := fmt.Sprintf("backend: etcd\nname: drain-%d\nlease: {duration: 6s, renew_deadline: 3s, retry_period: 500ms, release_on_cancel: true}\netcd:\n  endpoints: [%q]\n  prefix: /e2e/\n",
+		time.Now().UnixNano(), strings.TrimPrefix(etcdSrv.Endpoint, "http://"))
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "runs.txt")
+	p := startLeasehold(t, "r1", []string{"OUT=" + out}, "cron", "--config", cfg, "--id", "r1", "--schedule", "@every 1s",
+		"--grace", "2500ms", "--log-format", "json", "--", "sh", "-c", `echo "start $LEASEHOLD_SLOT" >> "$OUT"; sleep 0.3; echo "end $LEASEHOLD_SLOT" >> "$OUT"`)
+	read := func() []string {
+		b, _ := os.ReadFile(out)
+		return strings.Fields(string(b))
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !slices.Contains(read(), "start") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no run started:\n%s", p.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ws := read()
+	slot := ws[len(ws)-1]
+	if ws[len(ws)-2] != "start" {
+		t.Fatalf("the signal must come during a run: %q", ws)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.logs)
+	}
+	ws = read()
+	if !strings.Contains(strings.Join(ws, " "), "end "+slot) {
+		t.Fatalf("the run of %s did not finish: %q\n%s", slot, ws, p.logs)
+	}
+	if last := ws[len(ws)-2:]; last[0] != "end" || last[1] != slot {
+		t.Errorf("a run started after the signal: %q", ws)
+	}
+	logs := p.logs.String()
+	if !strings.Contains(logs, `"msg":"run done"`) || strings.Contains(logs, "cut short") {
+		t.Errorf("the run was not marked done, or was cut short:\n%s", logs)
+	}
+	// The record says the slot is done: the next leader neither skips
+	// nor reruns it.
+	st := exec.Command(binary, "status", "--config", cfg, "--json")
+	b, _ := st.Output()
+	var rep struct {
+		Jobs map[string]struct {
+			Started string `json:"started"`
+			Done    string `json:"done"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, b)
+	}
+	found := false
+	for _, j := range rep.Jobs {
+		found = found || j.Done != "" && j.Done == j.Started
+	}
+	if !found {
+		t.Errorf("status: no job whose last slot is done: %s", b)
+	}
+}
