@@ -99,6 +99,9 @@ type Loop struct {
 	// ended (zero: no run yet): a slot after the start and at or before
 	// the end came due while that run was going.
 	ranFrom, ranTo time.Time
+	// fresh is when this loop first stepped on a job with no history:
+	// its first slot is the first at or after it.
+	fresh time.Time
 }
 
 // New returns the loop of a leadership with term.
@@ -125,10 +128,18 @@ func (l *Loop) Step(job elector.JobState, now time.Time) Action {
 		return Action{Kind: Rerun, Slot: job.Started, Term: job.StartedTerm}
 	}
 	window := l.o.CatchUp
-	if period := l.sched.Period(now); window < 0 || (job.Started.IsZero() && window > period) {
-		// One period by default; and a job that never ran has no history
-		// to catch up on: at most its latest slot.
-		window = period
+	switch {
+	case job.Started.IsZero():
+		// A job that never ran has no history to catch up on: it starts
+		// with its next slot, one due at or after this loop first saw it
+		// (as Kubernetes' CronJob does). Catch-up applies to slots missed
+		// after its first claim.
+		if l.fresh.IsZero() || now.Before(l.fresh) {
+			l.fresh = now
+		}
+		window = now.Sub(l.fresh)
+	case window < 0:
+		window = l.sched.Period(now) // one period by default
 	}
 	due := l.sched.Due(job.Started, now, window, l.o.MaxSlots)
 	if len(due) == 0 {

@@ -64,10 +64,11 @@ func TestStep(t *testing.T) {
 		now  float64
 		want []string // the actions of steps at now, the job unchanged
 	}{
-		// A job that never ran starts with its latest slot, not earlier
-		// ones, whatever the catch-up window.
-		{"first start", cronstep.Options{CatchUp: time.Minute}, elector.JobState{}, 25, []string{"run 20"}},
-		{"first start between slots", cronstep.Options{CatchUp: -1}, elector.JobState{}, 5, []string{"run 0"}},
+		// A job that never ran starts with its next slot, whatever the
+		// catch-up window: it has no history to catch up on.
+		{"first start", cronstep.Options{CatchUp: time.Minute}, elector.JobState{}, 25, []string{"wait 30"}},
+		{"first start between slots", cronstep.Options{CatchUp: -1}, elector.JobState{}, 5, []string{"wait 10"}},
+		{"first start on a slot", cronstep.Options{CatchUp: -1}, elector.JobState{}, 10, []string{"run 10"}},
 		// Caught up: sleep until the next slot.
 		{"caught up", cronstep.Options{CatchUp: -1}, job(20, 20, 7), 25, []string{"wait 30"}},
 		// Catch-up runs the missed slots in order, within the window.
@@ -96,6 +97,21 @@ func TestStep(t *testing.T) {
 				t.Errorf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// A job with no history waits for its next slot and then runs it (not
+// only a slot due the very instant of a step).
+func TestStepFirstStart(t *testing.T) {
+	l := cronstep.New(every(t, "@every 10s"), cronstep.Options{CatchUp: time.Minute}, 9)
+	var job elector.JobState
+	for _, c := range []struct {
+		now  float64
+		want string
+	}{{25, "wait 30"}, {30.004, "run 30"}} {
+		if got := show(l.Step(job, at(c.now))); got != c.want {
+			t.Fatalf("at %v: %s, want %s", c.now, got, c.want)
+		}
 	}
 }
 

@@ -81,7 +81,7 @@ func TestCronCrashMidRun(t *testing.T) {
 	if c == nil || c.CutShort != 1 || c.Reruns != 0 || c.Duplicated != 0 || c.OverlappingRuns != 0 || c.Missed != 0 || !r.Safe() {
 		t.Fatalf("skip: %+v, violations %+v", c, r.Violations)
 	}
-	if c.Starts != c.Run || c.Run+c.Pending != c.Due || c.Run < 10 {
+	if c.Starts != c.Run || c.Run+c.Pending != c.Due || c.Run < 9 { // slots 30s to 1m50s
 		t.Errorf("skip: %+v", c)
 	}
 	trace := traceOf(t, cronScenario(t, ""), 1)

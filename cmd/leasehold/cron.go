@@ -305,9 +305,13 @@ func (c *cronJob) campaign(ctx context.Context, ss *session) error {
 func (c *cronJob) lead(ctx context.Context, e *elector.Elector, term int64, feed *leaseFeed) {
 	log := c.log.With("term", term)
 	loop := cronstep.New(c.sched, cronstep.Options{CatchUp: c.catchUp, Rerun: c.rerun, SkipOverlap: c.skipOverlap, MaxSlots: maxCatchUpSlots}, term)
-	for ctx.Err() == nil && !c.drain.asked() {
+	for first := true; ctx.Err() == nil && !c.drain.asked(); first = false {
 		now := c.now()
-		a := loop.Step(e.Jobs()[c.job], now)
+		st := e.Jobs()[c.job]
+		a := loop.Step(st, now)
+		if first && st.Started.IsZero() && a.Kind == cronstep.Wait {
+			log.Info("the job has no history in the record: it starts with its next slot (nothing to catch up on)", "next", a.Until.Format(time.RFC3339))
+		}
 		switch a.Kind {
 		case cronstep.Idle:
 			log.Warn("the schedule has no slot in the next five years")

@@ -744,3 +744,29 @@ func TestCronStopAtSlotBoundary(t *testing.T) {
 	}
 	t.Logf("%d stops from 40 ms before to 20 ms after a slot; slots %d to %d, each run once", stops, first, last)
 }
+
+// A job with no history starts with its next slot: a new hourly job does
+// not run the slot of the hour that has begun (issue 22).
+func TestCronFirstStartWaitsForNextSlot(t *testing.T) {
+	needBinaryAndEtcd(t)
+	cfg, _ := cronLockConfig(t)
+	out := filepath.Join(t.TempDir(), "runs.txt")
+	p := startLeasehold(t, "r1", []string{"OUT=" + out}, "cron", "--config", cfg, "--id", "r1", "--schedule", "@hourly",
+		"--catch-up", "2h", "--", "sh", "-c", `echo ran >> "$OUT"`)
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(p.logs.String(), "it starts with its next slot") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the first slot:\n%s", p.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	next := time.Now().Truncate(time.Hour).Add(time.Hour).UTC().Format(time.RFC3339)
+	if !strings.Contains(p.logs.String(), "next="+next) {
+		t.Errorf("the first slot is not the next hour's (%s):\n%s", next, p.logs)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	if b, _ := os.ReadFile(out); len(b) != 0 || strings.Contains(p.logs.String(), "started the command") {
+		t.Errorf("a run started: %q\n%s", b, p.logs)
+	}
+}
