@@ -82,7 +82,9 @@ type Option func(*Elector)
 // tests). The default is the real clock.
 func WithClock(c clock.Clock) Option { return func(e *Elector) { e.clk = c } }
 
-// WithLogger sets the structured logger; the default is slog.Default().
+// WithLogger sets the structured logger. The default discards: a library
+// logs only where its program asks it to (pass slog.Default() to log
+// there).
 func WithLogger(l *slog.Logger) Option { return func(e *Elector) { e.log = l } }
 
 // Observer is told what an Elector does, for metrics and health checks. Its
@@ -131,7 +133,7 @@ func New(cfg Config, b Backend, cb Callbacks, opts ...Option) (*Elector, error) 
 		e.clk = clock.New()
 	}
 	if e.log == nil {
-		e.log = slog.Default()
+		e.log = slog.New(slog.DiscardHandler)
 	}
 	if e.rng == nil {
 		e.rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))

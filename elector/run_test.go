@@ -1,11 +1,13 @@
 package elector_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -621,4 +623,55 @@ func TestRunStaleReadsDoNotExtendLeadership(t *testing.T) {
 			t.Fatalf("%d stale reads in %v: spinning", n, 3*ld)
 		}
 	})
+}
+
+// A library logs only where its program asks: an Elector built without
+// WithLogger writes nothing to slog.Default, however much it has to say.
+func TestRunLogsNothingUnasked(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer slog.SetDefault(old)
+	bubble(t, func(t *testing.T) {
+		store := memory.New()
+		ctx, cancel := context.WithCancel(context.Background())
+		led := make(chan struct{})
+		e, err := elector.New(elector.Config{Identity: "quiet", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, ReleaseOnCancel: true},
+			store.Backend("lock", "quiet"), elector.Callbacks{
+				OnStartedLeading: func(ctx context.Context, _ int64) { close(led); <-ctx.Done() },
+				OnStoppedLeading: func() {},
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		<-led
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	if buf.Len() != 0 {
+		t.Errorf("logged to slog.Default unasked:\n%s", buf.String())
+	}
+	// And with a logger it does log (the test can fail).
+	var mine bytes.Buffer
+	bubble(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		led := make(chan struct{})
+		e, _ := elector.New(elector.Config{Identity: "loud", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp},
+			memory.New().Backend("lock", "loud"), elector.Callbacks{
+				OnStartedLeading: func(ctx context.Context, _ int64) { close(led); <-ctx.Done() },
+				OnStoppedLeading: func() {},
+			}, elector.WithLogger(slog.New(slog.NewTextHandler(&mine, nil))))
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		<-led
+		cancel()
+		<-done
+	})
+	if !strings.Contains(mine.String(), "started leading") {
+		t.Errorf("WithLogger: %q, want a started leading line", mine.String())
+	}
 }

@@ -88,7 +88,7 @@ type Config struct {
 	// MaxTimeout, zero means DefaultRequestTimeout. Keep it well under
 	// RenewDeadline.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
-	// Logger receives notes about watches; default slog.Default().
+	// Logger receives notes about watches; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 }
 
@@ -258,7 +258,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 // ClientOption adjusts a Client made by NewFromClient.
 type ClientOption func(*Client)
 
-// WithLogger sets the logger of watch notes (nil: slog.Default()).
+// WithLogger sets the logger of watch notes (the default discards).
 func WithLogger(l *slog.Logger) ClientOption {
 	return func(c *Client) {
 		if l != nil {
@@ -278,7 +278,7 @@ func NewFromClient(cli *api.Client, prefix string, requestTimeout time.Duration,
 	if requestTimeout <= 0 {
 		requestTimeout = DefaultRequestTimeout
 	}
-	c := &Client{api: cli, prefix: prefix, timeout: requestTimeout, log: slog.Default(), states: map[string]*keyState{}}
+	c := &Client{api: cli, prefix: prefix, timeout: requestTimeout, log: slog.New(slog.DiscardHandler), states: map[string]*keyState{}}
 	for _, o := range opts {
 		o(c)
 	}

@@ -105,7 +105,7 @@ type Config struct {
 	// DefaultMaxReconnectDelay; the CLI sets the lease's RetryPeriod. Not a
 	// config file key. (With NewFromClient, see WithMaxReconnectDelay.)
 	MaxReconnectDelay time.Duration `yaml:"-"`
-	// Logger receives watch recoveries; default slog.Default().
+	// Logger receives watch recoveries; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 }
 
@@ -337,7 +337,7 @@ func WithMaxReconnectDelay(d time.Duration) ClientOption {
 	}
 }
 
-// WithLogger sets the logger of watch recoveries (nil: slog.Default()).
+// WithLogger sets the logger of watch recoveries (the default discards).
 func WithLogger(l *slog.Logger) ClientOption {
 	return func(c *Client) {
 		if l != nil {
@@ -359,7 +359,7 @@ func NewFromClient(cli *clientv3.Client, prefix string, requestTimeout time.Dura
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{cli: cli, prefix: prefix, timeout: requestTimeout, maxDelay: DefaultMaxReconnectDelay,
-		log: slog.Default(), ctx: ctx, cancel: cancel, keys: map[string]*keyState{},
+		log: slog.New(slog.DiscardHandler), ctx: ctx, cancel: cancel, keys: map[string]*keyState{},
 		reconnected: make(chan struct{})}
 	for _, o := range opts {
 		o(c)

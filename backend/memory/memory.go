@@ -112,10 +112,10 @@ func (Config) Validate() error { return nil }
 // Open returns the lock named lock in a new, private Store (its client is
 // named after the lock) and a closer that does nothing: the shape every
 // backend's Open has. No other process, nor another Open, sees the lock, so
-// it logs that at WARN on log (nil: slog.Default()).
+// it logs that at WARN on log (nil: nowhere).
 func Open(ctx context.Context, cfg Config, lock string, log *slog.Logger) (elector.Backend, func() error, error) {
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	log.Warn("the memory backend lives inside this process: no other process sees the lock")
 	return New().Backend(lock, lock), func() error { return nil }, nil
