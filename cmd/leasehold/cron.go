@@ -24,6 +24,7 @@ type cronOptions struct {
 	catchUp, grace          time.Duration
 	http, probe             string
 	clockOffset             time.Duration // a test hook: this replica's wall clock is off by this much
+	shell                   bool
 }
 
 // The longest catch-up window, and the most slots one catch-up runs.
@@ -82,6 +83,7 @@ LEASEHOLD_LOCK and LEASEHOLD_LEADER=1. See docs/cron.md.`,
 	fs.DurationVar(&co.catchUp, "catch-up", 0, "a new leader runs the slots missed within this long (default: one period of the schedule; 0s with --catch-up=0s: none)")
 	fs.StringVar(&co.interrupted, "interrupted", "skip", "a run cut short by a failover: skip it (at most once) or rerun it (at least once)")
 	fs.StringVar(&co.overlap, "overlap", "wait", "a slot due while a run is still going: wait for the run, or skip the slot")
+	fs.BoolVar(&co.shell, "shell", false, "run the command as a shell command string (sh -c, the arguments joined with spaces)")
 	fs.DurationVar(&co.grace, "grace", 0, "on a stop signal, how long a run going may take to finish; after SIGTERM, how long it gets before SIGKILL (as for leasehold run)")
 	fs.StringVar(&co.http, "http", "", "serve /, /healthz and /metrics on this address")
 	fs.StringVar(&co.probe, "probe-http", "", "also serve /healthz and /metrics alone on this address")
@@ -169,6 +171,10 @@ func (d *drain) stop(grace time.Duration, cancel func(), log *slog.Logger) {
 
 func cronCmd(ctx context.Context, o *overrides, co cronOptions, fs *pflag.FlagSet, command []string, stderr io.Writer) error {
 	if err := checkHTTPFlags(co.http, co.probe); err != nil {
+		return err
+	}
+	command, err := resolveCommand(command, co.shell)
+	if err != nil {
 		return err
 	}
 	if fs.Changed("grace") && co.grace <= 0 {

@@ -29,6 +29,7 @@ type runOptions struct {
 	http, probe string
 	grace       time.Duration
 	restart     bool
+	shell       bool
 	wait        time.Duration
 }
 
@@ -68,6 +69,7 @@ docs/scheduled-jobs.md; --wait makes a replica that does not lead give up.`,
 	fs.StringVar(&ro.probe, "probe-http", "", "also serve /healthz and /metrics alone on this address (for probes and Prometheus)")
 	fs.DurationVar(&ro.grace, "grace", 0, "after SIGTERM, how long the command gets before SIGKILL (default: half of the smaller of lease.renew_deadline and lease.duration - lease.renew_deadline, at most 10s)")
 	fs.BoolVar(&ro.restart, "restart", false, "when the command exits on its own, release and keep campaigning instead of exiting")
+	fs.BoolVar(&ro.shell, "shell", false, "run the command as a shell command string (sh -c, the arguments joined with spaces), for pipes, && and $VARS")
 	fs.DurationVar(&ro.wait, "wait", 0, "give up, with exit status 75, if this replica does not lead within this long, counted after the lease a process waits before its first acquisition; 0 tries once (default: wait for ever)")
 	return cmd
 }
@@ -75,6 +77,10 @@ docs/scheduled-jobs.md; --wait makes a replica that does not lead give up.`,
 func runCmd(ctx context.Context, o *overrides, ro runOptions, fs *pflag.FlagSet, command []string, stderr io.Writer) error {
 	grace := &ro.grace
 	if err := checkHTTPFlags(ro.http, ro.probe); err != nil {
+		return err
+	}
+	command, err := resolveCommand(command, ro.shell)
+	if err != nil {
 		return err
 	}
 	graceSet := fs.Changed("grace")
