@@ -202,6 +202,10 @@ type config struct {
 	source string            // the file, for messages
 	lines  map[string]int    // line of each key set by the file
 	setBy  map[string]string // the flag or LEASEHOLD_* variable that set a key, for messages
+
+	// identityFromHost: the identity is the bare hostname, the sidecar's
+	// default (the caller warns about it once).
+	identityFromHost bool
 }
 
 // cronConfig is the config file's cron: block; empty means unset.
@@ -232,9 +236,15 @@ type overrides struct {
 	config, backend, name, id string
 	lease, renew, retry       time.Duration
 	release                   bool
-	backendFlags              map[string]*string // by flag name
-	logFormat, logLevel       string
-	flagSet                   *pflag.FlagSet
+	// ttl is the sidecar's --ttl (leader-elector's): the lease duration,
+	// with the renew deadline and retry period derived from it.
+	ttl time.Duration
+	// hostIdentity: the default identity is the hostname alone (the
+	// sidecar, whose GET / apps compare with $HOSTNAME).
+	hostIdentity        bool
+	backendFlags        map[string]*string // by flag name
+	logFormat, logLevel string
+	flagSet             *pflag.FlagSet
 }
 
 // Which of the shared flags a command takes: a candidate (run, sidecar)
@@ -332,6 +342,20 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 	if set["release-on-cancel"] {
 		cfg.Lease.ReleaseOnCancel = o.release
 	}
+	if set["ttl"] {
+		// leader-elector's rule: renew deadline ttl/2, retry period ttl/4,
+		// unless given on their own; messages name --ttl.
+		cfg.Lease.LeaseDuration = o.ttl
+		cfg.setKey("lease.duration", "--ttl")
+		if !set["renew-deadline"] {
+			cfg.Lease.RenewDeadline = o.ttl / 2
+			cfg.setKey("lease.renew_deadline", "--ttl (renew deadline ttl/2)")
+		}
+		if !set["retry-period"] {
+			cfg.Lease.RetryPeriod = o.ttl / 4
+			cfg.setKey("lease.retry_period", "--ttl (retry period ttl/4)")
+		}
+	}
 	for _, b := range backends {
 		for _, k := range b.keys {
 			if k.flag == "" || !set[k.flag] {
@@ -349,6 +373,13 @@ func (o *overrides) load(getenv func(string) string) (config, error) {
 	}
 	// An empty identity from the file or the environment means the default;
 	// the identity is validated with the rest once it is filled in.
+	if cfg.Identity == "" && o.hostIdentity {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			return cfg, fmt.Errorf("identity: no hostname to use: %v (set identity or --id)", err)
+		}
+		cfg.Identity, cfg.identityFromHost = host, true
+	}
 	if cfg.Identity == "" {
 		id, err := defaultIdentity()
 		if err != nil {

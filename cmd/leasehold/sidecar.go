@@ -26,7 +26,14 @@ doing what only the leader may do.
 --probe-http serves /healthz and /metrics alone on a second address, so the
 leader API can stay on localhost while the kubelet and Prometheus reach the
 pod's IP. leader-elector's --election (the lock's name), --election-namespace
-(kube namespace) and --ttl (lease duration) are accepted as they are.`,
+(kube namespace) and --ttl are accepted as they are: --ttl D sets the lease
+duration to D, the renew deadline to D/2 and the retry period to D/4, as
+leader-elector did (--renew-deadline and --retry-period, when given, win).
+
+Without --id (or identity in the config), the identity is the hostname, as
+leader-elector's was: apps compare GET /'s name with $HOSTNAME. Two
+replicas with one hostname still never both lead (each process has its own
+instance id), but their names look alike; give --id to choose.`,
 		Example: `  leasehold sidecar --config leasehold.yaml --http 127.0.0.1:4040 --probe-http 10.0.0.7:4041
   leasehold sidecar --backend kube --election my-app --election-namespace prod --http localhost:4040`,
 		Args: noArgs,
@@ -38,8 +45,10 @@ pod's IP. leader-elector's --election (the lock's name), --election-namespace
 	o = addConfigFlags(fs, candidate)
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:4040", "serve /, /healthz and /metrics on this address")
 	fs.StringVar(&probe, "probe-http", "", "also serve /healthz and /metrics alone on this address (the pod's IP, for the kubelet and Prometheus)")
+	fs.DurationVar(&o.ttl, "ttl", 0, "leader-elector's lease: lease duration D, renew deadline D/2, retry period D/4 (--renew-deadline, --retry-period win)")
+	o.hostIdentity = true
 	fs.SetNormalizeFunc(aliases(map[string]string{
-		"election": "name", "election-namespace": "namespace", "ttl": "lease-duration",
+		"election": "name", "election-namespace": "namespace",
 	}))
 	return cmd
 }
@@ -56,6 +65,9 @@ func sidecarCmd(ctx context.Context, o *overrides, httpAddr, probe string, stder
 		return err
 	}
 	defer ss.close()
+	if ss.cfg.identityFromHost {
+		ss.log.Warn("the identity is the hostname, as leader-elector's was (give --id to choose one): replicas sharing a hostname never both lead, but GET / cannot tell them apart")
+	}
 	e, err := elector.New(ss.cfg.Lease, ss.backend, elector.Callbacks{
 		OnStartedLeading: func(ctx context.Context, term int64) { <-ctx.Done() },
 		OnStoppedLeading: func() {},
