@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html"
@@ -125,8 +126,10 @@ func fmtSeconds(v float64) string {
 
 // fmtDur says d as time.Duration does, without its zero minutes and
 // seconds: 1m, 1h, 1m30s, 3.333s.
-func fmtDur(d time.Duration) string {
-	s := d.String()
+func fmtDur(d time.Duration) string { return trimZeros(d.String()) }
+
+// trimZeros drops a duration text's zero minutes and seconds (1m0s: 1m).
+func trimZeros(s string) string {
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
 	}
@@ -505,7 +508,9 @@ func (l *scatterLayout) sideBySide() {
 // placeLabels gives every point a label (its key number; the recommended
 // and the frontier's also their lease/renew/retry), each at the first of
 // a few places around the marker, then farther, where it overlaps no
-// marker and no other label, inside the plot.
+// marker, no other label and no leader line, inside the plot; a label
+// away from its marker has a leader line, which crosses no other marker
+// or label.
 func (l *scatterLayout) placeLabels() {
 	order := make([]int, len(l.points))
 	for i := range order {
@@ -520,14 +525,56 @@ func (l *scatterLayout) placeLabels() {
 		}
 		return 2
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return prio(l.points[a]) - prio(l.points[b]) })
-	taken := slices.Clone(l.notes)
-	for _, p := range l.points {
-		taken = append(taken, p.markerBox())
+	// Within a priority, the most crowded first: a marker amid others
+	// needs its way out before their labels close it.
+	crowd := make([]int, len(l.points))
+	for i, p := range l.points {
+		for _, q := range l.points {
+			if math.Hypot(p.cx-q.cx, p.cy-q.cy) < 60 {
+				crowd[i]++
+			}
+		}
 	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(prio(l.points[a])-prio(l.points[b]), crowd[b]-crowd[a])
+	})
+	marks := make([]rect, len(l.points))
+	for i, p := range l.points {
+		marks[i] = p.markerBox()
+	}
+	labels := slices.Clone(l.notes)
+	var lines [][4]float64
 	inner := rect{l.plot.x + 2, l.plot.y + 2, l.plot.w - 4, l.plot.h - 4}
 	if l.band.h > 0 {
 		inner.h -= l.band.h
+	}
+	// ok reports whether point i's label may be at b, with a leader line
+	// or not; crossing other markers with it when cross says so.
+	ok := func(i int, b rect, leader, cross bool) bool {
+		pb := b.pad(labelPad)
+		if !free(pb, marks) || !free(pb, labels) {
+			return false
+		}
+		for _, ln := range lines {
+			if segmentCrosses(ln, pb) {
+				return false
+			}
+		}
+		if !leader {
+			return true
+		}
+		ln := l.points[i].leaderLine(b)
+		for j, m := range marks {
+			if j != i && !cross && segmentCrosses(ln, m) {
+				return false
+			}
+		}
+		for _, t := range labels {
+			if segmentCrosses(ln, t) {
+				return false
+			}
+		}
+		return true
 	}
 	for _, i := range order {
 		p := &l.points[i]
@@ -538,61 +585,132 @@ func (l *scatterLayout) placeLabels() {
 		if p.recommended {
 			p.label = "recommended " + p.label
 		}
-		w, h := textW(p.label, labelSize), labelSize+3
-		area := inner
-		if !p.measured {
-			area = l.band
+		// A label that finds no room in full is its number alone (the
+		// key has the rest).
+		texts := []string{p.label}
+		if p.label != fmt.Sprint(p.num) {
+			texts = append(texts, fmt.Sprint(p.num))
 		}
 		placed := false
-		for _, d := range []float64{3, 10, 20, 34, 50, 70, 95, 125, 160} {
-			gap := p.r + d
-			cands := []rect{
-				{p.cx + gap, p.cy - h/2, w, h},     // right
-				{p.cx - gap - w, p.cy - h/2, w, h}, // left
-				{p.cx - w/2, p.cy - gap - h, w, h}, // above
-				{p.cx - w/2, p.cy + gap, w, h},     // below
-			}
-			// And at the corners: above or below, the label's end or
-			// start at the marker.
-			for _, dy := range []float64{-gap*0.7 - h, gap * 0.7} {
-				cands = append(cands, rect{p.cx + gap*0.7, p.cy + dy, w, h}, rect{p.cx - gap*0.7 - w, p.cy + dy, w, h},
-					rect{p.cx - w/4, p.cy + dy, w, h}, rect{p.cx - 3*w/4, p.cy + dy, w, h})
-			}
-			for _, b := range cands {
-				if !area.contains(b) {
-					continue
-				}
-				if free(b.pad(labelPad), taken) {
-					p.box, p.leader, placed = b, d > 10, true
-					break
-				}
-			}
+		for _, text := range texts {
+			p.label = text
+			placed = l.placeLabel(i, inner, ok)
 			if placed {
 				break
 			}
 		}
 		if !placed {
-			// Nowhere around it: the free place nearest to it, anywhere
-			// in the area, joined to it by a line.
-			best := math.Inf(1)
-			for y := area.y; y+h <= area.y+area.h; y += 4 {
-				for x := area.x; x+w <= area.x+area.w; x += 4 {
-					b := rect{x, y, w, h}
-					d := math.Hypot(x+w/2-p.cx, y+h/2-p.cy)
-					if d >= best || !free(b.pad(labelPad), taken) {
-						continue
-					}
-					best, p.box, p.leader, placed = d, b, true, true
-				}
-			}
-		}
-		if !placed {
 			// The plot is full: at the right of the marker (the tests
 			// find it).
-			p.box = rect{p.cx + p.r + 3, p.cy - h/2, w, h}
+			h := labelSize + 3
+			p.box = rect{p.cx + p.reach() + 3, p.cy - h/2, textW(p.label, labelSize), h}
 		}
-		taken = append(taken, p.box)
+		labels = append(labels, p.box)
+		if p.leader {
+			lines = append(lines, p.leaderLine(p.box))
+		}
 	}
+}
+
+// placeLabel places point i's label (p.label) where ok allows, in inner
+// (the band for a point without a crash failover): around the marker,
+// nearest first, then anywhere with a leader line. It reports whether it
+// found room.
+func (l *scatterLayout) placeLabel(i int, inner rect, ok func(i int, b rect, leader, cross bool) bool) bool {
+	p := &l.points[i]
+	placed := false
+	w, h := textW(p.label, labelSize), labelSize+3
+	area := inner
+	if !p.measured {
+		area = l.band
+	}
+	for _, d := range []float64{3, 10, 20, 34, 50, 70, 95, 125, 160} {
+		gap := p.reach() + d
+		cands := []rect{
+			{p.cx + gap, p.cy - h/2, w, h},     // right
+			{p.cx - gap - w, p.cy - h/2, w, h}, // left
+			{p.cx - w/2, p.cy - gap - h, w, h}, // above
+			{p.cx - w/2, p.cy + gap, w, h},     // below
+		}
+		// And at the corners: above or below, the label's end or
+		// start at the marker.
+		for _, dy := range []float64{-gap*0.7 - h, gap * 0.7} {
+			cands = append(cands, rect{p.cx + gap*0.7, p.cy + dy, w, h}, rect{p.cx - gap*0.7 - w, p.cy + dy, w, h},
+				rect{p.cx - w/4, p.cy + dy, w, h}, rect{p.cx - 3*w/4, p.cy + dy, w, h})
+		}
+		for _, b := range cands {
+			if area.contains(b) && ok(i, b, d > 10, false) {
+				p.box, p.leader, placed = b, d > 10, true
+				break
+			}
+		}
+		if placed {
+			break
+		}
+	}
+	// Nowhere around it: the free place nearest to it (within 220px),
+	// joined to it by a line — over other markers only when it must (one
+	// amid a crowd).
+	for _, cross := range []bool{false, true} {
+		best := math.Inf(1)
+		for y := area.y; !placed && y+h <= area.y+area.h; y += 4 {
+			for x := area.x; x+w <= area.x+area.w; x += 4 {
+				b := rect{x, y, w, h}
+				d := math.Hypot(x+w/2-p.cx, y+h/2-p.cy)
+				if d >= best || d > 220 || !ok(i, b, true, cross) {
+					continue
+				}
+				best, p.box, p.leader = d, b, true
+			}
+		}
+		if !math.IsInf(best, 1) {
+			placed = true
+		}
+		if placed {
+			break
+		}
+	}
+	return placed
+}
+
+// leaderLine is the line from the marker's edge to the nearest point of
+// its label's box b.
+func (s scatterPoint) leaderLine(b rect) [4]float64 {
+	x := min(max(s.cx, b.x), b.x+b.w)
+	y := min(max(s.cy, b.y), b.y+b.h)
+	d := math.Hypot(x-s.cx, y-s.cy)
+	if d == 0 {
+		return [4]float64{x, y, x, y}
+	}
+	r := s.reach() + 1
+	return [4]float64{s.cx + (x-s.cx)*r/d, s.cy + (y-s.cy)*r/d, x, y}
+}
+
+// segmentCrosses reports whether the segment ln (x1, y1, x2, y2) passes
+// through the inside of b (clipping it to b, Liang–Barsky).
+func segmentCrosses(ln [4]float64, b rect) bool {
+	x1, y1, dx, dy := ln[0], ln[1], ln[2]-ln[0], ln[3]-ln[1]
+	if dx == 0 && dy == 0 {
+		return false
+	}
+	t0, t1 := 0.0, 1.0
+	for _, e := range [][2]float64{{-dx, x1 - b.x}, {dx, b.x + b.w - x1}, {-dy, y1 - b.y}, {dy, b.y + b.h - y1}} {
+		p, q := e[0], e[1]
+		if p == 0 {
+			if q <= 0 {
+				return false
+			}
+			continue
+		}
+		t := q / p
+		if p < 0 {
+			t0 = max(t0, t)
+		} else {
+			t1 = min(t1, t)
+		}
+	}
+	// Touching the box's edge at the line's end is not crossing it.
+	return t1-t0 > 1e-6
 }
 
 // free reports whether b overlaps none of taken.
@@ -706,9 +824,8 @@ func (l scatterLayout) write(w io.Writer) error {
 	// Leader lines, then markers, then labels on top.
 	for _, s := range l.points {
 		if s.leader {
-			lx := min(max(s.cx, s.box.x), s.box.x+s.box.w)
-			ly := min(max(s.cy, s.box.y), s.box.y+s.box.h)
-			b.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#888" stroke-width="0.8"/>`, s.cx, s.cy, lx, ly)
+			ln := s.leaderLine(s.box)
+			b.f(`<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#666" stroke-width="0.8"/>`, ln[0], ln[1], ln[2], ln[3])
 		}
 	}
 	for _, s := range l.points {
@@ -835,7 +952,7 @@ var keyColumns = []struct {
 		if !s.measured {
 			return "—"
 		}
-		return fmtMS(s.CrashFailover.P99)
+		return trimZeros(fmtMS(s.CrashFailover.P99))
 	}},
 	{"req/s", 405, "end", func(s scatterPoint) string { return fmt.Sprintf("%.3g", s.RequestsPerSec) }},
 	{"pause≤", 465, "end", func(s scatterPoint) string {
@@ -946,15 +1063,15 @@ func (bar handoffBar) totalText() string {
 	return fmt.Sprintf("%.1f ms: store %s, work %s", bar.Total, fmtPhase(bar.StorePart()), fmtPhase(bar.WorkStop+bar.WorkStart))
 }
 
-// fmtPhase says a phase's milliseconds: 0.45 ms, 11 µs.
+// fmtPhase says a phase's milliseconds: 11 µs, 0.45 ms, 4.3 ms.
 func fmtPhase(v float64) string {
 	if v < 0.1 {
 		return fmt.Sprintf("%.0f µs", v*1000)
 	}
-	if v >= 10 {
-		return fmt.Sprintf("%.1f ms", v)
+	if v < 1 {
+		return fmt.Sprintf("%.2f ms", v)
 	}
-	return fmt.Sprintf("%.2g ms", v)
+	return fmt.Sprintf("%.1f ms", v)
 }
 
 func (l handoffLayout) write(w io.Writer) error {

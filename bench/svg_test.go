@@ -58,7 +58,9 @@ func num(t *testing.T, e svgElem, a string) float64 {
 // combination, each marker and label inside the plot, none hiding
 // another, the recommended and the unsafe marked, the shading where the
 // constraints say.
-func checkScatter(t *testing.T, r *Result, rec *Recommendation) {
+//
+// In a crowd (crowded), a leader line may cross other markers.
+func checkScatter(t *testing.T, r *Result, rec *Recommendation, crowded bool) {
 	t.Helper()
 	l := layoutScatter(r, rec)
 	if len(l.points) != len(r.Points) {
@@ -86,7 +88,9 @@ func checkScatter(t *testing.T, r *Result, rec *Recommendation) {
 		}
 		boxes = append(boxes, p.markerBox(), p.box)
 		what = append(what, fmt.Sprintf("marker of %v", p.Params), fmt.Sprintf("label %q", p.label))
-		if p.recommended || p.frontier {
+		// The recommended's label says what it is; the frontier's do,
+		// but in a crowd, where some may be their numbers alone.
+		if p.recommended || p.frontier && !crowded {
 			want := fmt.Sprintf("%s/%s/%s", fmtDur(p.LeaseDuration), fmtDur(p.RenewDeadline.Round(time.Millisecond)), fmtDur(p.RetryPeriod.Round(time.Millisecond)))
 			if !strings.Contains(p.label, want) {
 				t.Errorf("%v: label %q does not say %s", p.Params, p.label, want)
@@ -103,6 +107,26 @@ func checkScatter(t *testing.T, r *Result, rec *Recommendation) {
 				// Two markers may not touch (one would hide the
 				// other); a label covers nothing.
 				t.Errorf("%s %+v overlaps %s %+v", what[i], boxes[i], what[j], boxes[j])
+			}
+		}
+	}
+	// A leader line crosses no other marker, no label, no note.
+	for i, p := range l.points {
+		if !p.leader {
+			continue
+		}
+		ln := p.leaderLine(p.box)
+		for j, q := range l.points {
+			if i != j && segmentCrosses(ln, q.box) {
+				t.Errorf("the leader line of %q crosses the label of %v", p.label, q.Params)
+			}
+			if i != j && !crowded && segmentCrosses(ln, q.markerBox()) {
+				t.Errorf("the leader line of %q crosses the marker of %v", p.label, q.Params)
+			}
+		}
+		for _, n := range l.notes {
+			if segmentCrosses(ln, n) {
+				t.Errorf("the leader line of %q crosses a constraint's note", p.label)
 			}
 		}
 	}
@@ -206,7 +230,7 @@ func TestScatterPlot(t *testing.T) {
 			rc := Recommend(r, *c)
 			rec, name = &rc, fmt.Sprintf("%+v", *c)
 		}
-		t.Run(name, func(t *testing.T) { checkScatter(t, r, rec) })
+		t.Run(name, func(t *testing.T) { checkScatter(t, r, rec, false) })
 	}
 }
 
@@ -228,8 +252,8 @@ func TestScatterCrowded(t *testing.T) {
 	none.LeaseDuration, none.CrashFailover = 90*time.Second, Stat{}
 	r.Points = append(r.Points, far, none)
 	rec := Recommend(r, Constraints{MaxFailover: 20 * time.Second})
-	checkScatter(t, r, &rec)
-	checkScatter(t, r, nil)
+	checkScatter(t, r, &rec, true)
+	checkScatter(t, r, nil, true)
 }
 
 // A handoff's phases add up to the simulator's own handoff, run after
@@ -334,6 +358,26 @@ func TestHandoffBars(t *testing.T) {
 	for _, h := range hs {
 		if math.Abs(sum[h.Store]-total[h.Store]) > 0.001 || math.Abs(total[h.Store]-h.Total) > 0.0001 {
 			t.Errorf("%s: the SVG's segments add up to %.4f, its total %.4f, the handoff's %.4f", h.Store, sum[h.Store], total[h.Store], h.Total)
+		}
+	}
+}
+
+func TestSegmentCrosses(t *testing.T) {
+	b := rect{10, 10, 10, 10}
+	for _, c := range []struct {
+		ln   [4]float64
+		want bool
+	}{
+		{[4]float64{0, 15, 30, 15}, true},  // straight through
+		{[4]float64{0, 0, 30, 30}, true},   // diagonally
+		{[4]float64{0, 0, 9, 30}, false},   // beside it
+		{[4]float64{0, 15, 10, 15}, false}, // ends at its edge
+		{[4]float64{15, 15, 15, 15}, false},
+		{[4]float64{12, 0, 12, 5}, false}, // short of it
+		{[4]float64{12, 0, 12, 12}, true}, // ends inside
+	} {
+		if got := segmentCrosses(c.ln, b); got != c.want {
+			t.Errorf("segmentCrosses(%v) = %v, want %v", c.ln, got, c.want)
 		}
 	}
 }
