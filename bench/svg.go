@@ -348,6 +348,11 @@ func layoutScatter(r *Result, rec *Recommendation) scatterLayout {
 	rows := len(l.points) + 1
 	l.keyTop = l.plot.y + l.plot.h + 64
 	l.height = l.keyTop + float64(rows)*16 + 40
+	// Wide enough for the key's longest row.
+	last := keyColumns[len(keyColumns)-1]
+	for _, p := range l.points {
+		l.width = max(l.width, l.plot.x+last.x+textW(last.cell(p), keySize)+16)
+	}
 	return l
 }
 
@@ -903,8 +908,19 @@ func (l scatterLayout) writeLegend(b *svgWriter) {
 		y += 16
 	}
 	y += 8
-	line("clock-rate skew tolerated:", ` font-weight="bold"`)
-	line("in the key below (skew≤)", "")
+	line("clock-rate skew tolerated", ` font-weight="bold"`)
+	if len(l.points) > 0 {
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, s := range l.points {
+			lo, hi = min(lo, s.Tolerance.Skew), max(hi, s.Tolerance.Skew)
+		}
+		span := fmt.Sprintf("%.3g", lo)
+		if hi > lo {
+			span = fmt.Sprintf("from %.3g to %.3g", lo, hi)
+		}
+		line("(fastest/slowest clock): "+span+";", "")
+	}
+	line("each point's in the key (skew≤)", "")
 	y += 8
 	b.f(`<circle cx="%.1f" cy="%.1f" r="9" fill="none" stroke="black" stroke-width="2.5"/>`, x+8, y-4)
 	b.f(`<circle cx="%.1f" cy="%.1f" r="6" fill="#bbb" stroke="#333"/>`, x+8, y-4)

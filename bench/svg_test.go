@@ -110,6 +110,14 @@ func checkScatter(t *testing.T, r *Result, rec *Recommendation, crowded bool) {
 			}
 		}
 	}
+	// The key's rows fit in the SVG.
+	for _, p := range l.points {
+		for _, c := range keyColumns {
+			if c.anchor == "start" && l.plot.x+c.x+textW(c.cell(p), keySize) > l.width {
+				t.Errorf("%v: the key's row runs off the SVG", p.Params)
+			}
+		}
+	}
 	// A leader line crosses no other marker, no label, no note.
 	for i, p := range l.points {
 		if !p.leader {
