@@ -184,13 +184,13 @@ func TestOutputsParseBack(t *testing.T) {
 		t.Errorf("text: %d lines for %d points:\n%s", n, len(r.Points), text.String())
 	}
 	dir := t.TempDir()
-	files, err := r.WriteSVG(dir)
-	if err != nil || len(files) != 3 {
+	files, err := r.WriteSVG(context.Background(), dir, &rec)
+	if err != nil || len(files) != 2 || filepath.Base(files[0]) != SVGFiles(r.Store)[0] || filepath.Base(files[1]) != "handoff.svg" {
 		t.Fatalf("SVG: %v, %v", files, err)
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		if err != nil || !bytes.HasPrefix(b, []byte("<svg")) || !bytes.HasSuffix(b, []byte("</svg>\n")) || !bytes.Contains(b, []byte("<path d=\"M")) {
+		if err != nil || !bytes.HasPrefix(b, []byte("<svg")) || !bytes.HasSuffix(b, []byte("</svg>\n")) || !bytes.Contains(b, []byte("<rect")) {
 			t.Errorf("%s: not a plot (%v)", filepath.Base(f), err)
 		}
 	}

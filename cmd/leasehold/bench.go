@@ -221,7 +221,7 @@ constraint it says so, names the closest and what it misses, and exits 3.
 	fs.Float64Var(&f.loss, "loss", d.Loss, "with the loss fault: the probability a message is lost")
 	fs.BoolVar(&f.csv, "csv", false, "print CSV")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
-	fs.StringVar(&f.svg, "svg", "", "also write failover.svg, requests.svg and safety.svg into this directory")
+	fs.StringVar(&f.svg, "svg", "", "also write tradeoff-STORE.svg (crash failover against requests, a point per combination) and handoff.svg (a handoff's phases per store) into this directory")
 	fs.BoolVar(&f.recommend, "recommend", false, "recommend the best safe combination meeting the constraints below, and say why each other is rejected (exit 3 if none)")
 	fs.DurationVar(&f.maxFailover, "max-failover", 0, "constraint: crash failover p99 at most this")
 	fs.Float64Var(&f.maxRequests, "max-requests-per-sec", 0, "constraint: requests per second of all candidates at most this")
@@ -399,7 +399,7 @@ func sweepCmd(ctx context.Context, f sweepFlags, stdout, stderr io.Writer) error
 		return err
 	}
 	if f.svg != "" {
-		files, err := res.WriteSVG(f.svg)
+		files, err := res.WriteSVG(ctx, f.svg, rec)
 		if err != nil {
 			return fmt.Errorf("--svg: %w", err)
 		}

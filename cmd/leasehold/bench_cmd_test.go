@@ -41,7 +41,7 @@ func TestBenchSweep(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "recommended: 5s/3.333s/667ms n=3 watch\n") || !strings.Contains(out, "rejected:\n  15s/10s/2s n=3 watch: max-failover: crash failover p99") {
 		t.Fatalf("--recommend: exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, f := range []string{"failover.svg", "requests.svg", "safety.svg"} {
+	for _, f := range []string{"tradeoff.svg", "handoff.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("--svg: %v", err)
 		}
