@@ -62,6 +62,31 @@ func TestStopSignalsCaughtFirst(t *testing.T) {
 	t.Logf("stopsignal is package %d of %d initialised", at+1, len(pkgs))
 }
 
+// The binary's start does not initialise client-go's clientset, its
+// scheme of every API group, the API groups other than coordination, the
+// OpenAPI models or encoding/xml: no command uses them (the kube backend
+// has its own small scheme; bench backend's comparison with client-go is
+// built only with the tag clientgo, benchreal/clientgo_off.go).
+func TestStartInitialisesNoClientset(t *testing.T) {
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	pkgs := initOrder(t, "version")
+	for _, p := range pkgs {
+		switch {
+		case strings.HasPrefix(p, "k8s.io/client-go/kubernetes"),
+			strings.HasPrefix(p, "k8s.io/client-go/applyconfigurations"),
+			strings.HasPrefix(p, "k8s.io/client-go/tools/leaderelection"),
+			strings.HasPrefix(p, "k8s.io/api/") && !strings.HasPrefix(p, "k8s.io/api/coordination/"),
+			strings.HasPrefix(p, "github.com/google/gnostic-models"),
+			p == "sigs.k8s.io/structured-merge-diff/v6/typed",
+			p == "encoding/xml":
+			t.Errorf("leasehold's start initialises %s", p)
+		}
+	}
+	t.Logf("%d packages initialised", len(pkgs))
+}
+
 // BenchmarkStart measures what starting leasehold costs a script: the time
 // from starting the process to its exit, for `leasehold version`, a
 // one-shot `leasehold status` on the in-memory store (the start, the
