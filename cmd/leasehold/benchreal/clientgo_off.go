@@ -15,7 +15,8 @@ import "errors"
 // a benchmark few people run: measured on this 2-core machine, the
 // leasehold binary is 79 MB with it and 35 MB without, 21.8k against 10.4k
 // allocations and 336 against 248 package initialisations at start, and
-// `leasehold version` p50 60 ms against 45 ms (docs/cli.md). Without the
+// `leasehold version` p50 60 ms against 45 ms in one interleaved run
+// (docs/cli.md, Start-up, has the figures of the whole change). Without the
 // tag, bench backend on Kubernetes measures leasehold alone only with
 // --no-native and otherwise says how to build the comparison.
 
