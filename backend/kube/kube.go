@@ -38,10 +38,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -197,8 +195,9 @@ func (c Config) restConfig() (*rest.Config, error) {
 
 // Client is a connection to the Kubernetes API from which locks are opened.
 type Client struct {
-	leases    coordclient.LeaseInterface
-	rest      rest.Interface // of coordination.k8s.io/v1: the watch requests
+	leases    leaseClient
+	rest      rest.Interface         // of coordination.k8s.io/v1: the watch requests
+	params    runtime.ParameterCodec // of the watch requests' options
 	namespace string
 	timeout   time.Duration
 	host      string
@@ -228,12 +227,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if rc.UserAgent == "" {
 		rc.UserAgent = "leasehold"
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	rcl, params, err := leaseRESTClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kube: client for %s: %w", rc.Host, err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	c := &Client{leases: cs.CoordinationV1().Leases(cfg.Namespace), rest: cs.CoordinationV1().RESTClient(), namespace: cfg.Namespace,
+	c := &Client{leases: leaseClient{rest: rcl, params: params, namespace: cfg.Namespace}, rest: rcl, params: params, namespace: cfg.Namespace,
 		timeout: cfg.RequestTimeout, host: rc.Host, log: cfg.Logger,
 		ctx: cctx, cancel: cancel, states: map[string]*leaseState{}}
 	pctx, pcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
@@ -709,7 +708,7 @@ func (b *Backend) watchFrom(ctx context.Context, sel, from string) (watch.Interf
 		UseProtobufAsDefaultIfPreferred(true).
 		Namespace(b.c.namespace).
 		Resource("leases").
-		VersionedParams(&opts, scheme.ParameterCodec).
+		VersionedParams(&opts, b.c.params).
 		Timeout(watchTimeout).
 		MaxRetries(0).
 		Watch(wctx)

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -82,21 +83,26 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// invalidArg is pflag's message for a value a flag cannot parse.
-var invalidArg = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (.*)$`)
+// invalidArg is pflag's message for a value a flag cannot parse (compiled
+// when first needed: a bad flag, not at every start).
+var invalidArg = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^invalid argument "(.*)" for "(?:-\w, )?(--[\w-]+)" flag: (.*)$`)
+})
 
 // singleDash is pflag's message for a long flag written with one dash
 // (-name), as Go's flag package allows.
-var singleDash = regexp.MustCompile(`^unknown shorthand flag: '.' in -([\w-]+)`)
+var singleDash = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^unknown shorthand flag: '.' in -([\w-]+)`)
+})
 
 // flagError makes a flag's parse error bad input (exit 2), said once, with
 // the value's expected shape and where the flags are listed.
 func flagError(cmd *cobra.Command, err error) error {
 	msg := err.Error()
-	if m := singleDash.FindStringSubmatch(msg); m != nil && cmd.Flags().Lookup(m[1]) != nil {
+	if m := singleDash().FindStringSubmatch(msg); m != nil && cmd.Flags().Lookup(m[1]) != nil {
 		msg = fmt.Sprintf("-%s: write long flags with two dashes: --%s", m[1], m[1])
 	}
-	if m := invalidArg.FindStringSubmatch(msg); m != nil {
+	if m := invalidArg().FindStringSubmatch(msg); m != nil {
 		value, name, why := m[1], m[2], m[3]
 		kind := ""
 		if f := cmd.Flags().Lookup(strings.TrimPrefix(name, "--")); f != nil {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -582,10 +581,6 @@ func (c *config) parse(data []byte) error {
 	return p.Err
 }
 
-// lockName is valid everywhere: a Kubernetes object name, an etcd key
-// suffix, a Consul key segment.
-var lockName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-
 // at says where key was set in the file ("f.yaml: line 4: ") — the first of
 // keys that was — or nothing if they came from defaults, the environment or
 // flags.
@@ -614,7 +609,7 @@ func (c *config) validate() error {
 		return usagef("%s%s: unknown backend %q (want %s)", c.at("backend"), c.name("backend"), c.Backend, backendNames())
 	case c.Name == "":
 		return usagef("name: missing: name the lock (for example name: nightly-report)")
-	case !lockName.MatchString(c.Name):
+	case !validLockName(c.Name):
 		return usagef("%s%s: %q is not a valid lock name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)", c.at("name"), c.name("name"), c.Name)
 	}
 	if err := c.validateLease(); err != nil {

@@ -10,8 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"syscall"
+
+	"github.com/leasehold-go/leasehold/cmd/leasehold/internal/stopsignal"
 )
 
 // usageError is bad input (flags, files, configs): the command exits with
@@ -49,11 +50,13 @@ const (
 	exitNotLeader = 75
 )
 
-// stopSignals stop leasehold cleanly: the command stopped, the lock
-// released, exit 0. SIGHUP is one of them, so that a closed terminal or a
-// supervisor that stops with SIGHUP does not kill leasehold with the lock
-// still held (until the lease runs out).
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// The stop signals (stopsignal.Signals: SIGTERM, SIGINT, SIGHUP) stop
+// leasehold cleanly: the command stopped, the lock released, exit 0.
+// SIGHUP is one of them, so that a closed terminal or a supervisor that
+// stops with SIGHUP does not kill leasehold with the lock still held
+// (until the lease runs out). They are caught from the process's start, by
+// package stopsignal's initialisation, so one that comes while leasehold
+// is still starting has the same effect.
 
 // stopSignal is the cause of the context a stop signal cancelled: commands
 // whose answer the signal cut short (sim, a one-shot status) exit
@@ -70,11 +73,10 @@ func (s stopSignal) code() int {
 	return exitFailure
 }
 
-// notifyContext is signal.NotifyContext whose cause says which signal came.
-func notifyContext(parent context.Context, sigs ...os.Signal) (context.Context, func()) {
+// notifyContext is signal.NotifyContext over the signals ch receives, whose
+// cause says which signal came.
+func notifyContext(parent context.Context, ch <-chan os.Signal) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, sigs...)
 	go func() {
 		select {
 		case s := <-ch:
@@ -82,7 +84,7 @@ func notifyContext(parent context.Context, sigs ...os.Signal) (context.Context, 
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel(nil) }
+	return ctx, func() { cancel(nil) }
 }
 
 // interruptedCode is the exit status of a command a stop signal cut short.
@@ -96,11 +98,13 @@ func interruptedCode(ctx context.Context) int {
 
 func main() {
 	// The guard is leasehold itself, started by run; it is not a command
-	// for people, and it must not pay for building the command tree.
+	// for people, and it must not pay for building the command tree. It
+	// handles the signals itself.
 	if len(os.Args) > 1 && os.Args[1] == guardCommand {
+		stopsignal.Release()
 		os.Exit(guard(os.Args[2:]))
 	}
-	ctx, stop := notifyContext(context.Background(), stopSignals...)
+	ctx, stop := notifyContext(context.Background(), stopsignal.C())
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }

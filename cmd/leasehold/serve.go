@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -166,14 +165,11 @@ func checkAddr(flag, addr string) error {
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return usagef("%s %q: the port must be a number from 0 to 65535, got %q", flag, addr, port)
 	}
-	if host != "" && net.ParseIP(host) == nil && !hostName.MatchString(host) {
+	if host != "" && net.ParseIP(host) == nil && !validHostName(host) {
 		return usagef("%s %q: %q is neither an IP address nor a host name", flag, addr, host)
 	}
 	return nil
 }
-
-// hostName is a DNS name: dot-separated labels of letters, digits and '-'.
-var hostName = regexp.MustCompile(`^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\.?$`)
 
 // serve serves the full API (who leads, health, metrics) on httpAddr and
 // health and metrics alone on probe, until ctx is done; an empty address is

@@ -116,8 +116,9 @@ func benchCases() []benchCase {
 			o.FromConsul = &c
 			return o
 		}},
-		{"kube", ImplClientGo, kubeErr, func(o Options) Options {
+		{"kube", clientGoImpl, kubeErr, func(o Options) Options {
 			o.Backend = "kube"
+			o.NoNative = clientGoImpl == "" // built without the tag clientgo
 			o.NewBackend = func(ctx context.Context, lock, _ string) (elector.Backend, func() error, error) {
 				c := kubeCfg()
 				c.LeaseDuration = o.LeaseDuration
