@@ -100,7 +100,7 @@ type Config struct {
 	// REST, when set, is used instead of Kubeconfig and Context (programs
 	// and tests that have a *rest.Config). Not a config file key.
 	REST *rest.Config `yaml:"-"`
-	// Logger receives watch recoveries; default slog.Default().
+	// Logger receives watch recoveries; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 }
 
@@ -157,7 +157,7 @@ func (c Config) withDefaults() Config {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
