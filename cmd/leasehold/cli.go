@@ -95,6 +95,18 @@ var singleDash = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^unknown shorthand flag: '.' in -([\w-]+)`)
 })
 
+// firstWord is the root command's annotation holding the first argument
+// when it is a word, not a flag: the command asked for, for messages.
+const firstWord = "first-word"
+
+// firstArg returns args' first argument if it is not a flag.
+func firstArg(args []string) string {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return args[0]
+	}
+	return ""
+}
+
 // flagError makes a flag's parse error bad input (exit 2), said once, with
 // the value's expected shape and where the flags are listed.
 func flagError(cmd *cobra.Command, err error) error {
@@ -118,6 +130,20 @@ func flagError(cmd *cobra.Command, err error) error {
 		default:
 			msg = fmt.Sprintf("%s %q: %s", name, value, why)
 		}
+	}
+	if !cmd.HasParent() {
+		// A flag the root does not know, after a word that is no command
+		// ("leasehold runn --config x"): the word is the mistake.
+		if a := cmd.Annotations[firstWord]; a != "" {
+			if c, _, err := cmd.Find([]string{a}); err != nil || c == cmd {
+				msg := fmt.Sprintf("unknown command %q", a)
+				if s := cmd.SuggestionsFor(a); len(s) > 0 {
+					msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, ", "))
+				}
+				return usagef("%s; leasehold --help lists the commands", msg)
+			}
+		}
+		return usagef("%s (leasehold --help lists the flags)", msg)
 	}
 	return usagef("%s (leasehold %s --help lists the flags)", msg, cmd.Name())
 }

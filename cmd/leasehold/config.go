@@ -61,7 +61,7 @@ var backends = []backendSpec{
 	newBackend("kube", kube.DefaultConfig, openKube,
 		backendKey{key: "kubeconfig", env: "LEASEHOLD_KUBE_KUBECONFIG"},
 		backendKey{key: "context", env: "LEASEHOLD_KUBE_CONTEXT"},
-		backendKey{key: "namespace", env: "LEASEHOLD_KUBE_NAMESPACE", flag: "namespace", usage: "Kubernetes namespace of the Lease"},
+		backendKey{key: "namespace", env: "LEASEHOLD_KUBE_NAMESPACE", flag: "namespace", short: "n", usage: "Kubernetes namespace of the Lease"},
 	).withDeleteHint(kubeDeleteHint),
 	newBackend("memory", memory.DefaultConfig, openMemory),
 }
@@ -126,6 +126,7 @@ type backendKey struct {
 	key   string // in the block: endpoints (the full key is etcd.endpoints)
 	env   string // LEASEHOLD_ETCD_ENDPOINTS
 	flag  string // etcd-endpoints; "" for none
+	short string // a one-letter spelling of the flag ("n" for --namespace, as kubectl's); "" for none
 	usage string // the flag's help
 }
 
@@ -271,7 +272,7 @@ func addConfigFlags(fs *pflag.FlagSet, campaigns bool) *overrides {
 	for _, b := range backends {
 		for _, k := range b.keys {
 			if k.flag != "" {
-				o.backendFlags[k.flag] = fs.String(k.flag, "", fmt.Sprintf("%s (overrides %s and the file's %s.%s)", k.usage, k.env, b.name, k.key))
+				o.backendFlags[k.flag] = fs.StringP(k.flag, k.short, "", fmt.Sprintf("%s (overrides %s and the file's %s.%s)", k.usage, k.env, b.name, k.key))
 			}
 		}
 	}

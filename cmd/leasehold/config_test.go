@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/leasehold-go/leasehold/backend/kube"
 	"io"
 	"log/slog"
 	"os"
@@ -559,5 +560,16 @@ func TestKubernetesManifest(t *testing.T) {
 		if err != nil || cfg.Backend != "kube" || cfg.Lease.Identity != "web-7f9c" {
 			t.Errorf("%v: backend %q identity %q, %v; want kube, web-7f9c", a, cfg.Backend, cfg.Lease.Identity, err)
 		}
+	}
+}
+
+// kubectl users type -n for the namespace: it is --namespace.
+func TestNamespaceShorthand(t *testing.T) {
+	cfg, err := loadWith(t, "backend: kube\nname: x\n", nil, "-n", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.backendConfigs["kube"].(*kube.Config).Namespace; got != "prod" {
+		t.Errorf("-n prod: namespace %q", got)
 	}
 }

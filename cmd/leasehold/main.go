@@ -113,6 +113,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(ctx, stdout, stderr)
 	root.SetArgs(args)
+	root.Annotations = map[string]string{firstWord: firstArg(args)}
 	cmd, err := root.ExecuteC()
 	name := "leasehold"
 	if cmd != nil && cmd != root {

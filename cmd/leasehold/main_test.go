@@ -35,6 +35,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"demo", "--lease-duration", "soon"}, `--lease-duration: "soon" is not a duration (write it like 15s`},
 		{[]string{"demo", "-nodes", "1"}, "-nodes: write long flags with two dashes: --nodes"},
 		{[]string{"demo", "--bogus"}, "unknown flag: --bogus (leasehold demo --help lists the flags)"},
+		{[]string{"runn", "--config", "x"}, `unknown command "runn" (did you mean run?)`},
+		{[]string{"--bogus"}, "unknown flag: --bogus (leasehold --help lists the flags)"},
 		{[]string{"demo", "extra"}, `unexpected argument "extra"`},
 	} {
 		var out, errb bytes.Buffer

@@ -136,6 +136,10 @@ func simCmd(ctx context.Context, f simFlags, stdout, stderr io.Writer) error {
 	} else {
 		agg.WriteText(stdout)
 	}
+	if f.svg != "" {
+		// On stderr: stdout stays the report (text or JSON).
+		fmt.Fprintf(stderr, "leasehold sim: wrote the timeline of the first run (seed %d) to %s\n", seed, f.svg)
+	}
 	if interrupted {
 		fmt.Fprintf(stderr, "leasehold sim: interrupted: %d of %d runs finished (reported above)\n", agg.Runs, f.runs)
 		if len(agg.UnsafeSeeds) > 0 {

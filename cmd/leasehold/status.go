@@ -294,7 +294,11 @@ func printable(s string) string {
 }
 
 func printStatus(w io.Writer, r statusReport) {
-	fmt.Fprintf(w, "lock:     %s (%s)\n", r.Lock, printable(r.Store))
+	if r.Store == "" { // the store could not be reached to say where
+		fmt.Fprintf(w, "lock:     %s\n", r.Lock)
+	} else {
+		fmt.Fprintf(w, "lock:     %s (%s)\n", r.Lock, printable(r.Store))
+	}
 	switch r.State {
 	case stateError:
 		fmt.Fprintln(w, "holder:   unknown (the store cannot be read)")
