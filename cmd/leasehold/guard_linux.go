@@ -173,21 +173,60 @@ func guard(args []string) int {
 	}()
 
 	code := -1
-	var kill <-chan time.Time // SIGKILL to the group when it fires
-	var giveUp <-chan time.Time
-	stop := func(first syscall.Signal) {
-		syscall.Kill(group, first)
-		if !lease.stopping {
-			lease.stopping = true
-			kill = time.After(grace)
+	self := os.Getpid()
+	// signalAll sends sig to the command's group and to every other process
+	// below the guard: those that moved to a group or session of their
+	// own (setsid, setpgid) too. Each gets it once.
+	signalAll := func(sig syscall.Signal) {
+		syscall.Kill(group, sig)
+		for _, p := range liveDescendants(self) {
+			if p.pgrp != pid {
+				syscall.Kill(p.pid, sig)
+			}
 		}
 	}
+	var kill <-chan time.Time   // SIGKILL to all of them when it fires
+	var sweep <-chan time.Time  // SIGKILL again to any forked meanwhile
+	var giveUp <-chan time.Time // stop waiting for survivors of SIGKILL
+	var sweeper *time.Ticker
+	defer func() {
+		if sweeper != nil {
+			sweeper.Stop()
+		}
+	}()
 	killNow := func() {
-		syscall.Kill(group, syscall.SIGKILL)
+		signalAll(syscall.SIGKILL)
 		lease.stopping, kill = true, nil
+		if sweep == nil {
+			sweeper = time.NewTicker(10 * time.Millisecond)
+			sweep = sweeper.C
+		}
 		if giveUp == nil {
 			giveUp = time.After(time.Second)
 		}
+	}
+	// stop asks the command and all it started to stop: first, then
+	// SIGKILL after the grace — but never later than the grace after the
+	// lease's deadline, the latest instant the command may run (grace <
+	// lease duration − renew deadline: before any other replica may lead).
+	// A deadline that passed longer ago than that (the guard was frozen or
+	// starved past it) leaves no grace: SIGKILL at once.
+	stop := func(first syscall.Signal) {
+		if lease.stopping {
+			if kill != nil {
+				signalAll(first)
+			}
+			return
+		}
+		wait := min(grace, lease.left(monoNow())+grace)
+		if wait <= 0 {
+			os.Stderr.WriteString("leasehold guard: the lease's deadline and the grace after it have passed; killing the command at once\n")
+			killNow()
+			return
+		}
+		signalAll(first)
+		lease.stopping = true
+		kill = time.After(wait)
 	}
 	watchdog := time.NewTimer(lease.left(monoNow()))
 	defer watchdog.Stop()
@@ -234,13 +273,17 @@ func guard(args []string) int {
 				stop(syscall.SIGTERM)
 			}
 		case <-kill:
-			syscall.Kill(group, syscall.SIGKILL)
-			kill = nil
-			giveUp = time.After(time.Second)
+			killNow()
+		case <-sweep:
+			if len(liveDescendants(self)) > 0 {
+				signalAll(syscall.SIGKILL)
+			}
 		case <-giveUp:
-			// Something left the command's process group and outlived
-			// SIGKILL to it; do not wait for it forever.
-			os.Stderr.WriteString("leasehold: processes that left the command's process group are still running\n")
+			// Something outlived SIGKILL (stuck in the kernel); do not
+			// wait for it forever, and tell leasehold, which inherits it
+			// and kills it again.
+			os.Stderr.WriteString("leasehold: processes the command started are still running after SIGKILL\n")
+			ctl.Write([]byte("S\n"))
 			if code < 0 {
 				code = 137
 			}
