@@ -28,7 +28,9 @@ import (
 //     lease is valid; when that instant passes with no newer word (leasehold
 //     paused, stuck or starved), the guard stops the command by itself:
 //     SIGTERM, SIGKILL after the grace. Since grace < lease duration − renew
-//     deadline, the command is gone before any other replica may start;
+//     deadline, the command is gone before any other replica may start. The
+//     command never runs past the deadline + grace: a guard that was itself
+//     frozen past it kills at once, with no SIGTERM;
 //   - it gets SIGUSR1 when leasehold dies, even by SIGKILL (a parent-death
 //     signal), and its control socket reaches end of file; either way it
 //     kills the command's process group at once;
@@ -36,10 +38,14 @@ import (
 //     signal), and leasehold, told the command's process group, kills that
 //     group and waits for it to be empty before it releases the lock;
 //   - it is a child subreaper, so the command's own children that lose
-//     their parent are reparented to it and waited for, not to init;
-//   - on SIGTERM it forwards SIGTERM to the command's group and sends
-//     SIGKILL after the grace; when the command exits on its own it does
-//     the same to whatever the command left behind;
+//     their parent are reparented to it and waited for, not to init: every
+//     process the command started stays below the guard in the process
+//     tree, also one that moved to a process group or session of its own
+//     (setsid, setpgid), and the guard finds them all in /proc;
+//   - on SIGTERM it forwards SIGTERM to the command's group and to every
+//     other process below it, and sends SIGKILL to all of them after the
+//     grace; when the command exits on its own it does the same to
+//     whatever the command left behind;
 //   - it exits only when every process it waits for is gone, with the
 //     command's status.
 //

@@ -148,9 +148,13 @@ func (g *guards) close() {
 // (leasehold itself, see guard_linux.go) that makes sure the command and
 // its children never outlive this process nor the lease. When ctx is
 // cancelled (leadership lost or shutdown) the guard is told to stop the
-// command: SIGTERM, then SIGKILL after grace. Whatever way the guard ends,
-// runChild returns only once no process of the command's group runs any
-// more, so the lock is never released while one may.
+// command: SIGTERM, then SIGKILL after grace, to every process the command
+// started. The command never runs past the lease's deadline + grace: if
+// the guard has not stopped it by then (stopped, frozen, stuck), leasehold
+// kills the command's processes itself, at once if that instant has
+// passed. Whatever way the guard ends, runChild returns only once no
+// process of the command runs any more — its group, what left the group,
+// what lost its guard — so the lock is never released while one may.
 func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd, started bool) {
 	command, grace := g.command, g.grace
 	w, err := g.take()
