@@ -3,7 +3,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // guardCommand is the hidden command under which run starts the user's
@@ -102,37 +104,27 @@ func guard(args []string) int {
 	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
 
 	// The control socket's lines; end of file means leasehold is gone.
-	lines := make(chan string, 16)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(ctl)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
+	// Only this goroutine reads the socket, so what it has not read is
+	// still on the socket, where it can always be read at once.
+	in := newControlLines(guardControlFD)
 
 	fmt.Fprintf(ctl, "R\n")
 	// Warm: wait for the grant. Until it comes nothing may start, and a
 	// word that leasehold is gone or stopping ends the guard.
 	var lease guardLease
 	var env []string
-	select {
-	case <-sigs:
+	first, ok := in.wait(sigs)
+	if !ok {
 		return 1
-	case first, ok := <-lines:
-		if !ok {
-			return 1
-		}
-		var deadline int64
-		deadline, env, err = readGrant(first, func() (string, bool) { l, ok := <-lines; return l, ok })
-		if err != nil {
-			return guardFail("%v", err)
-		}
-		if err := lease.grant(deadline, monoNow()); err != nil {
-			ctl.Write([]byte("L\n"))
-			return guardFail("%v", err)
-		}
+	}
+	var deadline int64
+	deadline, env, err = readGrant(first, func() (string, bool) { return in.wait(nil) })
+	if err != nil {
+		return guardFail("%v", err)
+	}
+	if err := lease.grant(deadline, monoNow()); err != nil {
+		ctl.Write([]byte("L\n"))
+		return guardFail("%v", err)
 	}
 
 	path, err := exec.LookPath(args[0])
@@ -217,11 +209,43 @@ func guard(args []string) int {
 	// lease duration − renew deadline: before any other replica may lead).
 	// A deadline that passed longer ago than that (the guard was frozen or
 	// starved past it) leaves no grace: SIGKILL at once.
+	// renewal applies a control line: "D <deadline>" moves the deadline.
+	renewal := func(line string) bool {
+		if v, isD := strings.CutPrefix(line, "D "); isD {
+			if d, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return lease.renewed(d)
+			}
+		}
+		return false
+	}
+	// catchUp reads the renewals already sent before the deadline is
+	// judged: a guard frozen alone (SIGSTOP, its cgroup) thaws with them
+	// waiting on its socket. It reports whether the deadline moved.
+	gone := false
+	catchUp := func() (moved bool) {
+		in.pull()
+		for {
+			line, ok := in.pop()
+			if !ok {
+				break
+			}
+			moved = renewal(line) || moved
+		}
+		if in.eof && !gone {
+			gone = true
+			killNow() // leasehold is gone: no grace
+		}
+		return moved
+	}
 	stop := func(first syscall.Signal) {
 		if lease.stopping {
 			if kill != nil {
 				signalAll(first)
 			}
+			return
+		}
+		catchUp()
+		if lease.stopping { // leasehold went away meanwhile
 			return
 		}
 		wait := min(grace, lease.left(monoNow())+grace)
@@ -245,18 +269,13 @@ func guard(args []string) int {
 			default:
 				stop(sig.(syscall.Signal))
 			}
-		case line, ok := <-lines:
-			if !ok {
-				lines = nil
-				killNow() // leasehold is gone: no grace
-				continue
+		case <-in.readable:
+			if catchUp() {
+				watchdog.Reset(lease.left(monoNow()))
 			}
-			if v, isD := strings.CutPrefix(line, "D "); isD {
-				if d, err := strconv.ParseInt(v, 10, 64); err == nil && lease.renewed(d) {
-					watchdog.Reset(lease.left(monoNow()))
-				}
-			}
+			in.rearm()
 		case <-watchdog.C:
+			catchUp()
 			if expired, rearm := lease.fired(monoNow()); !expired {
 				watchdog.Reset(rearm) // a renewal raced with the firing
 				continue
@@ -294,6 +313,105 @@ func guard(args []string) int {
 				code = 137
 			}
 			return code
+		}
+	}
+}
+
+// controlLines reads the guard's control socket in the guard's main
+// goroutine only: a helper goroutine merely waits until the socket is
+// readable. Bytes not yet read stay on the socket, so pull always finds
+// every line leasehold has sent, also right after the guard was frozen.
+type controlLines struct {
+	fd       int
+	partial  []byte
+	queue    []string
+	eof      bool          // the socket ended (or sent garbage): leasehold is gone
+	readable chan struct{} // the socket may have bytes: pull, then rearm
+	again    chan struct{}
+}
+
+func newControlLines(fd int) *controlLines {
+	c := &controlLines{fd: fd, readable: make(chan struct{}, 1), again: make(chan struct{}, 1)}
+	go func() {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(p, -1); err != nil && err != unix.EINTR {
+				return
+			}
+			c.readable <- struct{}{}
+			<-c.again
+		}
+	}()
+	return c
+}
+
+// rearm lets the helper wait for the socket again, once pulled.
+func (c *controlLines) rearm() {
+	if c.eof {
+		return // a closed socket is readable for ever
+	}
+	select {
+	case c.again <- struct{}{}:
+	default:
+	}
+}
+
+// pull reads what the socket holds now, without blocking, into lines.
+func (c *controlLines) pull() {
+	var buf [16 << 10]byte
+	for !c.eof {
+		n, _, err := unix.Recvfrom(c.fd, buf[:], unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return
+		}
+		if err != nil || n == 0 {
+			c.eof = true
+			return
+		}
+		c.partial = append(c.partial, buf[:n]...)
+		for {
+			i := bytes.IndexByte(c.partial, '\n')
+			if i < 0 {
+				break
+			}
+			c.queue = append(c.queue, string(c.partial[:i]))
+			c.partial = c.partial[i+1:]
+		}
+		if len(c.partial) > 1<<20 { // no message is that long
+			c.eof = true
+		}
+	}
+}
+
+// pop returns the next line read, if any.
+func (c *controlLines) pop() (string, bool) {
+	if len(c.queue) == 0 {
+		return "", false
+	}
+	l := c.queue[0]
+	c.queue = c.queue[1:]
+	return l, true
+}
+
+// wait returns the next line, waiting for it; false at the socket's end
+// or on a signal from sigs (nil: signals wait).
+func (c *controlLines) wait(sigs <-chan os.Signal) (string, bool) {
+	for {
+		if l, ok := c.pop(); ok {
+			return l, true
+		}
+		if c.eof {
+			return "", false
+		}
+		select {
+		case <-sigs:
+			return "", false
+		case <-c.readable:
+			c.pull()
+			c.rearm()
 		}
 	}
 }

@@ -315,3 +315,37 @@ func TestRunChildEndsEveryDescendant(t *testing.T) {
 		})
 	}
 }
+
+// A guard frozen alone while leasehold kept renewing thaws with the
+// renewals waiting on its socket, past the deadline it last read: it reads
+// them before judging the lease, and leaves the command running.
+func TestGuardThawsWithRenewals(t *testing.T) {
+	tr := newTree(t)
+	grace := 500 * time.Millisecond
+	g := startGuardGrace(t, grace, tr.exe)
+	g.line(t, "R", 30*time.Second)
+	deadline := monoNow() + int64(2*time.Second)
+	g.grant(t, deadline, tr.env()...)
+	g.line(t, "P ", 30*time.Second)
+	parent, child := tr.pids(t, 30*time.Second)
+	if err := g.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	g.ctl.Write([]byte("D " + strconv.FormatInt(monoNow()+int64(time.Minute), 10) + "\n"))
+	waitUntil(deadline + int64(grace))
+	g.cmd.Process.Signal(syscall.SIGCONT)
+	// Stopping it now must go the graceful way: SIGTERM first.
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	g.wait(t, 30*time.Second)
+	if running(child) || running(parent) {
+		t.Fatalf("the command's processes outlived the guard; stderr:\n%s", g.stderr)
+	}
+	for l := range g.lines {
+		if l == "W" {
+			t.Fatalf("the watchdog fired although the lease was renewed; stderr:\n%s", g.stderr)
+		}
+	}
+	if !tr.noted("term-parent") {
+		t.Fatalf("the command was killed without SIGTERM although its lease was renewed; stderr:\n%s", g.stderr)
+	}
+}
