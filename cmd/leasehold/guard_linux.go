@@ -174,13 +174,32 @@ func guard(args []string) int {
 	self := os.Getpid()
 	// signalAll sends sig to the command's group and to every other process
 	// below the guard: those that moved to a group or session of their
-	// own (setsid, setpgid) too. Each gets it once.
+	// own (setsid, setpgid) too, each once. The group is signalled at
+	// once; finding the others means reading /proc, which a SIGTERM does
+	// not wait for: that is done a millisecond later, unless by then the
+	// guard has reaped everything (then there are none). SIGKILL finds
+	// them at once.
+	sent := map[int]syscall.Signal{}
+	signalOthers := func(sig syscall.Signal) {
+		for _, p := range liveDescendants(self) {
+			if p.pgrp != pid && (sig == syscall.SIGKILL || sent[p.pid] != sig) {
+				syscall.Kill(p.pid, sig)
+				sent[p.pid] = sig
+			}
+		}
+	}
+	var others syscall.Signal
+	var scan <-chan time.Time // signal the others when it fires
 	signalAll := func(sig syscall.Signal) {
 		syscall.Kill(group, sig)
-		for _, p := range liveDescendants(self) {
-			if p.pgrp != pid {
-				syscall.Kill(p.pid, sig)
-			}
+		if sig == syscall.SIGKILL {
+			scan = nil
+			signalOthers(sig)
+			return
+		}
+		others = sig
+		if scan == nil {
+			scan = time.After(time.Millisecond)
 		}
 	}
 	var kill <-chan time.Time   // SIGKILL to all of them when it fires
@@ -299,6 +318,9 @@ func guard(args []string) int {
 			}
 		case <-kill:
 			killNow()
+		case <-scan:
+			scan = nil
+			signalOthers(others)
 		case <-sweep:
 			if len(liveDescendants(self)) > 0 {
 				signalAll(syscall.SIGKILL)
