@@ -29,6 +29,12 @@ type startedGuard struct {
 
 func startGuardProcess(t testing.TB, command ...string) *startedGuard {
 	t.Helper()
+	return startGuardGrace(t, 200*time.Millisecond, command...)
+}
+
+// startGuardGrace is startGuardProcess with the given grace.
+func startGuardGrace(t testing.TB, grace time.Duration, command ...string) *startedGuard {
+	t.Helper()
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
@@ -39,7 +45,7 @@ func startGuardProcess(t testing.TB, command ...string) *startedGuard {
 	ctl, theirs := os.NewFile(uintptr(fds[0]), "ctl"), os.NewFile(uintptr(fds[1]), "theirs")
 	g := &startedGuard{ctl: ctl, stderr: &bytes.Buffer{}, lines: make(chan string, 16), exited: make(chan struct{})}
 	g.cmd = exec.Command(binary, append([]string{guardCommand, "--"}, command...)...)
-	g.cmd.Env = append(os.Environ(), guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"=200ms")
+	g.cmd.Env = append(os.Environ(), guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+grace.String())
 	g.cmd.Stderr = g.stderr
 	g.cmd.ExtraFiles = []*os.File{theirs}
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

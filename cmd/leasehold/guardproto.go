@@ -21,6 +21,9 @@ import (
 //	guard → leasehold   "W": the watchdog stopped the command
 //	guard → leasehold   "L": the grant's deadline had passed; nothing started
 //	guard → leasehold   "E": the command could not be executed; nothing started
+//	guard → leasehold   "S": processes the command started survived SIGKILL;
+//	                    the guard exits without them (leasehold inherits
+//	                    them and kills them again)
 //
 // A guard is started ahead of time, while its leasehold follows: it pays
 // for the process start and leasehold's package inits then, and waits for

@@ -263,3 +263,55 @@ func TestRunHTTPCheckedFirst(t *testing.T) {
 		t.Fatalf("exit %d after %v, stderr %q; want exit 2 naming --http at once", code, time.Since(start), errb.String())
 	}
 }
+
+// What the command starts in a session of its own (setsid) does not
+// outlive the leadership: leasehold stopped by SIGTERM (the guard kills
+// the guard's whole subtree) or its guard killed by SIGKILL (the orphans
+// are reparented to leasehold, which kills those that carry the command's
+// environment). Either way it is gone before leasehold exits.
+func TestRunDescendantsInOtherSessions(t *testing.T) {
+	needBinaryAndEtcd(t)
+	for _, how := range []string{"SIGTERM to leasehold", "guard killed"} {
+		t.Run(how, func(t *testing.T) {
+			cfg, _ := writeConfig(t, "")
+			dir := t.TempDir()
+			out, pidFile := filepath.Join(dir, "out.txt"), filepath.Join(dir, "escaped.pid")
+			escaping := `setsid sh -c 'echo $$ > "$PIDF"; trap "" TERM; while :; do echo "$LEASEHOLD_TERM $LEASEHOLD_IDENTITY $(date +%s%N)" >> "$OUT"; sleep 0.05; done' & wait`
+			p := startLeasehold(t, "a", []string{"OUT=" + out, "PIDF=" + pidFile},
+				"run", "--config", cfg, "--id", "a", "--grace", "300ms", "--", "sh", "-c", escaping)
+			waitFor(t, out, 15*time.Second, "the command writing", func(ls []line) bool { return len(ls) >= 3 })
+			b, err := os.ReadFile(pidFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			escaped, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if how == "guard killed" {
+				var guards []int
+				for _, k := range childrenOf(t, p.cmd.Process.Pid) {
+					if len(childrenOf(t, k)) > 0 {
+						guards = append(guards, k)
+					}
+				}
+				if len(guards) != 1 {
+					t.Fatalf("want one guard running the command, found %v", guards)
+				}
+				syscall.Kill(guards[0], syscall.SIGKILL)
+			} else {
+				p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			select {
+			case <-p.done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("leasehold did not exit; logs:\n%s", p.logs.String())
+			}
+			stat, err := os.ReadFile("/proc/" + strconv.Itoa(escaped) + "/stat")
+			if f := bytes.Fields(stat[bytes.LastIndexByte(stat, ')')+1:]); err == nil && len(f) > 0 && string(f[0]) != "Z" {
+				syscall.Kill(escaped, syscall.SIGKILL)
+				t.Fatalf("the command's child in a session of its own (pid %d) outlived leasehold; logs:\n%s", escaped, p.logs.String())
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,10 @@ import (
 
 // selfExe names the running executable whatever became of its file.
 const selfExe = "/proc/self/exe"
+
+// guardBinary, when set, is the executable started as the guard instead
+// of this one (tests: the test binary is not leasehold).
+var guardBinary string
 
 // warmGuard is a guard process started ahead of time, waiting for its
 // grant on its control socket (guardproto.go).
@@ -43,6 +48,9 @@ func (g *guards) startGuard() (*warmGuard, error) {
 	path := self
 	if _, err := os.Stat(selfExe); err == nil {
 		path = selfExe
+	}
+	if guardBinary != "" {
+		self, path = guardBinary, guardBinary
 	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -140,9 +148,13 @@ func (g *guards) close() {
 // (leasehold itself, see guard_linux.go) that makes sure the command and
 // its children never outlive this process nor the lease. When ctx is
 // cancelled (leadership lost or shutdown) the guard is told to stop the
-// command: SIGTERM, then SIGKILL after grace. Whatever way the guard ends,
-// runChild returns only once no process of the command's group runs any
-// more, so the lock is never released while one may.
+// command: SIGTERM, then SIGKILL after grace, to every process the command
+// started. The command never runs past the lease's deadline + grace: if
+// the guard has not stopped it by then (stopped, frozen, stuck), leasehold
+// kills the command's processes itself, at once if that instant has
+// passed. Whatever way the guard ends, runChild returns only once no
+// process of the command runs any more — its group, what left the group,
+// what lost its guard — so the lock is never released while one may.
 func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log *slog.Logger) (code int, how childEnd, started bool) {
 	command, grace := g.command, g.grace
 	w, err := g.take()
@@ -171,7 +183,7 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 	// What the guard says: the command's process group, and whether its
 	// watchdog fired. It closes at the guard's exit.
 	var group atomic.Int64
-	var fired, late, failed atomic.Bool
+	var fired, late, failed, strayed atomic.Bool
 	said := make(chan struct{})
 	go func() {
 		defer close(said)
@@ -184,6 +196,8 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 				late.Store(true)
 			case line == "E":
 				failed.Store(true)
+			case line == "S":
+				strayed.Store(true)
 			case strings.HasPrefix(line, "P "):
 				if p, err := strconv.Atoi(line[2:]); err == nil && p > 0 {
 					group.Store(int64(p))
@@ -204,7 +218,11 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 			}
 		}
 	}()
-	// The guard is gone: make sure its command's group is too.
+	// The guard is gone: make sure its command's group is too, and every
+	// process the command started that outlived the guard (the guard, a
+	// child subreaper, waits for all of them, unless it was killed, gave
+	// up on them, or leasehold killed it: then they are leasehold's).
+	var killed []int // processes leasehold killed itself, to reap
 	finish := func(err error) int {
 		<-said
 		code := status(err)
@@ -213,6 +231,9 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 				log.Warn("processes of the command's group outlived its guard; killing them", "group", pg)
 			}
 			awaitGroup(pg, log)
+		}
+		if guardKilled(err) || strayed.Load() || killed != nil {
+			awaitStrays(commandMark(env), killed, log)
 		}
 		return code
 	}
@@ -238,21 +259,76 @@ func runChild(ctx context.Context, g *guards, env []string, feed *leaseFeed, log
 		return code, endExited, true
 	case <-ctx.Done():
 	}
-	log.Info("stopping the command", "grace", grace)
-	cmd.Process.Signal(syscall.SIGTERM)
-	wait := grace + 5*time.Second
-	t := time.NewTimer(wait)
+	// The command may run until the lease's deadline plus the grace and
+	// not an instant longer: grace < lease duration − renew deadline, so
+	// that is before any other replica may lead. The guard enforces it;
+	// if the guard does not (stopped, frozen, starved), leasehold kills
+	// the command's processes itself at that instant, without waiting for
+	// the guard, and at once when it has passed already.
+	guardPid := cmd.Process.Pid
+	overrun := func(why string) {
+		if pg := int(group.Load()); pg > 0 {
+			syscall.Kill(-pg, syscall.SIGKILL) // the quickest first
+		}
+		killed = append(killed, killTree(guardPid, log)...)
+		if n := len(killed); n > 0 {
+			log.Warn(why, "killed", n, "guard_stopped", stoppedProc(guardPid))
+		}
+	}
+	until := feed.deadline.Load() + int64(grace)
+	if left := time.Duration(until - monoNow()); left <= 0 {
+		overrun("the lease's deadline and the grace after it passed before the command was stopped; killed its processes at once")
+		cmd.Process.Signal(syscall.SIGTERM)
+	} else {
+		log.Info("stopping the command", "grace", min(grace, left))
+		cmd.Process.Signal(syscall.SIGTERM)
+		t := time.NewTimer(left)
+		select {
+		case err := <-done:
+			t.Stop()
+			code = finish(err)
+			log.Info("the command stopped", "status", code)
+			return code, endStopped, group.Load() > 0 || !failed.Load() && !late.Load()
+		case <-t.C:
+			overrun("the command's guard did not stop the command by the lease's deadline and grace (stopped or stuck?); killed its processes")
+		}
+	}
+	// The command's processes are gone; a stopped guard will not exit by
+	// itself, and a slow one only delays the lock's release: it gets a
+	// second at most.
+	if stoppedProc(guardPid) {
+		cmd.Process.Kill()
+	}
+	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {
 	case err := <-done:
 		code = finish(err)
 	case <-t.C:
-		log.Error("the command's guard did not finish; killing it", "waited", wait)
+		log.Error("the command's guard did not finish; killing it")
 		cmd.Process.Kill()
 		code = finish(<-done)
 	}
 	log.Info("the command stopped", "status", code)
 	return code, endStopped, group.Load() > 0 || !failed.Load() && !late.Load()
+}
+
+// commandMark is what tells the command's processes from leasehold's
+// other children once they have lost their guard: the entries of the
+// command's environment that name this leadership.
+func commandMark(env []string) []string {
+	var mark []string
+	for _, e := range env {
+		for _, k := range []string{"LEASEHOLD_TERM=", "LEASEHOLD_LOCK=", "LEASEHOLD_IDENTITY=", "LEASEHOLD_SLOT="} {
+			if strings.HasPrefix(e, k) {
+				mark = append(mark, e)
+			}
+		}
+	}
+	if !slices.ContainsFunc(mark, func(e string) bool { return strings.HasPrefix(e, "LEASEHOLD_TERM=") }) {
+		return nil // not a leadership's command: nothing to tell it by
+	}
+	return mark
 }
 
 // guardKilled reports whether the guard ended by a signal rather than by
