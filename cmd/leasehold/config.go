@@ -721,13 +721,22 @@ func (c *config) deleteHint(b elector.Backend) string {
 	return b.Describe()
 }
 
+// durationText writes durations as Go spells them ("1.5s"), not as
+// nanosecond integers (what slog's JSON handler would write).
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}
+
 // newLogger builds the slog logger of --log-format and --log-level.
 func (o *overrides) newLogger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, usagef("--log-level: %q is not one of debug, info, warn, error", o.logLevel)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	switch o.logFormat {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil

@@ -5,12 +5,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +60,9 @@ import (
 const (
 	guardParentEnv = "LEASEHOLD_GUARD_PARENT" // pid of the leasehold that started it
 	guardGraceEnv  = "LEASEHOLD_GUARD_GRACE"  // SIGTERM → SIGKILL delay
+	// guardLogJSONEnv is "1" when leasehold logs JSON (--log-format
+	// json): the guard's lines follow.
+	guardLogJSONEnv = "LEASEHOLD_GUARD_LOG_JSON"
 )
 
 // The guard's control socket is its file descriptor 3; guardproto.go has
@@ -72,9 +77,20 @@ type reaped struct {
 }
 
 func guardFail(format string, args ...any) int {
-	fmt.Fprintf(os.Stderr, "leasehold guard: "+format+"\n", args...)
+	guardLog().Error(fmt.Sprintf(format, args...))
 	return 1
 }
+
+// guardLog is the guard's logger: on stderr, in leasehold's --log-format
+// (guardLogJSONEnv says JSON), its lines marked guard=true.
+var guardLog = sync.OnceValue(func() *slog.Logger {
+	opts := &slog.HandlerOptions{ReplaceAttr: durationText}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if os.Getenv(guardLogJSONEnv) == "1" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("guard", true)
+})
 
 func guard(args []string) int {
 	if len(args) > 0 && args[0] == "--" {
@@ -129,7 +145,7 @@ func guard(args []string) int {
 
 	path, err := exec.LookPath(args[0])
 	if err != nil {
-		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
+		guardLog().Error("cannot start the command", "command", args[0], "err", err)
 		ctl.Write([]byte("E\n"))
 		return 127
 	}
@@ -147,7 +163,7 @@ func guard(args []string) int {
 	})
 	if err != nil {
 		// ForkExec reports a failed exec: the command never ran.
-		os.Stderr.WriteString("leasehold: cannot start " + args[0] + ": " + err.Error() + "\n")
+		guardLog().Error("cannot start the command", "command", args[0], "err", err)
 		ctl.Write([]byte("E\n"))
 		return 127
 	}
@@ -269,7 +285,7 @@ func guard(args []string) int {
 		}
 		wait := min(grace, lease.left(monoNow())+grace)
 		if wait <= 0 {
-			os.Stderr.WriteString("leasehold guard: the lease's deadline and the grace after it have passed; killing the command at once\n")
+			guardLog().Warn("the lease's deadline and the grace after it have passed: killing the command at once")
 			killNow()
 			return
 		}
@@ -300,7 +316,7 @@ func guard(args []string) int {
 				continue
 			}
 			if !lease.stopping {
-				os.Stderr.WriteString("leasehold guard: the lease ran out with no word of a renewal from leasehold (paused or stuck?); stopping the command\n")
+				guardLog().Warn("the lease's deadline passed with no renewal acknowledged by the store (the store unreachable or slow, or leasehold paused): stopping the command", "grace", grace)
 				ctl.Write([]byte("W\n"))
 				stop(syscall.SIGTERM)
 			}
@@ -329,7 +345,7 @@ func guard(args []string) int {
 			// Something outlived SIGKILL (stuck in the kernel); do not
 			// wait for it forever, and tell leasehold, which inherits it
 			// and kills it again.
-			os.Stderr.WriteString("leasehold: processes the command started are still running after SIGKILL\n")
+			guardLog().Error("processes the command started are still running after SIGKILL")
 			ctl.Write([]byte("S\n"))
 			if code < 0 {
 				code = 137

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,7 +189,8 @@ func TestGuardWatchdog(t *testing.T) {
 	renewed.ctl.Write([]byte("D " + strconv.FormatInt(now+int64(100*time.Millisecond), 10) + "\n")) // earlier: ignored
 
 	// Granted later and for longer than the renewed guard's first
-	// deadline, never renewed.
+	// deadline, never renewed; leasehold logs JSON, and so does it.
+	t.Setenv(guardLogJSONEnv, "1")
 	alone := startGuardProcess(t, "sh", "-c", "while :; do sleep 0.05; done")
 	alone.line(t, "R", 30*time.Second)
 	alone.grant(t, monoNow()+int64(1500*time.Millisecond))
@@ -197,8 +199,14 @@ func TestGuardWatchdog(t *testing.T) {
 	if code := alone.wait(t, 30*time.Second); code == 0 {
 		t.Fatalf("the stopped command's status passed on as 0")
 	}
-	if !strings.Contains(alone.stderr.String(), "the lease ran out") {
-		t.Fatalf("the guard's stderr does not say why it stopped the command:\n%s", alone.stderr)
+	var said struct {
+		Level, Msg, Grace string
+		Guard             bool
+	}
+	first, _, _ := strings.Cut(alone.stderr.String(), "\n")
+	if err := json.Unmarshal([]byte(first), &said); err != nil || said.Level != "WARN" || !said.Guard || said.Grace != "200ms" ||
+		!strings.Contains(said.Msg, "no renewal acknowledged by the store") {
+		t.Fatalf("the guard's stderr does not say why it stopped the command, in JSON with the grace as text (%v):\n%s", err, alone.stderr)
 	}
 	// By now the renewed guard's first deadline has passed too.
 	select {

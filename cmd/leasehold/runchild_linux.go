@@ -61,6 +61,9 @@ func (g *guards) startGuard() (*warmGuard, error) {
 	cmd := exec.Command(path, append([]string{guardCommand, "--"}, g.command...)...)
 	cmd.Args[0] = self
 	cmd.Env = append(os.Environ(), guardParentEnv+"="+strconv.Itoa(os.Getpid()), guardGraceEnv+"="+g.grace.String())
+	if _, ok := g.log.Handler().(*slog.JSONHandler); ok {
+		cmd.Env = append(cmd.Env, guardLogJSONEnv+"=1")
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3 of the guard
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGUSR1}
