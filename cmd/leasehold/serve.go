@@ -36,9 +36,11 @@ type server struct {
 	// memos are the keyed claims in flight and the last keyed claim
 	// granted of each job.
 	memos map[memoKey]*claimMemo
-	// newJobs serializes claims of jobs the record does not hold yet, so
-	// that concurrent ones cannot pass maxHTTPJobs together.
-	newJobs sync.Mutex
+	// claiming serializes the claims (the elector writes them one at a
+	// time anyway), so that concurrent claims of new jobs cannot pass
+	// maxHTTPJobs together, and a retry comes after the abandonment of
+	// the claim whose client left.
+	claiming sync.Mutex
 }
 
 // Bounds of the claim API (POST /claim).
@@ -197,12 +199,15 @@ func (s *server) claim(w http.ResponseWriter, r *http.Request, done bool) {
 		answer(http.StatusServiceUnavailable, resp)
 		return
 	}
-	// The claim's write is not cancelled with the request: once sent it
-	// lands or fails on its own, and the answer decides what is kept. The
-	// bound is for a claim that cannot even be sent.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.Config().RenewDeadline)
-	defer cancel()
+	// The write is not cancelled with the request: once sent it lands or
+	// fails on its own, and the answer decides what is kept. The bound is
+	// for a request that cannot even be sent.
+	detached := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(r.Context()), e.Config().RenewDeadline)
+	}
 	if done {
+		ctx, cancel := detached()
+		defer cancel()
 		err = e.Done(ctx, job, slot)
 		s.respond(answer, resp, err)
 		return
@@ -219,6 +224,17 @@ func (s *server) claim(w http.ResponseWriter, r *http.Request, done bool) {
 			return // the client left while waiting for the first try
 		}
 	}
+	s.claiming.Lock()
+	defer s.claiming.Unlock()
+	if r.Context().Err() != nil {
+		// The client left while waiting: claim nothing nobody will run.
+		if memo != nil {
+			s.settle(job, memo, 0, r.Context().Err())
+		}
+		return
+	}
+	ctx, cancel := detached()
+	defer cancel()
 	resp.Term, err = s.claimJob(ctx, e, job, slot, refuse)
 	if memo != nil {
 		s.settle(job, memo, resp.Term, err)
@@ -245,17 +261,12 @@ func (s *server) claim(w http.ResponseWriter, r *http.Request, done bool) {
 // errRefused: claimJob has answered already.
 var errRefused = errors.New("refused")
 
-// claimJob claims slot of job on e. A job the record does not hold yet
-// is claimed only while the record holds fewer than maxHTTPJobs jobs (and
-// one such claim at a time); otherwise refuse answers and errRefused is
-// returned.
+// claimJob claims slot of job on e, holding s.claiming. A job the record
+// does not hold yet is claimed only while the record holds fewer than
+// maxHTTPJobs jobs; otherwise refuse answers and errRefused is returned.
+// A follower's claim goes to the elector, which answers "not leading".
 func (s *server) claimJob(ctx context.Context, e *elector.Elector, job string, slot time.Time, refuse func(string, ...any)) (int64, error) {
-	if _, known := e.Jobs()[job]; known || !e.IsLeader() {
-		return e.Claim(ctx, job, slot)
-	}
-	s.newJobs.Lock()
-	defer s.newJobs.Unlock()
-	if jobs := e.Jobs(); len(jobs) >= maxHTTPJobs {
+	if jobs := e.Jobs(); e.IsLeader() && len(jobs) >= maxHTTPJobs {
 		if _, known := jobs[job]; !known {
 			refuse("the record holds %d jobs: the claim API adds no job to a record holding %d or more (half of the %d it may hold), and jobs are never removed; is %q a typo?",
 				len(jobs), maxHTTPJobs, elector.MaxJobs, job)

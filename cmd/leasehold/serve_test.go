@@ -299,10 +299,12 @@ func TestClaimHangUp(t *testing.T) {
 		t.Run("key="+key, func(t *testing.T) {
 			srv, e, b := claimServer(t)
 			reqs := make(chan *http.Request, 10)
+			served := make(chan struct{}, 10)
 			full := srv.handler()
 			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				reqs <- r
 				full.ServeHTTP(w, r)
+				served <- struct{}{}
 			}))
 			defer hs.Close()
 			slot := time.Now().Truncate(time.Minute)
@@ -327,13 +329,29 @@ func TestClaimHangUp(t *testing.T) {
 				t.Fatal("the client got an answer after hanging up")
 			}
 			<-first.Context().Done() // the server saw it go
-			release()
 			h := []string{}
 			if key != "" {
 				h = []string{"Idempotency-Key", key}
 			}
-			// The retry is answered once the first claim's answer is in
-			// (the Machine serves claims in order).
+			// A keyed retry sent while the first try is in flight waits for
+			// its answer (or, if it comes after, finds it).
+			early := make(chan claimResponse, 1)
+			if key != "" {
+				go func() {
+					code, _, r := do(full, http.MethodPost, claimPath("claim", "report", slot), h...)
+					if code != 200 {
+						r.Error = fmt.Sprintf("code %d: %s", code, r.Error)
+					}
+					early <- r
+				}()
+			}
+			release()
+			<-served // the first claim is answered (and, without a key, abandoned)
+			if key != "" {
+				if r := <-early; r.Error != "" || !r.Repeat {
+					t.Fatalf("a retry sent while the first try was in flight: %+v, want 200 repeat", r)
+				}
+			}
 			code, _, r := do(full, http.MethodPost, claimPath("claim", "report", slot), h...)
 			if code != 200 || r.Term < 1 || r.Repeat != (key != "") {
 				t.Fatalf("retry after hanging up: %d %+v, want 200 (repeat: %v)", code, r, key != "")
