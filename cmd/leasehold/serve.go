@@ -70,7 +70,6 @@ type memoKey struct{ job, key string }
 type claimMemo struct {
 	e        *elector.Elector
 	slot     time.Time
-	key      string
 	answered chan struct{} // closed once term is set
 	term     int64         // the granted claim's term; 0 if not granted
 }
@@ -307,7 +306,7 @@ func (s *server) keyed(ctx context.Context, e *elector.Elector, job string, slot
 				}
 			}
 		}
-		m = &claimMemo{e: e, slot: slot, key: key, answered: make(chan struct{})}
+		m = &claimMemo{e: e, slot: slot, answered: make(chan struct{})}
 		s.memos[k] = m
 		s.mu.Unlock()
 		return m, false
