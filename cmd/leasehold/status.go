@@ -406,15 +406,28 @@ func watchStatus(ctx context.Context, o *overrides, asJSON bool, stdout, stderr 
 			timedOut bool // the watch ran to the end of the observed lease
 		)
 		if watcher != nil && haveVer {
-			wctx, cancel := context.WithCancel(ctx)
+			// Wake when the observed lease would run out, to say so; and
+			// at least once a lease duration, to check that the store
+			// still answers: a watch on a store that went away may wait
+			// in silence (etcd's client reconnects for ever).
+			deadline, atExpiry := time.Now().Add(ss.cfg.Lease.LeaseDuration), false
 			if rec.Holder != "" && !expired {
-				// Wake when the observed lease would run out, to say so.
-				cancel()
-				wctx, cancel = context.WithDeadline(ctx, seen.Add(lease(rec)))
+				if exp := seen.Add(lease(rec)); exp.Before(deadline) {
+					deadline, atExpiry = exp, true
+				}
 			}
+			wctx, cancel := context.WithDeadline(ctx, deadline)
 			nrec, nver, err = watcher.Watch(wctx, ver)
-			timedOut = err != nil && wctx.Err() != nil && ctx.Err() == nil
+			ranOut := err != nil && wctx.Err() != nil && ctx.Err() == nil
 			cancel()
+			if ranOut && !atExpiry {
+				// A quiet watch: read, within a renew deadline.
+				cctx, cancel := context.WithTimeout(ctx, ss.cfg.Lease.RenewDeadline)
+				nrec, nver, err = ss.backend.Get(cctx)
+				cancel()
+				ranOut = false
+			}
+			timedOut = ranOut
 		} else {
 			if !first {
 				sleep(ctx, poll)
