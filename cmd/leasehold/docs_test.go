@@ -128,3 +128,35 @@ func TestCLIDocs(t *testing.T) {
 		}
 	}
 }
+
+// docs/library.md tells a newcomer what to go get for each store, and
+// docs/cli.md lists every metric the metrics module registers (issue 22).
+func TestLibraryAndMetricsDocs(t *testing.T) {
+	lib, err := os.ReadFile("../../docs/library.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"", "/backend/etcd", "/backend/consul", "/backend/kube"} {
+		want := regexp.MustCompile("`go get [^`]*github.com/leasehold-go/leasehold" + regexp.QuoteMeta(m) + "[ `]")
+		if !want.Match(lib) {
+			t.Errorf("docs/library.md does not say to go get github.com/leasehold-go/leasehold%s", m)
+		}
+	}
+	src, err := os.ReadFile("../../metrics/metrics.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`Name: "(leasehold_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(names) < 5 {
+		t.Fatalf("found %d metric names in metrics.go", len(names))
+	}
+	for _, n := range names {
+		if !strings.Contains(string(cli), "`"+n[1]) {
+			t.Errorf("docs/cli.md does not list the metric %s", n[1])
+		}
+	}
+}
