@@ -51,6 +51,10 @@ type ClaimRequest struct {
 	// renewal, or the release), so the slot is not taken for a run cut
 	// short. Nothing is written for it alone.
 	Abandon bool
+	// Forget removes the job's entry from the record (Slot is not used):
+	// a job that no longer runs, or a name written by mistake, frees its
+	// place (MaxJobs). The job, if it runs again, starts as a new one.
+	Forget bool
 }
 
 // claimPrior is the last claim of a job a Machine wrote: the slot, its
@@ -207,10 +211,12 @@ func (m *Machine) Claim(now Now, req ClaimRequest) (out Output) {
 		out.Claims = append(out.Claims, refusal(req, ClaimNotLeader, JobState{}, nil))
 	case ValidJobName(req.Job) != nil:
 		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, ValidJobName(req.Job)))
-	case checkSlot(req.Slot) != nil:
+	case !req.Forget && checkSlot(req.Slot) != nil:
 		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, checkSlot(req.Slot)))
 	case req.Done && req.Rerun:
 		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, errors.New("both done and rerun")))
+	case req.Forget && (req.Done || req.Rerun):
+		out.Claims = append(out.Claims, refusal(req, ClaimInvalid, JobState{}, errors.New("forget with done or rerun")))
 	case len(m.claims) >= MaxQueuedClaims:
 		out.Claims = append(out.Claims, refusal(req, ClaimFailed, JobState{},
 			fmt.Errorf("%d requests are queued already", len(m.claims))))
@@ -270,6 +276,10 @@ func refusal(req ClaimRequest, o ClaimOutcome, st JobState, cause error) ClaimRe
 func requestName(req ClaimRequest) string {
 	verb := "claim"
 	switch {
+	case req.Forget:
+		return fmt.Sprintf("forget of job %q", req.Job)
+	case req.Abandon:
+		verb = "abandon"
 	case req.Done:
 		verb = "done"
 	case req.Rerun:
@@ -334,6 +344,28 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 		jobs := m.unclaimed(m.rec.Jobs)
 		st, known := jobs[req.Job]
 		next := st
+		if req.Forget {
+			if !known {
+				out.Claims = append(out.Claims, refusal(req, ClaimNotClaimed, st, errors.New("the record holds no such job")))
+				continue
+			}
+			m.lastAttempt = now.Mono
+			if !m.unacked {
+				m.unacked, m.unackedFrom = true, now.Mono
+			}
+			r := m.rec
+			r.RenewTime = now.Wall
+			r.Jobs = CloneJobs(jobs)
+			delete(r.Jobs, req.Job)
+			if len(r.Jobs) == 0 {
+				r.Jobs = nil
+			}
+			delete(m.priors, req.Job)
+			m.claiming, m.claimReq = true, req
+			out.Wait = Wait{}
+			m.write(now, OpUpdate, r, m.ver, out)
+			return true
+		}
 		switch {
 		case req.Done && (st.Started.IsZero() || !req.Slot.Equal(st.Started)):
 			out.Claims = append(out.Claims, refusal(req, ClaimNotClaimed, st, nil))
@@ -378,7 +410,7 @@ func (m *Machine) claimWrite(now Now, out *Output) bool {
 // answerClaim reports the outcome of the write that carried req, once its
 // Result has been handled.
 func (m *Machine) answerClaim(req ClaimRequest, err error, out *Output) {
-	if !req.Done {
+	if !req.Done && !req.Forget {
 		// Remember the claim; one that was not acknowledged but may have
 		// landed (no answer, an answer too late) is disowned at once: its
 		// run does not start. A conflict or "not found" landed nothing.

@@ -96,8 +96,14 @@ func show(o Output) string {
 			verb = "done"
 		case c.Request.Rerun:
 			verb = "rerun"
+		case c.Request.Abandon:
+			verb = "abandon"
 		}
-		fmt.Fprintf(&b, "%s#%d(%s %s)=%s", verb, c.Request.ID, c.Request.Job, c.Request.Slot.Sub(epoch), c.Outcome)
+		if c.Request.Forget {
+			fmt.Fprintf(&b, "forget#%d(%s)=%s", c.Request.ID, c.Request.Job, c.Outcome)
+		} else {
+			fmt.Fprintf(&b, "%s#%d(%s %s)=%s", verb, c.Request.ID, c.Request.Job, c.Request.Slot.Sub(epoch), c.Outcome)
+		}
 		switch {
 		case c.Outcome == ClaimAcknowledged:
 			fmt.Fprintf(&b, "(term=%d)", c.Term)

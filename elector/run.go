@@ -313,6 +313,18 @@ func (e *Elector) Abandon(job string, slot time.Time) error {
 	return err
 }
 
+// Forget removes job's entry from the record, with a compare-and-swap
+// write while this candidate leads: a job that no longer runs, or a name
+// written by mistake, frees its place (the record holds at most MaxJobs).
+// If the job runs again, it starts as a new one: from its next slot, with
+// nothing to catch up on and no slot cut short. It fails with
+// ErrNotClaimed when the record holds no such job; the other errors are
+// Claim's.
+func (e *Elector) Forget(ctx context.Context, job string) error {
+	_, err := e.request(ctx, ClaimRequest{Job: job, Forget: true})
+	return err
+}
+
 // Jobs returns the job entries of the record as this candidate last saw
 // or wrote it (a copy; nil when there are none; kept when the record is
 // deleted, as the next record it creates carries them): for a leader, what its
@@ -403,6 +415,10 @@ func (d *driver) answer(results []ClaimResult) {
 		delete(d.waiting, r.Request.ID)
 		verb, did := "claim", "claimed a slot"
 		switch {
+		case r.Request.Forget:
+			verb, did = "forget", "forgot a job"
+		case r.Request.Abandon:
+			verb, did = "abandon", "put back a claim whose run never started"
 		case r.Request.Done:
 			verb, did = "done", "marked a slot done"
 		case r.Request.Rerun:

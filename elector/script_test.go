@@ -68,7 +68,7 @@ func TestScriptRejectsTypos(t *testing.T) {
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms ld=15\n", `typo.txt:5: result: ld="15" is not a duration`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nclaim t=1ms id=1 job=x slot=soon\n", `typo.txt:5: claim: slot="soon" is not a duration`},
 		{"new id=b rand=0.5\n\nstart t=0\n\nresult t=1ms jobs=x:1m\n", `typo.txt:5: result: jobs="x:1m" is not name:started:term:done[,...] (durations after the epoch, - for none)`},
-		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done, rerun, abandon)`},
+		{"new id=b\n\nstrat t=0\n", `typo.txt:3: unknown command "strat" (want new, start, tick, result, watched, stop, workdone, claim, done, rerun, abandon, forget)`},
 		{"start t=0\n", "typo.txt:1: no machine: start the script with new"},
 		{"new rand=0\n", "typo.txt:1: new: id missing"},
 	} {
@@ -131,9 +131,10 @@ var verbs = map[string]struct{ keys, required []string }{
 	"done":     {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 	"rerun":    {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
 	"abandon":  {keys: []string{"t", "id", "job", "slot"}, required: []string{"t", "id", "job", "slot"}},
+	"forget":   {keys: []string{"t", "id", "job"}, required: []string{"t", "id", "job"}},
 }
 
-var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done", "rerun", "abandon"}
+var verbOrder = []string{"new", "start", "tick", "result", "watched", "stop", "workdone", "claim", "done", "rerun", "abandon", "forget"}
 
 // scriptErrs are the values of err=; the Machine only tells conflicts and
 // missing records from other failures.
@@ -367,6 +368,12 @@ func apply(mp **Machine, cmd string) (string, error) {
 			return "", err
 		}
 		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Slot: epoch.Add(slot), Done: a.verb == "done", Rerun: a.verb == "rerun", Abandon: a.verb == "abandon"})
+	case "forget":
+		id, err := a.int("id")
+		if err != nil {
+			return "", err
+		}
+		o = m.Claim(now, ClaimRequest{ID: uint64(id), Job: a.str("job"), Forget: true})
 	case "result", "watched":
 		rec := Record{Holder: a.str("holder"), Instance: a.str("instance"), AcquireTime: epoch, RenewTime: epoch}
 		if rec.Jobs, err = a.jobs("jobs"); err != nil {

@@ -117,6 +117,7 @@ func (s *server) handler() http.Handler {
 	// Slot claims for applications that schedule themselves (docs/cron.md).
 	mux.HandleFunc("POST /claim", func(w http.ResponseWriter, r *http.Request) { s.claim(w, r, false) })
 	mux.HandleFunc("POST /done", func(w http.ResponseWriter, r *http.Request) { s.claim(w, r, true) })
+	mux.HandleFunc("POST /forget", s.forget)
 	return mux
 }
 
@@ -252,6 +253,42 @@ func (s *server) claim(w http.ResponseWriter, r *http.Request, done bool) {
 		} else {
 			s.log.Warn("claim API: the client left before the answer, and the claim could not be abandoned", "job", job, "slot", resp.Slot, "err", aerr)
 		}
+	}
+	s.respond(answer, resp, err)
+}
+
+// forget answers POST /forget?job=NAME: the leader removes the job's entry
+// from the record (a job that no longer runs, or a name written by
+// mistake, frees its place): 200 once written, 409 if the record holds no
+// such job, 503 if this replica does not lead or the write failed, 400
+// for a bad name. A job that runs again starts as a new one.
+func (s *server) forget(w http.ResponseWriter, r *http.Request) {
+	job := r.URL.Query().Get("job")
+	answer := func(code int, resp claimResponse) {
+		body, _ := json.Marshal(resp)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		w.Write(append(body, '\n'))
+	}
+	resp := claimResponse{Job: job}
+	if err := elector.ValidJobName(job); err != nil {
+		resp.Error = err.Error()
+		answer(http.StatusBadRequest, resp)
+		return
+	}
+	e := s.e.Load()
+	if e == nil {
+		resp.Error = "not leading"
+		answer(http.StatusServiceUnavailable, resp)
+		return
+	}
+	s.claiming.Lock()
+	defer s.claiming.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.Config().RenewDeadline)
+	defer cancel()
+	err := e.Forget(ctx, job)
+	if err == nil {
+		s.log.Info("claim API: forgot a job", "job", job)
 	}
 	s.respond(answer, resp, err)
 }

@@ -380,3 +380,35 @@ func TestClaimHangUp(t *testing.T) {
 		})
 	}
 }
+
+// POST /forget removes a job's entry, freeing its place: junk names can
+// be cleared; a job the record does not hold is 409; a bad name 400; and
+// a forgotten job claims again as a new one.
+func TestClaimForget(t *testing.T) {
+	srv, e, _ := claimServer(t)
+	h := srv.handler()
+	slot := time.Now().Truncate(time.Minute)
+	for _, job := range []string{"junk", "report"} {
+		if code, _, r := do(h, http.MethodPost, claimPath("claim", job, slot)); code != 200 {
+			t.Fatalf("claim %s: %d %+v", job, code, r)
+		}
+	}
+	if code, _, r := do(h, http.MethodPost, "/forget?job=junk"); code != 200 {
+		t.Fatalf("forget junk: %d %+v", code, r)
+	}
+	if _, ok := e.Jobs()["junk"]; ok || len(e.Jobs()) != 1 {
+		t.Fatalf("after forget: %+v", e.Jobs())
+	}
+	if code, _, r := do(h, http.MethodPost, "/forget?job=junk"); code != 409 {
+		t.Errorf("forget of a job not held: %d %+v, want 409", code, r)
+	}
+	if code, _, r := do(h, http.MethodPost, "/forget?job=Bad_Name"); code != 400 {
+		t.Errorf("forget of a bad name: %d %+v, want 400", code, r)
+	}
+	if code, allow, _ := do(h, http.MethodGet, "/forget?job=report"); code != 405 || allow != "POST" {
+		t.Errorf("GET /forget: %d allow %q, want 405 POST", code, allow)
+	}
+	if code, _, r := do(h, http.MethodPost, claimPath("claim", "junk", slot)); code != 200 {
+		t.Errorf("the forgotten job claims again: %d %+v", code, r)
+	}
+}
