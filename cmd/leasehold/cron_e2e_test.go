@@ -682,11 +682,23 @@ func TestCronStopLetsRunFinish(t *testing.T) {
 // stop was asked for is not made, one that landed too late for its run is
 // put back, and a run under way is let finish (issue 21, item 2).
 func TestCronStopAtSlotBoundary(t *testing.T) {
-	needBinaryAndEtcd(t)
-	cfg, _ := cronLockConfig(t)
+	t.Run("etcd", func(t *testing.T) {
+		needBinaryAndEtcd(t)
+		cfg, _ := cronLockConfig(t)
+		testCronStopAtSlotBoundary(t, cfg, nil)
+	})
+	t.Run("consul", func(t *testing.T) {
+		srv := needBinaryAndConsul(t)
+		cfg, _ := writeConsulConfig(t)
+		testCronStopAtSlotBoundary(t, cfg, []string{"LEASEHOLD_CONSUL_ADDRESS=" + srv.Address})
+	})
+}
+
+func testCronStopAtSlotBoundary(t *testing.T, cfg string, env []string) {
 	out := filepath.Join(t.TempDir(), "runs.txt")
+	env = append(env, "OUT="+out)
 	start := func(id string) *proc {
-		return startLeasehold(t, id, []string{"OUT=" + out}, "cron", "--config", cfg, "--id", id, "--schedule", "@every 1s",
+		return startLeasehold(t, id, env, "cron", "--config", cfg, "--id", id, "--schedule", "@every 1s",
 			"--catch-up", "1m", "--", "sh", "-c", `echo "$LEASEHOLD_SLOT $LEASEHOLD_IDENTITY 0 $(date +%s%N)" >> "$OUT"`)
 	}
 	procs := map[string]*proc{"r1": start("r1"), "r2": start("r2")}
