@@ -118,7 +118,7 @@ func TestRunPausedLeaderStopsItsCommand(t *testing.T) {
 					t.Fatalf("%s's command wrote again at %v while %s leads", first, l.at.Format(time.StampMicro), next)
 				}
 			}
-			if !strings.Contains(procs[first].logs.String(), "lease ran out") {
+			if !strings.Contains(procs[first].logs.String(), "deadline passed with no renewal") {
 				t.Errorf("%s's logs do not say that the guard stopped the command:\n%s", first, procs[first].logs.String())
 			}
 		})
